@@ -1,0 +1,134 @@
+//! The REST API: axum routes, one file per resource, and the one error type.
+//! It is the only module that knows HTTP.
+
+mod auth;
+mod executions;
+mod health;
+mod openapi;
+mod problem;
+mod steps;
+mod tenants;
+mod workflows;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+
+pub use self::auth::{AdminToken, generate_token, hash_token};
+pub use self::problem::{ApiError, PROBLEM_JSON};
+use crate::engine::Engine;
+use crate::store::Store;
+
+/// Limits and defaults of the API.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest request body, except component uploads.
+    pub max_body_bytes: usize,
+    /// Largest component upload.
+    pub max_component_bytes: usize,
+    /// How long a sync call waits when the client does not say.
+    pub default_wait: std::time::Duration,
+    /// The longest wait a client may ask for.
+    pub max_wait: std::time::Duration,
+}
+
+/// Registers components: validation and precompilation, behind a trait so
+/// that the API does not know the sandbox.
+#[async_trait::async_trait]
+pub trait Registrar: Send + Sync + 'static {
+    /// Validates and precompiles a component.
+    async fn register(&self, bytes: Arc<Vec<u8>>) -> Result<Registered, String>;
+}
+
+/// What registering a component found.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// Content digest.
+    pub digest: crate::model::Digest,
+    /// What it imports.
+    pub imports: Vec<String>,
+    /// How long validation and compilation took.
+    pub compile_ms: u64,
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) engine: Engine,
+    pub(crate) registrar: Arc<dyn Registrar>,
+    pub(crate) admin: Option<AdminToken>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Bundles the state.
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Engine,
+        registrar: Arc<dyn Registrar>,
+        admin: Option<AdminToken>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            store,
+            engine,
+            registrar,
+            admin,
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.max_body_bytes;
+    let component_limit = state.settings.max_component_bytes;
+    let steps = Router::new()
+        .route(
+            "/v1/steps/{name}",
+            put(steps::put)
+                .get(steps::get)
+                .delete(steps::delete)
+                .layer(DefaultBodyLimit::max(component_limit)),
+        )
+        .route("/v1/steps", get(steps::list));
+    let api = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/v1/tenants", post(tenants::create))
+        .route("/v1/tenants/{tenant}/tokens", post(tenants::create_token))
+        .route("/v1/workflows", get(workflows::list))
+        .route(
+            "/v1/workflows/{workflow_id}",
+            put(workflows::put).get(workflows::get),
+        )
+        .route(
+            "/v1/executions",
+            post(executions::run_sync).get(executions::list),
+        )
+        .route("/v1/executions/async", post(executions::run_async))
+        .route("/v1/executions/{execution_id}", get(executions::get))
+        .route(
+            "/v1/executions/{execution_id}/cancel",
+            post(executions::cancel),
+        )
+        .layer(DefaultBodyLimit::max(body_limit));
+    Router::new()
+        .merge(api)
+        .merge(steps)
+        .merge(openapi::routes())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::map_response(problem::ensure_problem_json))
+        .with_state(state)
+}

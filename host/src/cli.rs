@@ -1,0 +1,363 @@
+//! The `stephost` command line: argument parsing and the commands that run
+//! locally. It owns process concerns (exit codes, printing); the work
+//! itself happens in the library modules.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::{AttemptReport, LogLine};
+use crate::sandbox::{self, Cancel, Capabilities, Overrides, Sandbox, Settings};
+
+/// stephost: a sandboxed workflow host whose every step is an isolated
+/// WebAssembly component.
+#[derive(Debug, Parser)]
+#[command(name = "stephost", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: the REST API on the embedded SQLite store.
+    Serve(ServeArgs),
+    /// Manage tenants directly in the data directory.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Work with step components: run and inspect locally, or push to a
+    /// server.
+    #[command(subcommand)]
+    Step(StepCommand),
+    /// Manage workflows on a server.
+    #[command(subcommand)]
+    Workflow(crate::cli_client::WorkflowCommand),
+    /// Run and follow executions on a server.
+    #[command(subcommand)]
+    Exec(crate::cli_client::ExecCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8480].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory for the database and precompiled components
+    /// [default: ./stephost-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A TOML configuration file (keys as in `stephost serve --help`'s
+    /// documentation; see README).
+    #[arg(long, env = "STEPHOST_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its first token (shown once).
+    Create {
+        /// The tenant's unique name.
+        name: String,
+        /// Data directory of the server [default: ./stephost-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A TOML configuration file.
+        #[arg(long, env = "STEPHOST_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StepCommand {
+    /// Run one attempt of a step component locally, under the same sandbox
+    /// as the server. Prints the output on stdout and the metering and logs
+    /// on stderr. Exits 1 on any outcome other than `succeeded`.
+    Call(CallArgs),
+    /// Print a component's imports and exports and whether it is a valid
+    /// step. Exits 1 when it is not.
+    Inspect(InspectArgs),
+    /// Upload a component to a server as a new version of step NAME.
+    Push(crate::cli_client::PushArgs),
+}
+
+#[derive(Debug, Args)]
+struct CallArgs {
+    /// Path to the step component (`.wasm`).
+    component: PathBuf,
+    /// The input, as JSON text.
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// Fuel budget (about one unit per wasm instruction).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Wall-clock limit, such as `500ms` or `5s`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// Linear memory cap, such as `64MiB`.
+    #[arg(long, value_parser = parse_bytes)]
+    memory: Option<u64>,
+    /// A configuration value for the `config` import, as `key=value`.
+    /// Repeat for several.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// Print the whole report (outcome, metering, logs) as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// Path to the component (`.wasm`).
+    component: PathBuf,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(Debug, Args)]
+struct CacheArgs {
+    /// Keep precompiled components in this directory so later runs skip
+    /// compilation. Without it, components are compiled on every run.
+    #[arg(long, env = "STEPHOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("`{s}` is not a size such as 64MiB: {e}"))
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Tenant(TenantCommand::Create {
+            name,
+            data_dir,
+            config,
+        }) => tenant_create(name, data_dir, config).await,
+        Command::Step(StepCommand::Call(args)) => step_call(args).await,
+        Command::Step(StepCommand::Inspect(args)) => step_inspect(args),
+        Command::Step(StepCommand::Push(args)) => crate::cli_client::push(args).await,
+        Command::Workflow(cmd) => crate::cli_client::workflow(cmd).await,
+        Command::Exec(cmd) => crate::cli_client::exec(cmd).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = crate::config::Config::load(
+        args.config.as_deref(),
+        &crate::config::Overrides {
+            listen: args.listen,
+            data_dir: args.data_dir,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    eprintln!(
+        "stephost listening on http://{} (data in {}, API reference at /docs)",
+        listener.local_addr()?,
+        config.data_dir.display()
+    );
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    };
+    crate::run(config, listener, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tenant_create(
+    name: String,
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let config = crate::config::Config::load(
+        config.as_deref(),
+        &crate::config::Overrides {
+            listen: None,
+            data_dir,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    crate::model::check_name("tenant name", &name).map_err(anyhow::Error::msg)?;
+    let store = crate::open_store(&config)?;
+    let token = crate::api::generate_token().map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let tenant = crate::store::Tenant {
+        id: crate::model::TenantId::generate(),
+        name,
+        created_at: crate::engine::now_pub(),
+    };
+    crate::store::Store::create_tenant(&*store, &tenant, crate::api::hash_token(&token)).await?;
+    eprintln!(
+        "created tenant {} ({}); its token, shown once:",
+        tenant.name, tenant.id
+    );
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sandbox(cache: &CacheArgs) -> anyhow::Result<Sandbox> {
+    Ok(Sandbox::new(Settings {
+        cache_dir: cache.cache_dir.clone(),
+        ..Settings::default()
+    })?)
+}
+
+fn read_component(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+async fn step_call(args: CallArgs) -> anyhow::Result<ExitCode> {
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&args.input) {
+        bail!("--input is not JSON: {e}");
+    }
+    let bytes = read_component(&args.component)?;
+    let sandbox = sandbox(&args.cache)?;
+    let limits = sandbox.limits(&Overrides {
+        fuel: args.fuel,
+        timeout: args.timeout,
+        memory_bytes: args.memory,
+    })?;
+    let step = tokio::task::block_in_place(|| sandbox.prepare(&bytes))
+        .with_context(|| format!("{} is not a usable step", args.component.display()))?;
+    let caps = Capabilities {
+        config: args.config.into_iter().collect::<BTreeMap<_, _>>(),
+        secrets: Vec::new(),
+    };
+    let report = sandbox
+        .run(&step, &args.input, &limits, &caps, &Cancel::new())
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.outcome.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_report(report: &AttemptReport) {
+    for line in &report.logs {
+        eprintln!("{}", format_log(line));
+    }
+    let m = &report.metering;
+    eprintln!(
+        "outcome: {}\nwall time: {:.3} ms  fuel: {}  memory peak: {}",
+        report.outcome.kind(),
+        m.wall_time_us as f64 / 1000.0,
+        m.fuel_consumed,
+        bytesize::ByteSize::b(m.memory_peak_bytes).display().iec(),
+    );
+    match &report.outcome {
+        sandbox::Outcome::Succeeded { output } => println!("{output}"),
+        sandbox::Outcome::Trapped {
+            backtrace: Some(bt),
+            ..
+        } => eprintln!(
+            "error: {}\nwasm backtrace:\n{bt}",
+            report.outcome.describe()
+        ),
+        other => eprintln!("error: {}", other.describe()),
+    }
+}
+
+fn format_log(line: &LogLine) -> String {
+    format!(
+        "[{:>6} ms] {:<5} {:<6} {}",
+        line.at_ms,
+        format!("{:?}", line.level).to_lowercase(),
+        format!("{:?}", line.source).to_lowercase(),
+        line.message
+    )
+}
+
+fn step_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let bytes = read_component(&args.component)?;
+    let sandbox = sandbox(&args.cache)?;
+    let report = match sandbox.inspect(&bytes) {
+        Ok(r) => r,
+        Err(e @ sandbox::Error::NotAComponent(_)) => {
+            println!("verdict: invalid: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!("component: {}", args.component.display());
+    println!("digest:    {}", report.digest);
+    println!("size:      {} bytes", report.size_bytes);
+    println!("exports:");
+    for e in &report.exports {
+        println!("  {e}");
+    }
+    println!("imports:");
+    for i in &report.imports {
+        println!("  {i}");
+    }
+    match &report.verdict {
+        Ok(()) => {
+            println!("verdict:   valid step");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            println!("verdict:   invalid: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

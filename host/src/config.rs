@@ -1,0 +1,198 @@
+//! Server configuration: one serde tree, layered as defaults, then a TOML
+//! file, then `STEPHOST_*` environment variables, then command-line flags.
+//! Unknown keys are errors. This is the only module that reads the
+//! environment for server settings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::store::sqlite::Durability;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
+
+/// A secret string: redacted in `Debug` and never serialized.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[REDACTED]")
+    }
+}
+
+/// Everything `stephost serve` can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Config {
+    /// Address to listen on (`STEPHOST_LISTEN`, `--listen`).
+    pub listen: SocketAddr,
+    /// Where the database and precompiled components live
+    /// (`STEPHOST_DATA_DIR`, `--data-dir`).
+    pub data_dir: PathBuf,
+    /// A token that may manage tenants (`STEPHOST_ADMIN_TOKEN`). Without it,
+    /// tenants are created with `stephost tenant create`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<Secret>,
+    /// How many step attempts run at once (default: the number of CPUs).
+    pub workers: usize,
+    /// How many executions are driven at once; the rest wait, FIFO.
+    pub max_in_flight: usize,
+    /// `full` (fsync every commit; the default), `normal` or `off`.
+    pub durability: DurabilityConfig,
+    /// Seconds a synchronous call waits when the client does not say.
+    pub default_wait_seconds: u64,
+    /// The longest wait a client may ask for, in seconds.
+    pub max_wait_seconds: u64,
+    /// Largest request body in bytes, except component uploads.
+    pub max_body_bytes: usize,
+    /// Largest component upload in bytes.
+    pub max_component_bytes: usize,
+}
+
+/// How hard the store works to keep each commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DurabilityConfig {
+    /// fsync on every commit: an acknowledged change survives power loss.
+    Full,
+    /// Survives a process crash, not a power loss.
+    Normal,
+    /// For benchmarks and throwaway data.
+    Off,
+}
+
+impl From<DurabilityConfig> for Durability {
+    fn from(d: DurabilityConfig) -> Self {
+        match d {
+            DurabilityConfig::Full => Durability::Full,
+            DurabilityConfig::Normal => Durability::Normal,
+            DurabilityConfig::Off => Durability::Off,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            data_dir: PathBuf::from("stephost-data"),
+            admin_token: None,
+            workers: cpus,
+            max_in_flight: 512,
+            durability: DurabilityConfig::Full,
+            default_wait_seconds: 60,
+            max_wait_seconds: 300,
+            max_body_bytes: 1 << 20,
+            max_component_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Flags that override the other layers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(rename = "data-dir", skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Environment variables that belong to the client and tools, not to the
+/// server's configuration.
+const NOT_SERVER_KEYS: &[&str] = &["url", "token", "cache-dir", "polyglot-dir", "config"];
+
+impl Config {
+    /// Loads the layers. `file` is the TOML file (`--config` or
+    /// `STEPHOST_CONFIG`); a missing file given explicitly is an error.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, String> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(format!("config file {} does not exist", file.display()));
+            }
+            fig = fig.merge(Toml::file_exact(file));
+        }
+        fig = fig
+            .merge(
+                Env::prefixed("STEPHOST_")
+                    .map(|k| k.as_str().to_ascii_lowercase().replace('_', "-").into())
+                    .filter(|k| !NOT_SERVER_KEYS.contains(&k.as_str())),
+            )
+            .merge(Serialized::defaults(overrides));
+        fig.extract().map_err(|e| {
+            e.into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment's Jail API fixes the closure's error type"
+    )]
+    fn layers_apply_in_order_and_unknown_keys_fail() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "s.toml",
+                "workers = 3\nmax-wait-seconds = 10\nlisten = \"127.0.0.1:1\"",
+            )?;
+            jail.set_env("STEPHOST_MAX_WAIT_SECONDS", "20");
+            jail.set_env("STEPHOST_URL", "http://ignored");
+            let c = Config::load(
+                Some(Path::new("s.toml")),
+                &Overrides {
+                    listen: Some("127.0.0.1:2".parse().unwrap()),
+                    data_dir: None,
+                },
+            )
+            .map_err(figment::Error::from)?;
+            assert_eq!(c.workers, 3);
+            assert_eq!(c.max_wait_seconds, 20);
+            assert_eq!(c.listen.port(), 2);
+
+            jail.set_env("STEPHOST_BOGUS", "1");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("bogus"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_admin_token_is_redacted() {
+        let c = Config {
+            admin_token: Some(Secret("hunter2".into())),
+            ..Config::default()
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!serde_json::to_string(&c).unwrap().contains("hunter2"));
+    }
+}

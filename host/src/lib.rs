@@ -1,0 +1,91 @@
+//! stephost: a sandboxed workflow host whose every step is an isolated
+//! WebAssembly component.
+//!
+//! Module map (see ARCHITECTURE.md): [`model`] holds plain domain types,
+//! [`sandbox`] is the only module that knows wasmtime, [`store`] the only
+//! one that knows SQL, [`engine`] drives executions, [`api`] is the only
+//! module that knows HTTP, [`config`] reads configuration, and [`run`] wires
+//! them together. [`cli`] is the command line of the `stephost` binary.
+
+pub mod api;
+pub mod cli;
+mod cli_client;
+pub mod config;
+pub mod engine;
+pub mod model;
+pub mod runner;
+pub mod sandbox;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// The database file inside the data directory.
+pub const DATABASE_FILE: &str = "stephost.db";
+
+/// Opens the store in `config.data_dir`, creating the directory.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<store::sqlite::SqliteStore>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let path = config.data_dir.join(DATABASE_FILE);
+    let store = store::sqlite::SqliteStore::open(&path, config.durability.into())
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Runs the server on `listener` until `shutdown` resolves: opens the store,
+/// builds the sandbox, resumes unfinished executions and serves the API.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = open_store(&config)?;
+    let sandbox = Arc::new(
+        sandbox::Sandbox::new(sandbox::Settings {
+            cache_dir: Some(config.data_dir.join("precompiled")),
+            pool: sandbox::PoolSize {
+                max_concurrent_instances: u32::try_from(config.workers.max(1) * 2 + 4)
+                    .unwrap_or(u32::MAX),
+            },
+            ..sandbox::Settings::default()
+        })
+        .context("cannot start the sandbox")?,
+    );
+    let runner = Arc::new(runner::SandboxRunner::new(sandbox, store.clone()));
+    let engine = engine::Engine::start(
+        store.clone(),
+        runner.clone(),
+        engine::Settings {
+            workers: config.workers,
+            max_in_flight: config.max_in_flight,
+        },
+    )
+    .await
+    .context("cannot resume executions")?;
+    let state = api::AppState::new(
+        store,
+        engine,
+        runner,
+        config
+            .admin_token
+            .as_ref()
+            .map(|t| api::AdminToken::new(t.expose())),
+        api::Settings {
+            max_body_bytes: config.max_body_bytes,
+            max_component_bytes: config.max_component_bytes,
+            default_wait: Duration::from_secs(config.default_wait_seconds),
+            max_wait: Duration::from_secs(config.max_wait_seconds),
+        },
+    );
+    tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "stephost serving");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the server failed")
+}

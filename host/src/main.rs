@@ -1,0 +1,5 @@
+//! The `stephost` binary. All logic lives in the library.
+
+fn main() -> std::process::ExitCode {
+    stephost::cli::main()
+}

@@ -1,0 +1,368 @@
+//! Tenants, workflows and executions as plain data.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Digest, LogLine, Metering, Outcome};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps an id that has already been checked.
+            pub fn new_unchecked(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant's id (`ten_` followed by a UUIDv7).
+    TenantId
+);
+id_type!(
+    /// An execution's id: a UUIDv7, so ids sort by creation time.
+    ExecutionId
+);
+id_type!(
+    /// A registered step's name, unique within a tenant.
+    StepName
+);
+id_type!(
+    /// A workflow's id, unique within a tenant.
+    WorkflowId
+);
+
+impl TenantId {
+    /// A fresh, time-ordered tenant id.
+    pub fn generate() -> Self {
+        Self(format!("ten_{}", uuid::Uuid::now_v7().simple()))
+    }
+}
+
+impl ExecutionId {
+    /// A fresh, time-ordered execution id.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+}
+
+/// A name is 1 to 64 characters of ASCII letters, digits, `-`, `_` and `.`,
+/// starting with a letter or digit. Used for step names and workflow ids,
+/// which appear in URL paths.
+pub fn check_name(kind: &str, s: &str) -> Result<(), String> {
+    let ok_first = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_rest = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if s.is_empty() || s.len() > 64 || !ok_first || !ok_rest {
+        return Err(format!(
+            "`{s}` is not a valid {kind}: use 1 to 64 ASCII letters, digits, `-`, `_` or `.`, \
+             starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+impl FromStr for StepName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        check_name("step name", s).map(|()| Self(s.to_owned()))
+    }
+}
+
+impl FromStr for WorkflowId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        check_name("workflow id", s).map(|()| Self(s.to_owned()))
+    }
+}
+
+/// A UTC timestamp, RFC 3339 on the wire.
+pub type Timestamp = jiff::Timestamp;
+
+/// The status of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Accepted and waiting for a worker.
+    Queued,
+    /// A worker is running its steps.
+    Running,
+    /// Every step succeeded.
+    Succeeded,
+    /// A step failed.
+    Failed,
+    /// Cancelled by a client.
+    Cancelled,
+    /// The workflow ran past its deadline.
+    TimedOut,
+}
+
+impl Status {
+    /// Whether the execution can no longer change.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+
+    /// The snake_case name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+        }
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            "timed_out" => Self::TimedOut,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a status; expected one of queued, running, succeeded, \
+                     failed, cancelled, timed_out"
+                ));
+            }
+        })
+    }
+}
+
+/// The status of one step within an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not started yet.
+    Pending,
+    /// An attempt is running.
+    Running,
+    /// The step produced its output.
+    Succeeded,
+    /// The step failed.
+    Failed,
+    /// The execution was cancelled before or while this step ran.
+    Cancelled,
+}
+
+/// One entry of an execution's status history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    /// The status entered.
+    pub status: Status,
+    /// When it was entered.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+}
+
+/// Why an execution failed: the step, and the step's code and message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExecutionError {
+    /// The workflow step id that failed (absent when no step was to blame).
+    pub step_name: Option<String>,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Machine-readable code: the step's own `step-error` code, or the
+    /// outcome (`fuel_exhausted`, `timed_out`, `trapped`, ...).
+    pub code: String,
+}
+
+/// One attempt of one step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// `succeeded` or `failed` (any outcome other than success).
+    pub status: StepStatus,
+    /// The sandbox outcome: `succeeded`, `failed`, `fuel_exhausted`,
+    /// `timed_out`, `memory_limit`, `stack_overflow`, `trapped`,
+    /// `invalid_output` or `cancelled`.
+    pub outcome: String,
+    /// When the attempt started.
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Timestamp,
+    /// When it ended.
+    #[schema(value_type = String, format = DateTime)]
+    pub finished_at: Timestamp,
+    /// Wall time in milliseconds (fractional).
+    pub duration_ms: f64,
+    /// Fuel consumed.
+    pub fuel_consumed: u64,
+    /// Peak linear memory in bytes.
+    pub memory_peak_bytes: u64,
+    /// The error, when the attempt did not succeed.
+    pub error: Option<ExecutionError>,
+    /// Log lines written by the attempt.
+    #[schema(value_type = Vec<Object>)]
+    pub logs: Vec<LogLine>,
+}
+
+/// One step of an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepRun {
+    /// The step's id within the workflow.
+    pub id: String,
+    /// The registered step it runs.
+    pub step: String,
+    /// The component version chosen at submission.
+    #[schema(value_type = String)]
+    pub digest: Digest,
+    /// The fixed input from the definition; without it the step gets the
+    /// previous step's output (the first step gets `input_data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<serde_json::Value>,
+    /// Where the step is.
+    pub status: StepStatus,
+    /// Its output, once it succeeded.
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<serde_json::Value>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+/// An execution of a workflow: the record the API returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Execution {
+    /// The execution's id.
+    #[schema(value_type = String)]
+    pub execution_id: ExecutionId,
+    /// The owning tenant; never shown in the API.
+    #[serde(skip_serializing, default = "no_tenant")]
+    #[schema(ignore)]
+    pub tenant_id: TenantId,
+    /// The workflow run.
+    #[schema(value_type = String)]
+    pub workflow_id: WorkflowId,
+    /// The workflow version run.
+    pub workflow_version: u32,
+    /// Current status.
+    pub status: Status,
+    /// The input given at submission.
+    #[schema(value_type = Object)]
+    pub input_data: serde_json::Value,
+    /// The workflow's output (the last step's output), once succeeded.
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<serde_json::Value>,
+    /// Why it failed, when it failed.
+    pub error: Option<ExecutionError>,
+    /// Opaque data from the client, returned as given.
+    #[schema(value_type = Option<Object>)]
+    pub custom_data: Option<serde_json::Value>,
+    /// When it was accepted.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When a worker started it.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    /// When it reached a terminal status.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
+    /// `finished_at - created_at` in milliseconds, once finished.
+    pub duration_ms: Option<f64>,
+    /// Every status it entered, oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// Its steps, in workflow order.
+    pub steps: Vec<StepRun>,
+}
+
+fn no_tenant() -> TenantId {
+    TenantId::new_unchecked("")
+}
+
+impl Execution {
+    /// Moves to `status`, recording it in the history and the timestamps.
+    pub fn enter(&mut self, status: Status, at: Timestamp) {
+        self.status = status;
+        self.history.push(HistoryEntry { status, at });
+        match status {
+            Status::Running if self.started_at.is_none() => self.started_at = Some(at),
+            s if s.is_terminal() => {
+                self.finished_at = Some(at);
+                self.duration_ms =
+                    Some((at.as_microsecond() - self.created_at.as_microsecond()) as f64 / 1000.0);
+            }
+            _ => {}
+        }
+    }
+
+    /// The step with workflow id `id`.
+    pub fn step(&self, id: &str) -> Option<&StepRun> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
+
+/// Turns a sandbox outcome into an attempt's error, if it is one.
+pub fn outcome_error(step_id: &str, outcome: &Outcome) -> Option<ExecutionError> {
+    let (code, message) = match outcome {
+        Outcome::Succeeded { .. } => return None,
+        Outcome::Failed { error } => (error.code.clone(), error.message.clone()),
+        other => (other.kind().to_owned(), other.describe()),
+    };
+    Some(ExecutionError {
+        step_name: Some(step_id.to_owned()),
+        message,
+        code,
+    })
+}
+
+/// Builds an [`Attempt`] from a sandbox report.
+pub fn attempt_from(
+    number: u32,
+    step_id: &str,
+    started_at: Timestamp,
+    finished_at: Timestamp,
+    outcome: &Outcome,
+    metering: &Metering,
+    logs: Vec<LogLine>,
+) -> Attempt {
+    Attempt {
+        number,
+        status: if outcome.is_success() {
+            StepStatus::Succeeded
+        } else {
+            StepStatus::Failed
+        },
+        outcome: outcome.kind().to_owned(),
+        started_at,
+        finished_at,
+        duration_ms: metering.wall_time_us as f64 / 1000.0,
+        fuel_consumed: metering.fuel_consumed,
+        memory_peak_bytes: metering.memory_peak_bytes,
+        error: outcome_error(step_id, outcome),
+        logs,
+    }
+}

@@ -1,0 +1,113 @@
+//! The on-disk cache of precompiled components.
+//!
+//! An entry is keyed by the component's content digest and the engine's
+//! compatibility hash (wasmtime version plus every setting that affects
+//! code generation), so a restarted host deserializes in milliseconds
+//! instead of recompiling, and a host with different settings never loads
+//! an incompatible artifact.
+//!
+//! Loading an artifact maps native code into the process, so the cache
+//! directory must be writable only by the host; it lives inside the data
+//! directory, which the operator keeps private.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::Error;
+use crate::model::Digest;
+
+/// Where a component came from when it was prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Compiled from the component's bytes.
+    Compiled,
+    /// Loaded from a precompiled artifact on disk.
+    Cache,
+}
+
+#[derive(Debug)]
+pub(crate) struct Cache {
+    dir: Option<PathBuf>,
+    compat: String,
+}
+
+impl Cache {
+    pub(crate) fn new(engine: &Engine, dir: Option<PathBuf>) -> Result<Self, Error> {
+        if let Some(dir) = &dir {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Cache {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let mut h = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        Ok(Self {
+            dir,
+            compat: format!("{:016x}", h.finish()),
+        })
+    }
+
+    fn path(&self, dir: &Path, digest: &Digest) -> PathBuf {
+        dir.join(format!("{}-{}.cwasm", digest.hex(), self.compat))
+    }
+
+    /// Loads the precompiled artifact for `digest`, or compiles `bytes` and
+    /// stores the artifact. Returns the component, where it came from and
+    /// how long that took.
+    pub(crate) fn load_or_compile(
+        &self,
+        engine: &Engine,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<(Component, Source, std::time::Duration), Error> {
+        let started = Instant::now();
+        if let Some(dir) = &self.dir {
+            let path = self.path(dir, digest);
+            if path.exists() {
+                // SAFETY: the file was written by `store` below from a
+                // component this engine compiled; the cache directory is
+                // private to the host (see the module docs), and wasmtime
+                // checks the artifact's engine compatibility on load.
+                match unsafe { Component::deserialize_file(engine, &path) } {
+                    Ok(c) => return Ok((c, Source::Cache, started.elapsed())),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "discarding unusable precompiled artifact");
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+            }
+        }
+        let component = Component::new(engine, bytes).map_err(|e| {
+            Error::Invalid(format!(
+                "the component does not compile: {}",
+                root_message(&e)
+            ))
+        })?;
+        let elapsed = started.elapsed();
+        if let Some(dir) = &self.dir {
+            let artifact = component.serialize().map_err(Error::Internal)?;
+            self.store(&self.path(dir, digest), &artifact)?;
+        }
+        Ok((component, Source::Compiled, elapsed))
+    }
+
+    /// Writes atomically: a crash mid-write leaves no truncated artifact.
+    fn store(&self, path: &Path, artifact: &[u8]) -> Result<(), Error> {
+        let io = |source| Error::Cache {
+            path: path.to_owned(),
+            source,
+        };
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, artifact).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// The whole chain of an error as one line.
+pub(crate) fn root_message(e: &wasmtime::Error) -> String {
+    format!("{e:#}")
+}

@@ -1,0 +1,296 @@
+//! The step sandbox: the only module that knows wasmtime.
+//!
+//! Its public face is small. [`Sandbox::prepare`] validates and precompiles a
+//! component once; [`Sandbox::run`] runs one attempt of a prepared step with
+//! an input, under [`Limits`], with its configuration, and returns an
+//! [`AttemptReport`]: the outcome plus metering and logs. A misbehaving guest
+//! is always an outcome, never an `Err`; `Err` is reserved for problems of the
+//! caller or the host.
+//!
+//! It must not know about workflows, tenants, storage or HTTP.
+
+mod bindings;
+mod cache;
+mod engine;
+mod http;
+mod imports;
+mod limits;
+mod logs;
+mod run;
+mod state;
+mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+pub use self::cache::Source;
+pub use self::engine::{MAX_WASM_STACK, PoolSize};
+pub use self::limits::{AboveCeiling, Limits, Overrides};
+pub use self::logs::{REDACTED, Redactor};
+pub use self::run::Cancel;
+use self::state::State;
+use crate::model::Digest;
+pub use crate::model::{AttemptReport, Outcome};
+
+/// Errors of the caller or the host. A guest misbehaving is never one of
+/// these: it is an [`Outcome`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bytes are not a WebAssembly component.
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// The component is well-formed but does not fit the step world.
+    #[error("invalid step component: {0}")]
+    Invalid(String),
+    /// The input is larger than the attempt's limit.
+    #[error("the input is {size} bytes, over the limit of {limit} bytes")]
+    InputTooLarge {
+        /// Input size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Every instance slot is in use.
+    #[error("no instance slot is free; too many attempts are running at once")]
+    AtCapacity(#[source] wasmtime::Error),
+    /// The engine could not be configured.
+    #[error("configuring the wasm engine failed")]
+    Engine(#[source] wasmtime::Error),
+    /// Reading or writing the precompiled-artifact cache failed.
+    #[error("component cache I/O failed at {path}")]
+    Cache {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An unexpected wasmtime failure that is not the guest's doing.
+    #[error("internal sandbox error")]
+    Internal(#[source] wasmtime::Error),
+}
+
+/// How a [`Sandbox`] is set up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where precompiled artifacts are kept; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// The limits an attempt gets when its step does not lower them.
+    pub defaults: Limits,
+    /// The limits nothing may exceed.
+    pub ceiling: Limits,
+    /// Sizing of the instance pool.
+    pub pool: PoolSize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            defaults: Limits::DEFAULT,
+            ceiling: Limits::CEILING,
+            pool: PoolSize::default(),
+        }
+    }
+}
+
+/// What is known about a component after validation.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// Content digest.
+    pub digest: Digest,
+    /// Size of the component in bytes.
+    pub size_bytes: u64,
+    /// Everything it imports.
+    pub imports: Vec<String>,
+    /// Everything it exports.
+    pub exports: Vec<String>,
+    /// `Ok` when it is a valid step, otherwise the reason it is not.
+    pub verdict: Result<(), String>,
+}
+
+/// A validated, precompiled step, ready to instantiate.
+pub struct Prepared {
+    /// Content digest.
+    pub digest: Digest,
+    /// Size of the component in bytes.
+    pub size_bytes: u64,
+    /// Everything it imports.
+    pub imports: Vec<String>,
+    /// Whether it was compiled now or loaded precompiled.
+    pub source: Source,
+    /// Time spent compiling or loading.
+    pub compile_time: Duration,
+    pre: bindings::StepPre<State>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("digest", &self.digest)
+            .field("size_bytes", &self.size_bytes)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a step gets besides its input: its configuration map and the
+/// secret values to redact from everything it reports.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    /// Values returned by the `config` import.
+    pub config: BTreeMap<String, String>,
+    /// Secret values; redacted from logs and error messages.
+    pub secrets: Vec<String>,
+}
+
+/// The step sandbox. One per process: it owns the wasmtime engine, the linker,
+/// the epoch ticker and the component caches.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<State>,
+    cache: cache::Cache,
+    settings: Settings,
+    prepared: Mutex<HashMap<Digest, Arc<Prepared>>>,
+    _ticker: engine::EpochTicker,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Builds the engine and linker and starts the epoch ticker.
+    pub fn new(settings: Settings) -> Result<Self, Error> {
+        let engine = engine::build(&settings.ceiling, settings.pool)?;
+        let mut linker = Linker::<State>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Engine)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(Error::Engine)?;
+        bindings::Step::add_to_linker::<State, wasmtime::component::HasSelf<state::StepHost>>(
+            &mut linker,
+            |s| &mut s.step,
+        )
+        .map_err(Error::Engine)?;
+        let cache = cache::Cache::new(&engine, settings.cache_dir.clone())?;
+        let ticker = engine::EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            settings,
+            prepared: Mutex::new(HashMap::new()),
+            _ticker: ticker,
+        })
+    }
+
+    /// The process-wide engine, for embedders and benchmarks that need to
+    /// run something on exactly the same configuration.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The settings this sandbox was built with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Validates a component and precompiles it (or loads its precompiled
+    /// artifact), keeping the result in memory. Calling it again with the
+    /// same bytes returns the kept result.
+    ///
+    /// This is CPU-bound and may take seconds for large components; call it
+    /// from a blocking context.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Arc<Prepared>, Error> {
+        validate::check_header(bytes)?;
+        let digest = Digest::of(bytes);
+        if let Some(p) = self.lock_prepared().get(&digest) {
+            return Ok(p.clone());
+        }
+        let (component, source, compile_time) =
+            self.cache.load_or_compile(&self.engine, &digest, bytes)?;
+        let imports = validate::imports(&component, &self.engine);
+        validate::check_imports(&imports)?;
+        validate::check_run_export(&component, &self.engine)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            Error::Invalid(format!(
+                "the component cannot be linked: {}",
+                cache::root_message(&e)
+            ))
+        })?;
+        let pre = bindings::StepPre::new(pre).map_err(|e| {
+            Error::Invalid(format!(
+                "the component does not match the step world: {}",
+                cache::root_message(&e)
+            ))
+        })?;
+        let prepared = Arc::new(Prepared {
+            digest,
+            size_bytes: bytes.len() as u64,
+            imports,
+            source,
+            compile_time,
+            pre,
+        });
+        self.lock_prepared().insert(digest, prepared.clone());
+        Ok(prepared)
+    }
+
+    /// Validates a component without keeping it, and says what it imports
+    /// and exports. Invalid components are reported in the verdict; only
+    /// bytes that are not a component at all are an `Err`.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection, Error> {
+        validate::check_header(bytes)?;
+        let digest = Digest::of(bytes);
+        let (component, _, _) = self.cache.load_or_compile(&self.engine, &digest, bytes)?;
+        let imports = validate::imports(&component, &self.engine);
+        let exports = validate::exports(&component, &self.engine);
+        let verdict = validate::check_imports(&imports)
+            .and_then(|()| validate::check_run_export(&component, &self.engine))
+            .and_then(|()| {
+                self.linker
+                    .instantiate_pre(&component)
+                    .map(|_| ())
+                    .map_err(|e| Error::Invalid(cache::root_message(&e)))
+            })
+            .map_err(|e| e.to_string());
+        Ok(Inspection {
+            digest,
+            size_bytes: bytes.len() as u64,
+            imports,
+            exports,
+            verdict,
+        })
+    }
+
+    /// The prepared step for `digest`, if this process prepared it.
+    pub fn prepared(&self, digest: &Digest) -> Option<Arc<Prepared>> {
+        self.lock_prepared().get(digest).cloned()
+    }
+
+    /// Forgets the in-memory prepared form of a component. The on-disk
+    /// artifact stays, so preparing it again is fast.
+    pub fn evict(&self, digest: &Digest) {
+        self.lock_prepared().remove(digest);
+    }
+
+    fn lock_prepared(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Prepared>>> {
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves per-step overrides against the defaults and the ceiling.
+    pub fn limits(&self, overrides: &Overrides) -> Result<Limits, AboveCeiling> {
+        self.settings
+            .defaults
+            .lowered(overrides, &self.settings.ceiling)
+    }
+}

@@ -1,0 +1,721 @@
+//! The conformance suite every [`Store`] backend must pass.
+//!
+//! Each test is a function over a [`Harness`], which opens stores of one
+//! backend. A backend runs the whole suite with one line in its own test
+//! module: `conformance_tests!(MyHarness::new());`. The suite states the
+//! contract in the trait's terms only: it must not look at tables, files or
+//! anything else a particular backend keeps.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use jiff::SignedDuration;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+use super::{
+    Created, Error, ExecutionFilter, Idempotency, OnConflict, StepVersion, Store, Tenant, TokenHash,
+};
+use crate::model::{
+    Digest, Execution, ExecutionId, Status, StepName, StepRun, StepStatus, TenantId, Timestamp,
+    WorkflowId,
+};
+
+/// Opens stores of one backend for the suite.
+#[async_trait::async_trait]
+pub(crate) trait Harness: Send + Sync {
+    /// Opens the backend's store. Opening again after the previous store was
+    /// dropped must show the same data.
+    async fn open(&self) -> Arc<dyn Store>;
+}
+
+/// Declares one `#[tokio::test]` per suite function for a harness
+/// expression, evaluated afresh for every test.
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::store::conformance::conformance_tests!(@each $harness;
+            tenants, tokens, components, step_versions, workflows, execution_round_trip,
+            listing_filters, paging_is_stable, bad_cursor, idempotency,
+            concurrent_idempotent_creates, group_commit, failed_writes_spare_their_batch,
+            unfinished_executions, survives_reopen);
+    };
+    (@each $harness:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let harness = $harness;
+                $crate::store::conformance::$name(&harness).await;
+            }
+        )*
+    };
+}
+pub(crate) use conformance_tests;
+
+fn token(secret: &str) -> TokenHash {
+    TokenHash(Sha256::digest(secret.as_bytes()).into())
+}
+
+fn later(at: Timestamp, seconds: i64) -> Timestamp {
+    at.checked_add(SignedDuration::from_secs(seconds))
+        .expect("a timestamp in range")
+}
+
+async fn new_tenant(store: &dyn Store, name: &str) -> TenantId {
+    let tenant = Tenant {
+        id: TenantId::generate(),
+        name: name.to_owned(),
+        created_at: Timestamp::now(),
+    };
+    store
+        .create_tenant(&tenant, token(&format!("token of {name}")))
+        .await
+        .expect("tenant created");
+    tenant.id
+}
+
+/// A queued execution with a step, and JSON whose numbers must survive
+/// storage exactly as written.
+fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp) -> Execution {
+    let input_data =
+        serde_json::from_str(r#"{"amount": 12.50, "big": 123456789012345678901234567890}"#)
+            .expect("valid JSON");
+    let mut execution = Execution {
+        execution_id: ExecutionId::generate(),
+        tenant_id: tenant.clone(),
+        workflow_id: workflow.parse().expect("a valid workflow id"),
+        workflow_version: 1,
+        status: Status::Queued,
+        input_data,
+        output: None,
+        error: None,
+        custom_data: Some(json!({"caller": "conformance"})),
+        created_at,
+        started_at: None,
+        finished_at: None,
+        duration_ms: None,
+        history: Vec::new(),
+        steps: vec![StepRun {
+            id: "first".into(),
+            step: "double".into(),
+            digest: Digest::of(b"double"),
+            input: None,
+            status: StepStatus::Pending,
+            output: None,
+            attempts: Vec::new(),
+        }],
+    };
+    execution.enter(Status::Queued, created_at);
+    execution
+}
+
+async fn create(store: &dyn Store, execution: &Execution) {
+    let created = store
+        .create_execution(execution, None)
+        .await
+        .expect("created");
+    assert_eq!(created, Created::New);
+}
+
+fn ids(executions: &[Execution]) -> Vec<ExecutionId> {
+    executions.iter().map(|e| e.execution_id.clone()).collect()
+}
+
+/// Tenants are found by id and name; names are unique.
+pub(crate) async fn tenants(h: &dyn Harness) {
+    let store = h.open().await;
+    let id = new_tenant(&*store, "acme").await;
+    let by_id = store.tenant(&id).await.unwrap().expect("found by id");
+    assert_eq!(by_id.name, "acme");
+    assert_eq!(store.tenant_by_name("acme").await.unwrap(), Some(by_id));
+    assert_eq!(store.tenant(&TenantId::generate()).await.unwrap(), None);
+    assert_eq!(store.tenant_by_name("nobody").await.unwrap(), None);
+
+    let twin = Tenant {
+        id: TenantId::generate(),
+        name: "acme".into(),
+        created_at: Timestamp::now(),
+    };
+    let err = store.create_tenant(&twin, token("twin")).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::AlreadyExists(what) if what.contains("acme")),
+        "{err}"
+    );
+    assert_eq!(store.tenant(&twin.id).await.unwrap(), None);
+    assert_eq!(store.authenticate(&token("twin")).await.unwrap(), None);
+}
+
+/// Tokens lead to their tenant; unknown tokens to nobody.
+pub(crate) async fn tokens(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let other = new_tenant(&*store, "other").await;
+    assert_eq!(
+        store.authenticate(&token("token of acme")).await.unwrap(),
+        Some(acme.clone())
+    );
+    assert_eq!(
+        store.authenticate(&token("token of other")).await.unwrap(),
+        Some(other)
+    );
+    store.add_token(&acme, token("second")).await.unwrap();
+    assert_eq!(
+        store.authenticate(&token("second")).await.unwrap(),
+        Some(acme.clone())
+    );
+    assert_eq!(
+        store.authenticate(&token("token of acme")).await.unwrap(),
+        Some(acme)
+    );
+    assert_eq!(store.authenticate(&token("unknown")).await.unwrap(), None);
+}
+
+/// Component bytes are stored once per digest.
+pub(crate) async fn components(h: &dyn Harness) {
+    let store = h.open().await;
+    let bytes = b"\0asm component".to_vec();
+    let digest = Digest::of(&bytes);
+    store.put_component(&digest, &bytes).await.unwrap();
+    store.put_component(&digest, &bytes).await.unwrap();
+    assert_eq!(store.component(&digest).await.unwrap(), Some(bytes));
+    assert_eq!(store.component(&Digest::of(b"other")).await.unwrap(), None);
+}
+
+/// Step versions: one per digest, newest last, per tenant, deletable.
+pub(crate) async fn step_versions(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let other = new_tenant(&*store, "other").await;
+    let version = |bytes: &[u8], seconds| StepVersion {
+        digest: Digest::of(bytes),
+        size_bytes: bytes.len() as u64,
+        imports: vec!["stephost:step/log".into()],
+        compile_ms: 12,
+        created_at: later(Timestamp::now(), seconds),
+    };
+    let double: StepName = "double".parse().unwrap();
+    let (v1, v2) = (version(b"one", 0), version(b"two", 1));
+    store.put_step_version(&acme, &double, &v1).await.unwrap();
+    store.put_step_version(&acme, &double, &v2).await.unwrap();
+    store
+        .put_step_version(&acme, &double, &version(b"one", 5))
+        .await
+        .unwrap();
+    let step = store
+        .step(&acme, &double)
+        .await
+        .unwrap()
+        .expect("the step exists");
+    assert_eq!(step.name, double);
+    assert_eq!(step.versions, vec![v1.clone(), v2.clone()]);
+
+    let alpha: StepName = "alpha".parse().unwrap();
+    store.put_step_version(&acme, &alpha, &v2).await.unwrap();
+    let names: Vec<_> = store
+        .steps(&acme)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, vec![alpha.clone(), double.clone()]);
+
+    // Another tenant sees none of it and cannot delete it.
+    assert_eq!(store.step(&other, &double).await.unwrap(), None);
+    assert!(store.steps(&other).await.unwrap().is_empty());
+    assert!(!store.delete_step(&other, &double).await.unwrap());
+
+    assert!(store.delete_step(&acme, &double).await.unwrap());
+    assert!(!store.delete_step(&acme, &double).await.unwrap());
+    assert_eq!(store.step(&acme, &double).await.unwrap(), None);
+    assert!(store.step(&acme, &alpha).await.unwrap().is_some());
+    // Deleting a step keeps component bytes, which live by digest alone.
+    store.put_component(&v1.digest, b"one").await.unwrap();
+    store.delete_step(&acme, &alpha).await.unwrap();
+    assert!(store.component(&v1.digest).await.unwrap().is_some());
+}
+
+/// Workflows gain a version only when the definition changes.
+pub(crate) async fn workflows(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let other = new_tenant(&*store, "other").await;
+    let orders: WorkflowId = "orders".parse().unwrap();
+    let first = json!({"steps": [{"id": "a", "step": "double", "retries": 1.0}]});
+    let second = json!({"steps": [{"id": "a", "step": "double", "retries": 2}]});
+
+    let v1 = store.put_workflow(&acme, &orders, &first).await.unwrap();
+    assert_eq!((v1.version, &v1.definition), (1, &first));
+    let again = store.put_workflow(&acme, &orders, &first).await.unwrap();
+    assert_eq!(again, v1);
+    let v2 = store.put_workflow(&acme, &orders, &second).await.unwrap();
+    assert_eq!(v2.version, 2);
+    // Going back to an earlier definition is a change too.
+    let v3 = store.put_workflow(&acme, &orders, &first).await.unwrap();
+    assert_eq!(v3.version, 3);
+
+    assert_eq!(
+        store.workflow(&acme, &orders, Some(1)).await.unwrap(),
+        Some(v1)
+    );
+    assert_eq!(
+        store.workflow(&acme, &orders, Some(2)).await.unwrap(),
+        Some(v2)
+    );
+    assert_eq!(
+        store.workflow(&acme, &orders, None).await.unwrap(),
+        Some(v3.clone())
+    );
+    assert_eq!(store.workflow(&acme, &orders, Some(4)).await.unwrap(), None);
+
+    let billing: WorkflowId = "billing".parse().unwrap();
+    let b1 = store.put_workflow(&acme, &billing, &second).await.unwrap();
+    assert_eq!(store.workflows(&acme).await.unwrap(), vec![b1, v3]);
+
+    assert_eq!(store.workflow(&other, &orders, None).await.unwrap(), None);
+    assert!(store.workflows(&other).await.unwrap().is_empty());
+    let theirs = store.put_workflow(&other, &orders, &second).await.unwrap();
+    assert_eq!(theirs.version, 1);
+}
+
+/// An execution reads back exactly as saved, and only by its tenant.
+pub(crate) async fn execution_round_trip(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let other = new_tenant(&*store, "other").await;
+    let mut exec = execution(&acme, "orders", Timestamp::now());
+    create(&*store, &exec).await;
+    let id = exec.execution_id.clone();
+    assert_eq!(
+        store.execution(&acme, &id).await.unwrap(),
+        Some(exec.clone())
+    );
+    assert_eq!(store.execution(&other, &id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .execution(&acme, &ExecutionId::generate())
+            .await
+            .unwrap(),
+        None
+    );
+
+    exec.enter(Status::Running, Timestamp::now());
+    exec.steps[0].output = Some(json!({"n": 0.1}));
+    exec.enter(Status::Succeeded, Timestamp::now());
+    exec.output = Some(json!({"n": 0.1}));
+    store.save_execution(&exec).await.unwrap();
+    assert_eq!(store.execution(&acme, &id).await.unwrap(), Some(exec));
+
+    // Saving needs the execution to exist, under its own tenant.
+    let mut stranger = execution(&acme, "orders", Timestamp::now());
+    assert!(store.save_execution(&stranger).await.is_err());
+    stranger.execution_id = id.clone();
+    stranger.tenant_id = other;
+    assert!(store.save_execution(&stranger).await.is_err());
+}
+
+/// Filters narrow the listing; time bounds are strict.
+pub(crate) async fn listing_filters(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let other = new_tenant(&*store, "other").await;
+    let t0 = Timestamp::now();
+    let a = execution(&acme, "alpha", t0);
+    let mut b = execution(&acme, "beta", later(t0, 1));
+    let mut c = execution(&acme, "alpha", later(t0, 2));
+    b.enter(Status::Running, later(t0, 3));
+    c.enter(Status::Succeeded, later(t0, 3));
+    for e in [&a, &b, &c, &execution(&other, "alpha", t0)] {
+        create(&*store, e).await;
+    }
+    let expect = async |filter: ExecutionFilter, want: &[&Execution]| {
+        let page = store.executions(&acme, &filter, 100, None).await.unwrap();
+        assert_eq!(page.next_cursor, None);
+        let want: Vec<Execution> = want.iter().map(|e| (*e).clone()).collect();
+        assert_eq!(page.items, want, "{filter:?}");
+    };
+    let none = ExecutionFilter::default();
+    expect(none.clone(), &[&c, &b, &a]).await;
+    let queued = ExecutionFilter {
+        status: Some(Status::Queued),
+        ..none.clone()
+    };
+    expect(queued, &[&a]).await;
+    let alpha = ExecutionFilter {
+        workflow_id: Some("alpha".parse().unwrap()),
+        ..none.clone()
+    };
+    expect(alpha.clone(), &[&c, &a]).await;
+    let done_alpha = ExecutionFilter {
+        status: Some(Status::Succeeded),
+        ..alpha
+    };
+    expect(done_alpha, &[&c]).await;
+    let after = |at| ExecutionFilter {
+        created_after: Some(at),
+        ..none.clone()
+    };
+    let before = |at| ExecutionFilter {
+        created_before: Some(at),
+        ..none.clone()
+    };
+    expect(after(t0), &[&c, &b]).await;
+    // Bounds are strict to the nanosecond.
+    let just_before = t0.checked_sub(SignedDuration::from_nanos(1)).unwrap();
+    expect(after(just_before), &[&c, &b, &a]).await;
+    expect(before(later(t0, 2)), &[&b, &a]).await;
+    let between = ExecutionFilter {
+        created_after: Some(t0),
+        ..before(later(t0, 2))
+    };
+    expect(between, &[&b]).await;
+    let missing = ExecutionFilter {
+        workflow_id: Some("gamma".parse().unwrap()),
+        ..none
+    };
+    expect(missing, &[]).await;
+}
+
+/// Paging sees every execution once, even while new ones arrive.
+pub(crate) async fn paging_is_stable(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let t0 = Timestamp::now();
+    let mut originals = Vec::new();
+    for i in 0..5 {
+        let exec = execution(&acme, "orders", later(t0, i));
+        create(&*store, &exec).await;
+        originals.push(exec.execution_id);
+    }
+    originals.reverse();
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let filter = ExecutionFilter::default();
+        let page = store
+            .executions(&acme, &filter, 2, cursor.as_deref())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(ids(&page.items));
+        pages += 1;
+        create(&*store, &execution(&acme, "orders", Timestamp::now())).await;
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, originals);
+    assert_eq!(pages, 3);
+
+    // Exactly `limit` rows left means no further page.
+    let page = store
+        .executions(&acme, &ExecutionFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 8);
+    assert_eq!(page.next_cursor, None);
+}
+
+/// A cursor the store did not make is refused as such.
+pub(crate) async fn bad_cursor(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    for cursor in ["garbage!", "", "AAAA"] {
+        let result = store
+            .executions(&acme, &ExecutionFilter::default(), 10, Some(cursor))
+            .await;
+        assert!(
+            matches!(result, Err(Error::InvalidCursor(_))),
+            "{cursor:?}: {result:?}"
+        );
+    }
+}
+
+/// The three conflict modes, and a key reused for another request.
+pub(crate) async fn idempotency(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let other = new_tenant(&*store, "other").await;
+    let key = |on_conflict| Idempotency {
+        key: "order-17".into(),
+        request_hash: [7; 32],
+        on_conflict,
+    };
+    let submit = async |tenant: &TenantId, idempotency: Idempotency| {
+        let exec = execution(tenant, "orders", Timestamp::now());
+        let created = store
+            .create_execution(&exec, Some(&idempotency))
+            .await
+            .unwrap();
+        let stored = store.execution(tenant, &exec.execution_id).await.unwrap();
+        assert_eq!(stored.is_some(), created == Created::New, "{created:?}");
+        (exec, created)
+    };
+
+    let (mut first, created) = submit(&acme, key(OnConflict::ReturnExisting)).await;
+    assert_eq!(created, Created::New);
+    let (_, created) = submit(&acme, key(OnConflict::ReturnExisting)).await;
+    assert_eq!(created, Created::Existing(Box::new(first.clone())));
+    let (_, created) = submit(&acme, key(OnConflict::Fail)).await;
+    assert_eq!(created, Created::Conflict(Box::new(first.clone())));
+    let (_, created) = submit(&acme, key(OnConflict::FailOnRunning)).await;
+    assert_eq!(created, Created::Conflict(Box::new(first.clone())));
+    for mode in [
+        OnConflict::ReturnExisting,
+        OnConflict::Fail,
+        OnConflict::FailOnRunning,
+    ] {
+        let reused = Idempotency {
+            request_hash: [8; 32],
+            ..key(mode)
+        };
+        assert_eq!(submit(&acme, reused).await.1, Created::KeyReused);
+    }
+
+    // Once the first has finished, `FailOnRunning` starts a new one and the
+    // key follows it.
+    first.enter(Status::Running, Timestamp::now());
+    store.save_execution(&first).await.unwrap();
+    let (_, created) = submit(&acme, key(OnConflict::FailOnRunning)).await;
+    assert_eq!(created, Created::Conflict(Box::new(first.clone())));
+    first.enter(Status::Failed, Timestamp::now());
+    store.save_execution(&first).await.unwrap();
+    let (_, created) = submit(&acme, key(OnConflict::Fail)).await;
+    assert_eq!(created, Created::Conflict(Box::new(first.clone())));
+    let (second, created) = submit(&acme, key(OnConflict::FailOnRunning)).await;
+    assert_eq!(created, Created::New);
+    let (_, created) = submit(&acme, key(OnConflict::ReturnExisting)).await;
+    assert_eq!(created, Created::Existing(Box::new(second)));
+
+    // Keys belong to a tenant.
+    assert_eq!(submit(&other, key(OnConflict::Fail)).await.1, Created::New);
+    let page = store
+        .executions(&acme, &ExecutionFilter::default(), 100, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+}
+
+/// Concurrent identical requests create exactly one execution.
+pub(crate) async fn concurrent_idempotent_creates(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let key = Idempotency {
+        key: "same".into(),
+        request_hash: [1; 32],
+        on_conflict: OnConflict::ReturnExisting,
+    };
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (store, key) = (Arc::clone(&store), key.clone());
+            let exec = execution(&acme, "orders", Timestamp::now());
+            tokio::spawn(async move {
+                let created = store.create_execution(&exec, Some(&key)).await.unwrap();
+                (exec.execution_id, created)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut returned = HashSet::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (id, Created::New) => winners.push(id),
+            (_, Created::Existing(e)) => {
+                returned.insert(e.execution_id);
+            }
+            (_, other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert!(returned.len() <= 1 && returned.iter().all(|id| *id == winners[0]));
+    let page = store
+        .executions(&acme, &ExecutionFilter::default(), 100, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(&page.items), winners);
+}
+
+/// Many concurrent writes all commit and all read back.
+pub(crate) async fn group_commit(h: &dyn Harness) {
+    const N: usize = 2000;
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let spawn_all = |executions: Vec<Execution>, save: bool| {
+        executions
+            .into_iter()
+            .map(|exec| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    if save {
+                        store.save_execution(&exec).await.unwrap();
+                    } else {
+                        assert_eq!(
+                            store.create_execution(&exec, None).await.unwrap(),
+                            Created::New
+                        );
+                    }
+                    exec
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut created = Vec::with_capacity(N);
+    let fresh = (0..N)
+        .map(|_| execution(&acme, "orders", Timestamp::now()))
+        .collect();
+    for task in spawn_all(fresh, false) {
+        let mut exec = task.await.unwrap();
+        exec.enter(Status::Running, Timestamp::now());
+        created.push(exec);
+    }
+    let mut saved = Vec::with_capacity(N);
+    for task in spawn_all(created, true) {
+        saved.push(task.await.unwrap());
+    }
+    for exec in &saved {
+        let stored = store.execution(&acme, &exec.execution_id).await.unwrap();
+        assert_eq!(stored.as_ref(), Some(exec));
+    }
+    let filter = ExecutionFilter {
+        status: Some(Status::Running),
+        ..Default::default()
+    };
+    let page = store
+        .executions(&acme, &filter, N as u32, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), N);
+}
+
+/// Writes that fail among many concurrent ones change nothing, not even
+/// halfway, and do not take the others down with them.
+pub(crate) async fn failed_writes_spare_their_batch(h: &dyn Harness) {
+    let store = h.open().await;
+    let taken = new_tenant(&*store, "taken").await;
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let fresh = Tenant {
+                    id: TenantId::generate(),
+                    name: format!("tenant-{i}"),
+                    created_at: Timestamp::now(),
+                };
+                // A taken name fails at once; a taken token fails after the
+                // tenant row was written, which must then be undone.
+                let (tenant, secret) = match i % 3 {
+                    0 => (
+                        Tenant {
+                            name: "taken".into(),
+                            ..fresh
+                        },
+                        format!("secret {i}"),
+                    ),
+                    1 => (fresh, "token of taken".to_owned()),
+                    _ => (fresh, format!("secret {i}")),
+                };
+                let result = store.create_tenant(&tenant, token(&secret)).await;
+                (i, tenant.id, result)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, id, result) = task.await.unwrap();
+        match i % 3 {
+            0 => assert!(matches!(result, Err(Error::AlreadyExists(_))), "{result:?}"),
+            1 => assert!(result.is_err()),
+            _ => result.unwrap(),
+        }
+        let stored = store.tenant(&id).await.unwrap();
+        assert_eq!(stored.is_some(), i % 3 == 2, "tenant {i}");
+    }
+    assert_eq!(
+        store.authenticate(&token("token of taken")).await.unwrap(),
+        Some(taken)
+    );
+    let first_fresh = store.authenticate(&token("secret 2")).await.unwrap();
+    assert!(first_fresh.is_some());
+}
+
+/// Recovery finds queued and running executions of every tenant, oldest
+/// first.
+pub(crate) async fn unfinished_executions(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let other = new_tenant(&*store, "other").await;
+    let t0 = Timestamp::now();
+    let queued = execution(&acme, "orders", t0);
+    let mut running = execution(&other, "orders", later(t0, 1));
+    running.enter(Status::Running, later(t0, 2));
+    let mut done = execution(&acme, "orders", later(t0, 2));
+    done.enter(Status::Cancelled, later(t0, 3));
+    let mut finishing = execution(&acme, "orders", later(t0, 3));
+    for e in [&queued, &running, &done, &finishing] {
+        create(&*store, e).await;
+    }
+    finishing.enter(Status::TimedOut, later(t0, 4));
+    store.save_execution(&finishing).await.unwrap();
+
+    let unfinished = store.unfinished_executions().await.unwrap();
+    assert_eq!(unfinished, vec![queued, running]);
+    assert_eq!(unfinished[1].tenant_id, other);
+}
+
+/// Everything acknowledged is still there after the store is reopened.
+pub(crate) async fn survives_reopen(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let double: StepName = "double".parse().unwrap();
+    let version = StepVersion {
+        digest: Digest::of(b"double"),
+        size_bytes: 6,
+        imports: Vec::new(),
+        compile_ms: 1,
+        created_at: Timestamp::now(),
+    };
+    store
+        .put_component(&version.digest, b"double")
+        .await
+        .unwrap();
+    store
+        .put_step_version(&acme, &double, &version)
+        .await
+        .unwrap();
+    let orders: WorkflowId = "orders".parse().unwrap();
+    let workflow = store
+        .put_workflow(&acme, &orders, &json!({"steps": []}))
+        .await
+        .unwrap();
+    let exec = execution(&acme, "orders", Timestamp::now());
+    create(&*store, &exec).await;
+    let tenant = store.tenant(&acme).await.unwrap();
+    drop(store);
+
+    let store = h.open().await;
+    assert_eq!(store.tenant(&acme).await.unwrap(), tenant);
+    assert_eq!(
+        store.authenticate(&token("token of acme")).await.unwrap(),
+        Some(acme.clone())
+    );
+    assert_eq!(
+        store.component(&version.digest).await.unwrap().as_deref(),
+        Some(&b"double"[..])
+    );
+    let step = store
+        .step(&acme, &double)
+        .await
+        .unwrap()
+        .expect("the step survives");
+    assert_eq!(step.versions, vec![version]);
+    assert_eq!(
+        store.workflow(&acme, &orders, None).await.unwrap(),
+        Some(workflow)
+    );
+    assert_eq!(
+        store.execution(&acme, &exec.execution_id).await.unwrap(),
+        Some(exec.clone())
+    );
+    assert_eq!(store.unfinished_executions().await.unwrap(), vec![exec]);
+}

@@ -1,0 +1,533 @@
+//! The SQLite backend: one database file in WAL mode, one writer thread that
+//! commits writes in groups, and a small pool of read-only connections.
+//!
+//! Every write is a closure run on the writer thread (see `connections`), so
+//! a write's checks and changes are atomic with respect to all other writes:
+//! idempotency keys and workflow versions need no further locking. Reads run
+//! on blocking threads against read-only connections.
+//!
+//! This module must not decide policy (what a status means, when to retry,
+//! which limits apply): it stores and finds what the engine and the API hand
+//! it.
+
+mod connections;
+mod rows;
+mod schema;
+
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params, params_from_iter};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use self::connections::{Readers, Writer};
+use self::rows::{
+    ExecutionRow, decode_cursor, decode_execution, encode_cursor, insert_token, load_execution,
+    load_steps, load_tenant, load_workflow, nanos, to_json, workflow_row,
+};
+use super::{
+    Created, Error, ExecutionFilter, Idempotency, OnConflict, Page, Result, StepRecord,
+    StepVersion, Store, Tenant, TokenHash, WorkflowRecord,
+};
+use crate::model::{Digest, Execution, ExecutionId, StepName, TenantId, Timestamp, WorkflowId};
+
+/// How hard SQLite works to keep each commit (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync on every commit: an acknowledged write survives power loss.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a process crash, not power loss.
+    Normal,
+    /// No fsync at all: for benchmarks and throwaway data.
+    Off,
+}
+
+/// The SQLite implementation of [`Store`].
+///
+/// Dropping it closes the write channel and waits for the writer thread to
+/// commit the writes already sent.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Writer,
+    readers: Arc<Readers>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Backend(e.to_string())
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, brings its schema
+    /// up to date and starts the writer thread.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self> {
+        // The writer goes first: it sets WAL mode and creates the schema the
+        // read-only connections rely on.
+        let writer = Writer::start(path, durability)?;
+        let readers = Arc::new(Readers::open(path)?);
+        Ok(Self {
+            path: path.to_owned(),
+            writer,
+            readers,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_tenant(&self, tenant: &Tenant, token: TokenHash) -> Result<()> {
+        let tenant = tenant.clone();
+        self.writer
+            .run(move |conn| {
+                // Checked first rather than matched on the constraint error: the
+                // writer is alone, so nothing can slip in between.
+                if load_tenant(conn, "name", &tenant.name)?.is_some() {
+                    return Err(Error::AlreadyExists(format!("tenant `{}`", tenant.name)));
+                }
+                conn.prepare_cached(
+                    "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![
+                    tenant.id.as_str(),
+                    tenant.name,
+                    tenant.created_at.to_string()
+                ])?;
+                insert_token(conn, tenant.id.as_str(), &token)
+            })
+            .await
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
+        let id = id.clone();
+        self.readers
+            .run(move |conn| load_tenant(conn, "id", id.as_str()))
+            .await
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        let name = name.to_owned();
+        self.readers
+            .run(move |conn| load_tenant(conn, "name", &name))
+            .await
+    }
+
+    async fn add_token(&self, tenant: &TenantId, token: TokenHash) -> Result<()> {
+        let tenant = tenant.clone();
+        self.writer
+            .run(move |conn| insert_token(conn, tenant.as_str(), &token))
+            .await
+    }
+
+    async fn authenticate(&self, token: &TokenHash) -> Result<Option<TenantId>> {
+        let token = *token;
+        self.readers
+            .run(move |conn| {
+                let tenant: Option<String> = conn
+                    .prepare_cached("SELECT tenant_id FROM tokens WHERE hash = ?1")?
+                    .query_row([token.0], |row| row.get(0))
+                    .optional()?;
+                Ok(tenant.map(TenantId::new_unchecked))
+            })
+            .await
+    }
+
+    async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        let digest = digest.to_string();
+        let bytes = bytes.to_vec();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO components (digest, bytes) VALUES (?1, ?2)
+                 ON CONFLICT (digest) DO NOTHING",
+                )?
+                .execute(params![digest, bytes])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn component(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let digest = digest.to_string();
+        self.readers
+            .run(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT bytes FROM components WHERE digest = ?1")?
+                    .query_row([digest], |row| row.get(0))
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn put_step_version(
+        &self,
+        tenant: &TenantId,
+        name: &StepName,
+        version: &StepVersion,
+    ) -> Result<()> {
+        let tenant = tenant.clone();
+        let name = name.clone();
+        let digest = version.digest.to_string();
+        let imports = to_json(&version.imports)?;
+        let (size_bytes, compile_ms) = (version.size_bytes, version.compile_ms);
+        let created_at = version.created_at.to_string();
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO step_versions
+                     (tenant_id, name, digest, size_bytes, imports, compile_ms, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (tenant_id, name, digest) DO NOTHING",
+                )?
+                .execute(params![
+                    tenant.as_str(),
+                    name.as_str(),
+                    digest,
+                    size_bytes,
+                    imports,
+                    compile_ms,
+                    created_at
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn step(&self, tenant: &TenantId, name: &StepName) -> Result<Option<StepRecord>> {
+        let tenant = tenant.clone();
+        let name = name.clone();
+        self.readers
+            .run(move |conn| Ok(load_steps(conn, tenant.as_str(), Some(name.as_str()))?.pop()))
+            .await
+    }
+
+    async fn steps(&self, tenant: &TenantId) -> Result<Vec<StepRecord>> {
+        let tenant = tenant.clone();
+        self.readers
+            .run(move |conn| load_steps(conn, tenant.as_str(), None))
+            .await
+    }
+
+    async fn delete_step(&self, tenant: &TenantId, name: &StepName) -> Result<bool> {
+        let tenant = tenant.clone();
+        let name = name.clone();
+        self.writer
+            .run(move |conn| {
+                let deleted = conn
+                    .prepare_cached("DELETE FROM step_versions WHERE tenant_id = ?1 AND name = ?2")?
+                    .execute(params![tenant.as_str(), name.as_str()])?;
+                Ok(deleted > 0)
+            })
+            .await
+    }
+
+    async fn put_workflow(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        definition: &serde_json::Value,
+    ) -> Result<WorkflowRecord> {
+        let tenant = tenant.clone();
+        let id = id.clone();
+        let definition = definition.clone();
+        let text = to_json(&definition)?;
+        self.writer
+            .run(move |conn| {
+                let latest = load_workflow(conn, tenant.as_str(), id.as_str(), None)?;
+                let version = match latest {
+                    Some(latest) if latest.definition == definition => return Ok(latest),
+                    Some(latest) => latest.version + 1,
+                    None => 1,
+                };
+                let created_at = Timestamp::now();
+                conn.prepare_cached(
+                "INSERT INTO workflows (tenant_id, workflow_id, version, definition, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                tenant.as_str(),
+                id.as_str(),
+                version,
+                text,
+                created_at.to_string()
+            ])?;
+                Ok(WorkflowRecord {
+                    workflow_id: id,
+                    version,
+                    definition,
+                    created_at,
+                })
+            })
+            .await
+    }
+
+    async fn workflow(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        version: Option<u32>,
+    ) -> Result<Option<WorkflowRecord>> {
+        let tenant = tenant.clone();
+        let id = id.clone();
+        self.readers
+            .run(move |conn| load_workflow(conn, tenant.as_str(), id.as_str(), version))
+            .await
+    }
+
+    async fn workflows(&self, tenant: &TenantId) -> Result<Vec<WorkflowRecord>> {
+        let tenant = tenant.clone();
+        self.readers
+            .run(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT workflow_id, version, definition, created_at FROM workflows AS w
+                 WHERE tenant_id = ?1 AND version = (
+                     SELECT MAX(version) FROM workflows
+                     WHERE tenant_id = w.tenant_id AND workflow_id = w.workflow_id)
+                 ORDER BY workflow_id",
+                )?;
+                let rows = stmt.query_map([tenant.as_str()], workflow_row)?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
+    async fn create_execution(
+        &self,
+        execution: &Execution,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Created> {
+        let row = ExecutionRow::of(execution)?;
+        let idempotency = idempotency.cloned();
+        self.writer
+            .run(move |conn| {
+                let Some(idempotency) = idempotency else {
+                    row.insert(conn)?;
+                    return Ok(Created::New);
+                };
+                let earlier: Option<(Vec<u8>, String)> = conn
+                    .prepare_cached(
+                        "SELECT request_hash, execution_id FROM idempotency
+                     WHERE tenant_id = ?1 AND key = ?2",
+                    )?
+                    .query_row(params![row.tenant, idempotency.key], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                let existing = match earlier {
+                    Some((hash, _)) if hash != idempotency.request_hash => {
+                        return Ok(Created::KeyReused);
+                    }
+                    // A key whose execution is gone is as good as unused.
+                    Some((_, id)) => load_execution(conn, &row.tenant, &id)?,
+                    None => None,
+                };
+                match (existing, idempotency.on_conflict) {
+                    (Some(e), OnConflict::ReturnExisting) => Ok(Created::Existing(Box::new(e))),
+                    (Some(e), OnConflict::Fail) => Ok(Created::Conflict(Box::new(e))),
+                    (Some(e), OnConflict::FailOnRunning) if !e.status.is_terminal() => {
+                        Ok(Created::Conflict(Box::new(e)))
+                    }
+                    (Some(_) | None, _) => {
+                        row.insert(conn)?;
+                        row.claim_key(conn, &idempotency)?;
+                        Ok(Created::New)
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn save_execution(&self, execution: &Execution) -> Result<()> {
+        let row = ExecutionRow::of(execution)?;
+        self.writer
+            .run(move |conn| {
+                let updated = conn
+                .prepare_cached(
+                    "UPDATE executions SET status = ?1, doc = ?2 WHERE id = ?3 AND tenant_id = ?4",
+                )?
+                .execute(params![row.status, row.doc, row.id, row.tenant])?;
+                if updated == 0 {
+                    return Err(Error::Backend(format!(
+                        "execution {} of tenant {} was never created",
+                        row.id, row.tenant
+                    )));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn execution(&self, tenant: &TenantId, id: &ExecutionId) -> Result<Option<Execution>> {
+        let tenant = tenant.clone();
+        let id = id.clone();
+        self.readers
+            .run(move |conn| load_execution(conn, tenant.as_str(), id.as_str()))
+            .await
+    }
+
+    async fn executions(
+        &self,
+        tenant: &TenantId,
+        filter: &ExecutionFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page> {
+        // Each filter adds a condition; the few shapes this yields are all
+        // kept in the statement cache.
+        let mut sql = String::from("SELECT seq, doc FROM executions WHERE tenant_id = ?");
+        let mut args = vec![Value::Text(tenant.as_str().to_owned())];
+        let mut condition = |clause: &str, arg: Value| {
+            sql.push_str(clause);
+            args.push(arg);
+        };
+        if let Some(before) = cursor.map(decode_cursor).transpose()? {
+            condition(" AND seq < ?", Value::Integer(before));
+        }
+        if let Some(status) = filter.status {
+            condition(" AND status = ?", Value::Text(status.as_str().to_owned()));
+        }
+        if let Some(workflow) = &filter.workflow_id {
+            condition(
+                " AND workflow_id = ?",
+                Value::Text(workflow.as_str().to_owned()),
+            );
+        }
+        if let Some(after) = filter.created_after {
+            condition(" AND created_ns > ?", Value::Integer(nanos(after)));
+        }
+        if let Some(before) = filter.created_before {
+            condition(" AND created_ns < ?", Value::Integer(nanos(before)));
+        }
+        // One row more than asked tells whether another page exists.
+        let limit = limit.max(1);
+        condition(
+            " ORDER BY seq DESC LIMIT ?",
+            Value::Integer(i64::from(limit) + 1),
+        );
+        let tenant = tenant.clone();
+        self.readers
+            .run(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let mut rows = stmt.query(params_from_iter(args))?;
+                let mut items = Vec::new();
+                let mut last = None;
+                while let Some(row) = rows.next()? {
+                    if items.len() == limit as usize {
+                        return Ok(Page {
+                            items,
+                            next_cursor: last.map(encode_cursor),
+                        });
+                    }
+                    last = Some(row.get::<_, i64>(0)?);
+                    items.push(decode_execution(
+                        tenant.as_str(),
+                        &row.get::<_, String>(1)?,
+                    )?);
+                }
+                Ok(Page {
+                    items,
+                    next_cursor: None,
+                })
+            })
+            .await
+    }
+
+    async fn unfinished_executions(&self) -> Result<Vec<Execution>> {
+        self.readers
+            .run(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT tenant_id, doc FROM executions
+                 WHERE status IN ('queued', 'running') ORDER BY seq",
+                )?;
+                let mut rows = stmt.query([])?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let (tenant, doc): (String, String) = (row.get(0)?, row.get(1)?);
+                    out.push(decode_execution(&tenant, &doc)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use rusqlite::Connection;
+
+    use super::schema::SCHEMA_VERSION;
+    use super::*;
+    use crate::store::conformance::{Harness, conformance_tests};
+
+    /// Stores in one temporary directory; every `open` opens the same file.
+    struct Sqlite {
+        dir: tempfile::TempDir,
+    }
+
+    impl Sqlite {
+        fn new() -> Self {
+            Self {
+                dir: tempfile::tempdir().expect("a temporary directory"),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Harness for Sqlite {
+        async fn open(&self) -> Arc<dyn Store> {
+            let path = self.dir.path().join("store.db");
+            Arc::new(SqliteStore::open(&path, Durability::Full).expect("the store opens"))
+        }
+    }
+
+    conformance_tests!(Sqlite::new());
+
+    #[test]
+    fn open_sets_the_pragmas_and_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        drop(SqliteStore::open(&path, Durability::Normal).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&path, Durability::Full).unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
+        for bad in ["", "abc", "!!!!", URL_SAFE_NO_PAD.encode([0u8; 9]).as_str()] {
+            assert!(
+                matches!(decode_cursor(bad), Err(Error::InvalidCursor(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Rows of the SQLite store: how values become columns and back, and the
+//! queries that both reads and writes need.
+//!
+//! Functions here take a plain `&Connection` and must not care whether it is
+//! the writer's (inside a savepoint) or a reader's.
+
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::model::{Execution, StepName, TenantId, Timestamp, WorkflowId};
+use crate::store::{
+    Error, Idempotency, Result, StepRecord, StepVersion, Tenant, TokenHash, WorkflowRecord,
+};
+
+/// Reads column `idx` as text and parses it.
+fn parsed<T>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T: FromStr,
+    T::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let text: String = row.get(idx)?;
+    text.parse().map_err(|e: T::Err| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+/// Reads column `idx` as JSON text.
+fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+pub(super) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Backend(format!("cannot encode JSON: {e}")))
+}
+
+/// Nanoseconds since the epoch, saturating outside SQLite's integer range so
+/// that strict comparisons stay correct at the extremes.
+pub(super) fn nanos(at: Timestamp) -> i64 {
+    let ns = at.as_nanosecond();
+    i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
+}
+
+pub(super) fn encode_cursor(seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(seq.to_be_bytes())
+}
+
+pub(super) fn decode_cursor(cursor: &str) -> Result<i64> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map(i64::from_be_bytes)
+        .ok_or_else(|| Error::InvalidCursor(format!("`{cursor}` is not a cursor this server made")))
+}
+
+/// An execution as its columns, encoded on the caller's thread so that the
+/// writer thread only runs SQL.
+pub(super) struct ExecutionRow {
+    pub(super) id: String,
+    pub(super) tenant: String,
+    workflow: String,
+    pub(super) status: &'static str,
+    created_ns: i64,
+    pub(super) doc: String,
+}
+
+impl ExecutionRow {
+    pub(super) fn of(execution: &Execution) -> Result<Self> {
+        Ok(Self {
+            id: execution.execution_id.as_str().to_owned(),
+            tenant: execution.tenant_id.as_str().to_owned(),
+            workflow: execution.workflow_id.as_str().to_owned(),
+            status: execution.status.as_str(),
+            created_ns: nanos(execution.created_at),
+            doc: to_json(execution)?,
+        })
+    }
+
+    pub(super) fn insert(&self, conn: &Connection) -> Result<()> {
+        conn.prepare_cached(
+            "INSERT INTO executions (id, tenant_id, workflow_id, status, created_ns, doc)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            self.id,
+            self.tenant,
+            self.workflow,
+            self.status,
+            self.created_ns,
+            self.doc
+        ])?;
+        Ok(())
+    }
+
+    /// Points the tenant's idempotency key at this execution.
+    pub(super) fn claim_key(&self, conn: &Connection, idempotency: &Idempotency) -> Result<()> {
+        conn.prepare_cached(
+            "INSERT INTO idempotency (tenant_id, key, request_hash, execution_id)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant_id, key) DO UPDATE SET
+                 request_hash = excluded.request_hash, execution_id = excluded.execution_id",
+        )?
+        .execute(params![
+            self.tenant,
+            idempotency.key,
+            idempotency.request_hash,
+            self.id
+        ])?;
+        Ok(())
+    }
+}
+
+/// Decodes a stored document; the tenant is not part of it.
+pub(super) fn decode_execution(tenant: &str, doc: &str) -> Result<Execution> {
+    let mut execution: Execution = serde_json::from_str(doc)
+        .map_err(|e| Error::Backend(format!("a stored execution is not valid: {e}")))?;
+    execution.tenant_id = TenantId::new_unchecked(tenant);
+    Ok(execution)
+}
+
+pub(super) fn load_execution(
+    conn: &Connection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Execution>> {
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM executions WHERE id = ?1 AND tenant_id = ?2")?
+        .query_row(params![id, tenant], |row| row.get(0))
+        .optional()?;
+    doc.map(|doc| decode_execution(tenant, &doc)).transpose()
+}
+
+fn tenant_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: TenantId::new_unchecked(row.get::<_, String>(0)?),
+        name: row.get(1)?,
+        created_at: parsed(row, 2)?,
+    })
+}
+
+pub(super) fn load_tenant(
+    conn: &Connection,
+    column: &'static str,
+    value: &str,
+) -> Result<Option<Tenant>> {
+    let sql = format!("SELECT id, name, created_at FROM tenants WHERE {column} = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([value], tenant_row)
+        .optional()?)
+}
+
+pub(super) fn insert_token(conn: &Connection, tenant: &str, token: &TokenHash) -> Result<()> {
+    conn.prepare_cached("INSERT INTO tokens (hash, tenant_id, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![token.0, tenant, Timestamp::now().to_string()])?;
+    Ok(())
+}
+
+pub(super) fn workflow_row(row: &Row<'_>) -> rusqlite::Result<WorkflowRecord> {
+    Ok(WorkflowRecord {
+        workflow_id: WorkflowId::new_unchecked(row.get::<_, String>(0)?),
+        version: row.get(1)?,
+        definition: json(row, 2)?,
+        created_at: parsed(row, 3)?,
+    })
+}
+
+pub(super) fn load_workflow(
+    conn: &Connection,
+    tenant: &str,
+    id: &str,
+    version: Option<u32>,
+) -> Result<Option<WorkflowRecord>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT workflow_id, version, definition, created_at FROM workflows
+             WHERE tenant_id = ?1 AND workflow_id = ?2 AND (?3 IS NULL OR version = ?3)
+             ORDER BY version DESC LIMIT 1",
+        )?
+        .query_row(params![tenant, id, version], workflow_row)
+        .optional()?)
+}
+
+/// A tenant's step versions, optionally of one step, grouped by step name.
+pub(super) fn load_steps(
+    conn: &Connection,
+    tenant: &str,
+    name: Option<&str>,
+) -> Result<Vec<StepRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, digest, size_bytes, imports, compile_ms, created_at FROM step_versions
+         WHERE tenant_id = ?1 AND (?2 IS NULL OR name = ?2)
+         ORDER BY name, seq",
+    )?;
+    let rows = stmt.query_map(params![tenant, name], |row| {
+        let version = StepVersion {
+            digest: parsed(row, 1)?,
+            size_bytes: row.get(2)?,
+            imports: json(row, 3)?,
+            compile_ms: row.get(4)?,
+            created_at: parsed(row, 5)?,
+        };
+        Ok((row.get::<_, String>(0)?, version))
+    })?;
+    let mut steps: Vec<StepRecord> = Vec::new();
+    for row in rows {
+        let (name, version) = row?;
+        match steps.last_mut() {
+            Some(step) if step.name.as_str() == name => step.versions.push(version),
+            _ => steps.push(StepRecord {
+                name: StepName::new_unchecked(name),
+                versions: vec![version],
+            }),
+        }
+    }
+    Ok(steps)
+}

@@ -1,0 +1,325 @@
+//! The client commands (`step push`, `workflow …`, `exec …`) run as the real
+//! binary against the real server, started in-process on `127.0.0.1:0`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+/// What a run of the binary produced.
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// Asserts success and parses stdout as JSON.
+    fn json(&self) -> Value {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+fn stephost(args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stephost"));
+    cmd.args(args)
+        .env_remove("STEPHOST_URL")
+        .env_remove("STEPHOST_TOKEN")
+        .env_remove("STEPHOST_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run stephost");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A server running on its own thread and runtime until dropped.
+struct Server {
+    url: String,
+    token: String,
+    data: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start() -> Self {
+        let data = tempfile::tempdir().expect("temporary directory");
+        let dir = data.path().to_str().expect("UTF-8 temporary path");
+        let created = stephost(&["tenant", "create", "acme", "--data-dir", dir], &[]);
+        assert_eq!(created.code, 0, "{}", created.stderr);
+        let token = created.stdout.trim().to_owned();
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let addr: SocketAddr = listener.local_addr().expect("local address");
+        let config = stephost::config::Config {
+            data_dir: data.path().to_owned(),
+            workers: 2,
+            ..Default::default()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let shutdown = async {
+                    let _ = rx.await;
+                };
+                stephost::run(config, listener, shutdown)
+                    .await
+                    .expect("the server failed");
+            });
+        });
+        Self {
+            url: format!("http://{addr}"),
+            token,
+            data,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs the binary with this server's URL and token in the environment.
+    fn cli(&self, args: &[&str]) -> Out {
+        stephost(
+            args,
+            &[("STEPHOST_URL", &self.url), ("STEPHOST_TOKEN", &self.token)],
+        )
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.data.path().join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let joined = thread.join();
+            if !std::thread::panicking() {
+                joined.expect("the server thread panicked");
+            }
+        }
+    }
+}
+
+fn write(path: &str, text: &str) {
+    std::fs::write(Path::new(path), text).expect("write a test file");
+}
+
+#[test]
+fn the_client_drives_steps_workflows_and_executions() {
+    let server = Server::start();
+
+    let pushed = server.cli(&["step", "push", "echo", test_programs::ECHO]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    assert!(pushed.stdout.contains("echo"), "{}", pushed.stdout);
+    assert!(pushed.stdout.contains("sha256:"), "{}", pushed.stdout);
+    assert!(pushed.stdout.contains("new version"), "{}", pushed.stdout);
+
+    let wf = server.path("wf.yaml");
+    write(
+        &wf,
+        "description: echoes twice\nsteps:\n  - id: first\n    step: echo\n  - id: second\n    step: echo\n",
+    );
+    let applied = server.cli(&["workflow", "apply", "-f", &wf]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    assert_eq!(applied.stdout.trim(), "workflow wf version 1 (created)");
+    let again = server.cli(&["workflow", "apply", "-f", &wf]);
+    assert_eq!(
+        again.stdout.trim(),
+        "workflow wf version 1 (unchanged)",
+        "{}",
+        again.stderr
+    );
+    let listed = server.cli(&["workflow", "list"]);
+    assert!(listed.stdout.contains("wf "), "{}", listed.stdout);
+    let shown = server.cli(&["workflow", "get", "wf"]);
+    assert!(shown.stdout.contains("echoes twice"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("second"), "{}", shown.stdout);
+
+    let ran = server
+        .cli(&["exec", "run", "wf", "--input", r#"{"a":1}"#, "--json"])
+        .json();
+    assert_eq!(ran["status"], "succeeded", "{ran}");
+    assert_eq!(ran["output"], json!({"a": 1}));
+    let first_id = ran["execution_id"]
+        .as_str()
+        .expect("execution id")
+        .to_owned();
+
+    let started = server.cli(&["exec", "start", "wf", "--input", r#"{"b":2}"#]);
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    let second_id = started.stdout.trim().to_owned();
+    assert!(started.stderr.contains("exec get"), "{}", started.stderr);
+    let got = server
+        .cli(&["exec", "get", &second_id, "--wait", "10", "--json"])
+        .json();
+    assert_eq!(got["status"], "succeeded", "{got}");
+    assert_eq!(got["output"], json!({"b": 2}));
+
+    let page = server.cli(&["exec", "list", "--json"]).json();
+    let ids: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["execution_id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&first_id.as_str()) && ids.contains(&second_id.as_str()),
+        "{page}"
+    );
+    let table = server.cli(&["exec", "list", "--workflow", "wf", "--status", "succeeded"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(table.stdout.starts_with("ID "), "{}", table.stdout);
+    assert!(table.stdout.contains(&first_id) && table.stdout.contains(&second_id));
+
+    let summary = server.cli(&["exec", "get", &first_id]);
+    assert_eq!(summary.code, 0, "{}", summary.stderr);
+    for expected in [
+        "succeeded",
+        "wf@1",
+        r#"{"a":1}"#,
+        "first",
+        "second",
+        "LAST OUTCOME",
+    ] {
+        assert!(
+            summary.stdout.contains(expected),
+            "{expected}: {}",
+            summary.stdout
+        );
+    }
+
+    let cancelled = server.cli(&["exec", "cancel", &first_id]);
+    assert_eq!(cancelled.code, 1, "{}", cancelled.stdout);
+    assert!(
+        cancelled.stderr.contains("409 Conflict"),
+        "{}",
+        cancelled.stderr
+    );
+    assert!(
+        cancelled
+            .stderr
+            .contains("already finished with status succeeded"),
+        "{}",
+        cancelled.stderr
+    );
+
+    let denied = stephost(
+        &["exec", "list"],
+        &[
+            ("STEPHOST_URL", &server.url),
+            ("STEPHOST_TOKEN", "sh_not-a-token"),
+        ],
+    );
+    assert_eq!(denied.code, 1);
+    assert!(
+        denied.stderr.contains("401 Unauthorized: unknown token"),
+        "{}",
+        denied.stderr
+    );
+    let anonymous = stephost(&["exec", "list"], &[("STEPHOST_URL", &server.url)]);
+    assert_eq!(anonymous.code, 1);
+    assert!(
+        anonymous.stderr.contains("hint: pass --token"),
+        "{}",
+        anonymous.stderr
+    );
+}
+
+#[test]
+fn failures_exit_non_zero_with_the_server_s_reasons() {
+    let server = Server::start();
+    let pushed = server.cli(&["step", "push", "hostile", test_programs::HOSTILE]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+
+    let bad = server.path("bad.json");
+    write(&bad, r#"{"steps":[{"id":"only","step":"missing"}]}"#);
+    let refused = server.cli(&["workflow", "apply", "-f", &bad]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("422"), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("$.steps[0].step: no step named `missing` is registered"),
+        "{}",
+        refused.stderr
+    );
+
+    let wf = server.path("flaky.json");
+    write(
+        &wf,
+        r#"{"id":"risky","steps":[{"id":"only","step":"hostile"}]}"#,
+    );
+    let applied = server.cli(&["workflow", "apply", "-f", &wf]);
+    assert_eq!(
+        applied.stdout.trim(),
+        "workflow risky version 1 (created)",
+        "{}",
+        applied.stderr
+    );
+
+    let failed = server.cli(&[
+        "exec",
+        "run",
+        "risky",
+        "--input",
+        r#"{"op":"fatal","text":"nope"}"#,
+    ]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(failed.stdout.contains("failed"), "{}", failed.stdout);
+    assert!(
+        failed.stdout.contains("[bad_input] nope"),
+        "{}",
+        failed.stdout
+    );
+
+    let missing = server.cli(&["exec", "run", "nothing-here"]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing
+            .stderr
+            .contains("404 Not Found: workflow `nothing-here` not found"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_reported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = stephost(&["exec", "list", "--server", &url], &[]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains(&format!("cannot reach the server at {url}/")),
+        "{}",
+        out.stderr
+    );
+}

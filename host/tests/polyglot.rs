@@ -1,0 +1,204 @@
+//! Python (componentize-py) and JavaScript (componentize-js, default flags)
+//! components built against the same `step` world, run in the real sandbox.
+//!
+//! `scripts/test` builds them; these tests fail, never skip, without them.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stephost::model::{LogSource, Outcome};
+use stephost::sandbox::{
+    AttemptReport, Cancel, Capabilities, Limits, Overrides, Prepared, Sandbox, Settings,
+};
+
+fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| {
+        // Keep precompiled artifacts beside the components, so a rerun of the
+        // suite loads them instead of compiling 30 MB of wasm again.
+        let dir = test_programs::polyglot("py-guest.wasm");
+        Sandbox::new(Settings {
+            cache_dir: Some(dir.parent().unwrap().join("precompiled")),
+            ..Settings::default()
+        })
+        .expect("sandbox")
+    })
+}
+
+fn component(file: &'static str) -> Arc<Prepared> {
+    static PY: OnceLock<Arc<Prepared>> = OnceLock::new();
+    static JS: OnceLock<Arc<Prepared>> = OnceLock::new();
+    let cell = if file == "py-guest.wasm" { &PY } else { &JS };
+    cell.get_or_init(|| {
+        let bytes = std::fs::read(test_programs::polyglot(file)).unwrap();
+        sandbox().prepare(&bytes).expect("prepare")
+    })
+    .clone()
+}
+
+async fn run(file: &'static str, input: Value, o: Overrides) -> AttemptReport {
+    let step = component(file);
+    let caps = Capabilities {
+        config: [("greeting".to_owned(), "hello ✓".to_owned())].into(),
+        secrets: Vec::new(),
+    };
+    sandbox()
+        .run(
+            &step,
+            &input.to_string(),
+            &sandbox().limits(&o).unwrap(),
+            &caps,
+            &Cancel::new(),
+        )
+        .await
+        .unwrap()
+}
+
+fn output(r: &AttemptReport) -> Value {
+    match &r.outcome {
+        Outcome::Succeeded { output } => serde_json::from_str(output).unwrap(),
+        other => panic!("expected success, got {other:?}; logs {:?}", r.logs),
+    }
+}
+
+async fn echo_round_trips(file: &'static str, lang: &str) {
+    let value = json!({"s": "héllo ✓ 😀", "n": [1, 2.5, null, true], "nested": {"k": "v"}});
+    let r = run(
+        file,
+        json!({"op": "echo", "value": value}),
+        Overrides::default(),
+    )
+    .await;
+    assert_eq!(
+        output(&r),
+        json!({"echo": value, "lang": lang, "config": "hello ✓"})
+    );
+    let log = r.logs.iter().find(|l| l.source == LogSource::Log).unwrap();
+    assert_eq!(log.message, format!("echo from {lang}"));
+    assert!(
+        r.logs
+            .iter()
+            .any(|l| l.source == LogSource::Stdout
+                && l.message == format!("stdout line from {lang}")),
+        "{:?}",
+        r.logs
+    );
+    assert!(r.metering.fuel_consumed > 0);
+    assert!(r.metering.memory_peak_bytes > 1 << 20);
+}
+
+async fn guest_error_is_failed(file: &'static str) {
+    let r = run(file, json!({"op": "fail"}), Overrides::default()).await;
+    match r.outcome {
+        Outcome::Failed { error } => {
+            assert_eq!(error.code, "bad_input");
+            assert_eq!(error.message, "the input was rejected");
+            assert!(!error.retryable);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn exception_is_trapped_with_its_text(file: &'static str, lang: &str) {
+    let r = run(file, json!({"op": "throw"}), Overrides::default()).await;
+    match r.outcome {
+        Outcome::Trapped { message, .. } => {
+            assert!(message.contains(&format!("boom from {lang}")), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn loops_are_stopped_by_fuel_and_by_time(file: &'static str) {
+    let r = run(
+        file,
+        json!({"op": "loop"}),
+        Overrides {
+            fuel: Some(200_000_000),
+            timeout: Some(Duration::from_secs(120)),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::FuelExhausted);
+    let r = run(
+        file,
+        json!({"op": "loop"}),
+        Overrides {
+            fuel: Some(Limits::CEILING.fuel),
+            timeout: Some(Duration::from_millis(500)),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::TimedOut);
+    assert!(r.metering.wall_time() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn python_echo_round_trips_with_log_stdout_and_config() {
+    echo_round_trips("py-guest.wasm", "python").await;
+}
+
+#[tokio::test]
+async fn python_step_error_is_failed() {
+    guest_error_is_failed("py-guest.wasm").await;
+}
+
+#[tokio::test]
+async fn python_exception_is_trapped_with_the_traceback_text() {
+    exception_is_trapped_with_its_text("py-guest.wasm", "python").await;
+}
+
+#[tokio::test]
+async fn python_infinite_loop_is_stopped() {
+    loops_are_stopped_by_fuel_and_by_time("py-guest.wasm").await;
+    echo_round_trips("py-guest.wasm", "python").await;
+}
+
+#[tokio::test]
+async fn python_sees_no_environment_or_arguments() {
+    let r = run("py-guest.wasm", json!({"op": "env"}), Overrides::default()).await;
+    assert_eq!(output(&r), json!({"env": {}, "args": []}));
+}
+
+#[tokio::test]
+async fn js_default_build_imports_wasi_http_and_runs() {
+    let step = component("js-guest.wasm");
+    assert!(
+        step.imports
+            .iter()
+            .any(|i| i.starts_with("wasi:http/outgoing-handler@")),
+        "{:?}",
+        step.imports
+    );
+    echo_round_trips("js-guest.wasm", "js").await;
+}
+
+#[tokio::test]
+async fn js_step_error_is_failed() {
+    guest_error_is_failed("js-guest.wasm").await;
+}
+
+#[tokio::test]
+async fn js_exception_is_trapped_with_its_text() {
+    exception_is_trapped_with_its_text("js-guest.wasm", "js").await;
+}
+
+#[tokio::test]
+async fn js_infinite_loop_is_stopped() {
+    loops_are_stopped_by_fuel_and_by_time("js-guest.wasm").await;
+    echo_round_trips("js-guest.wasm", "js").await;
+}
+
+#[tokio::test]
+async fn js_outbound_http_is_denied_without_a_trap() {
+    let r = run("js-guest.wasm", json!({"op": "http"}), Overrides::default()).await;
+    let out = output(&r);
+    let err = out["http_error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(!err.is_empty());
+    assert!(out.get("http_status").is_none(), "{out}");
+}

@@ -1,0 +1,440 @@
+//! The sandbox at its public boundary: real components built from source,
+//! each limit and denial provoked by a hostile guest, and a good step run
+//! after every hostile one.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stephost::model::{LogSource, Outcome};
+use stephost::sandbox::{
+    AttemptReport, Cancel, Capabilities, Error, Limits, Overrides, Prepared, Sandbox, Settings,
+    Source,
+};
+
+fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| Sandbox::new(Settings::default()).expect("sandbox"))
+}
+
+fn prepared(path: &str) -> Arc<Prepared> {
+    sandbox()
+        .prepare(&test_programs::read(path))
+        .expect("prepare")
+}
+
+fn limits(o: Overrides) -> Limits {
+    sandbox().limits(&o).unwrap()
+}
+
+async fn run_with(path: &str, input: Value, limits: Limits, caps: Capabilities) -> AttemptReport {
+    let step = prepared(path);
+    sandbox()
+        .run(&step, &input.to_string(), &limits, &caps, &Cancel::new())
+        .await
+        .expect("run")
+}
+
+async fn hostile(input: Value, o: Overrides) -> AttemptReport {
+    let report = run_with(
+        test_programs::HOSTILE,
+        input,
+        limits(o),
+        Capabilities::default(),
+    )
+    .await;
+    // Whatever the hostile guest did, the host still runs a good step.
+    assert_echo_works().await;
+    report
+}
+
+async fn assert_echo_works() {
+    let input = json!({"still": "fine", "n": [1, 2, 3]});
+    let r = run_with(
+        test_programs::ECHO,
+        input.clone(),
+        limits(Overrides::default()),
+        Capabilities::default(),
+    )
+    .await;
+    match r.outcome {
+        Outcome::Succeeded { output } => {
+            assert_eq!(serde_json::from_str::<Value>(&output).unwrap(), input)
+        }
+        other => panic!("echo after a hostile guest: {other:?}"),
+    }
+}
+
+fn output(r: &AttemptReport) -> Value {
+    match &r.outcome {
+        Outcome::Succeeded { output } => serde_json::from_str(output).unwrap(),
+        other => panic!("expected success, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_good_step_succeeds_with_metering() {
+    let input = json!({"text": "héllo 😀", "big": 12345678901234567890u64, "list": [1, 2]});
+    let r = run_with(
+        test_programs::ECHO,
+        input.clone(),
+        limits(Overrides::default()),
+        Capabilities::default(),
+    )
+    .await;
+    assert_eq!(output(&r), input);
+    assert!(r.metering.fuel_consumed > 0);
+    assert!(r.metering.memory_peak_bytes >= 64 << 10, "{:?}", r.metering);
+    assert!(r.metering.wall_time_us > 0);
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_fuel() {
+    let r = hostile(
+        json!({"op": "loop"}),
+        Overrides {
+            fuel: Some(50_000_000),
+            timeout: Some(Duration::from_secs(120)),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::FuelExhausted);
+    assert_eq!(r.metering.fuel_consumed, 50_000_000);
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_time() {
+    let started = Instant::now();
+    let r = hostile(
+        json!({"op": "loop"}),
+        Overrides {
+            fuel: Some(Limits::CEILING.fuel),
+            timeout: Some(Duration::from_millis(300)),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::TimedOut);
+    assert!(r.metering.wall_time() >= Duration::from_millis(300));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(r.metering.fuel_consumed < Limits::CEILING.fuel);
+}
+
+#[tokio::test]
+async fn waiting_inside_a_host_call_is_stopped_by_time() {
+    let r = hostile(
+        json!({"op": "sleep"}),
+        Overrides {
+            timeout: Some(Duration::from_millis(300)),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::TimedOut);
+    assert!(r.metering.wall_time() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_memory_limit() {
+    let cap = 32u64 << 20;
+    let r = hostile(
+        json!({"op": "memory_bomb"}),
+        Overrides {
+            memory_bytes: Some(cap),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::MemoryLimit);
+    assert!(r.metering.memory_peak_bytes <= cap);
+    assert!(r.metering.memory_peak_bytes > cap / 2);
+}
+
+#[tokio::test]
+async fn memory_peak_reflects_what_the_guest_held() {
+    let r = hostile(json!({"op": "hold_memory", "n": 8}), Overrides::default()).await;
+    assert_eq!(output(&r)["held"], 8 << 20);
+    assert!(r.metering.memory_peak_bytes >= 8 << 20, "{:?}", r.metering);
+}
+
+#[tokio::test]
+async fn fuel_grows_with_work() {
+    let small = hostile(json!({"op": "work", "n": 1_000}), Overrides::default()).await;
+    let large = hostile(json!({"op": "work", "n": 1_000_000}), Overrides::default()).await;
+    assert!(
+        large.metering.fuel_consumed > small.metering.fuel_consumed + 1_000_000,
+        "{:?} vs {:?}",
+        small.metering,
+        large.metering
+    );
+}
+
+#[tokio::test]
+async fn deep_recursion_is_a_stack_overflow() {
+    let r = hostile(json!({"op": "recurse"}), Overrides::default()).await;
+    assert_eq!(r.outcome, Outcome::StackOverflow);
+}
+
+#[tokio::test]
+async fn a_panic_is_trapped_with_the_guest_message_and_a_backtrace() {
+    let r = hostile(json!({"op": "panic"}), Overrides::default()).await;
+    match r.outcome {
+        Outcome::Trapped { message, backtrace } => {
+            assert!(message.contains("boom from the hostile guest"), "{message}");
+            assert!(backtrace.is_some_and(|b| b.contains("guest_hostile")));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unreachable_is_trapped() {
+    let r = hostile(json!({"op": "unreachable"}), Overrides::default()).await;
+    match r.outcome {
+        Outcome::Trapped { message, .. } => assert!(message.contains("unreachable"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn oversized_output_is_invalid_output() {
+    let lim = Limits {
+        max_output_bytes: 1000,
+        ..limits(Overrides::default())
+    };
+    let r = run_with(
+        test_programs::HOSTILE,
+        json!({"op": "big_output", "n": 5000}),
+        lim,
+        Capabilities::default(),
+    )
+    .await;
+    match r.outcome {
+        Outcome::InvalidOutput { reason } => assert!(reason.contains("over the limit"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_echo_works().await;
+}
+
+#[tokio::test]
+async fn output_that_is_not_json_is_invalid_output() {
+    let r = hostile(json!({"op": "not_json"}), Overrides::default()).await;
+    match r.outcome {
+        Outcome::InvalidOutput { reason } => assert!(reason.contains("not JSON"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_guest_error_is_failed_with_its_code() {
+    let r = hostile(
+        json!({"op": "error", "text": "the API is down"}),
+        Overrides::default(),
+    )
+    .await;
+    match r.outcome {
+        Outcome::Failed { error } => {
+            assert_eq!(error.code, "upstream_down");
+            assert_eq!(error.message, "the API is down");
+            assert!(error.retryable);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn files_environment_and_stdin_are_denied() {
+    let r = hostile(json!({"op": "read_file"}), Overrides::default()).await;
+    let out = output(&r);
+    assert!(out["passwd"]["Err"].is_string(), "{out}");
+    assert!(out["root"]["Err"].is_string(), "{out}");
+    let r = hostile(json!({"op": "env"}), Overrides::default()).await;
+    let out = output(&r);
+    assert_eq!(out["vars"], json!([]), "{out}");
+    assert_eq!(out["args"], json!([]), "{out}");
+    assert_eq!(out["stdin"], json!({"Ok": ""}), "{out}");
+}
+
+#[tokio::test]
+async fn sockets_are_denied_and_nothing_reaches_the_host() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let r = hostile(json!({"op": "socket", "n": port}), Overrides::default()).await;
+    let out = output(&r);
+    assert!(out["connect"]["Err"].is_string(), "{out}");
+    assert!(out["bind"]["Err"].is_string(), "{out}");
+    assert!(out["resolve"]["Err"].is_string(), "{out}");
+    assert!(
+        listener.accept().is_err(),
+        "the guest reached a host socket"
+    );
+}
+
+#[tokio::test]
+async fn logs_stdout_stderr_and_config_are_recorded_and_secrets_redacted() {
+    let caps = Capabilities {
+        config: [("key".to_owned(), "value-1".to_owned())].into(),
+        secrets: vec!["tops3cret".to_owned()],
+    };
+    let r = run_with(
+        test_programs::HOSTILE,
+        json!({"op": "log", "text": "pw=tops3cret"}),
+        limits(Overrides::default()),
+        caps,
+    )
+    .await;
+    assert_eq!(output(&r), json!({"config": "value-1"}));
+    let lines: Vec<_> = r
+        .logs
+        .iter()
+        .map(|l| (l.source, l.message.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (LogSource::Log, "pw=[REDACTED]"),
+            (LogSource::Stdout, "to stdout: pw=[REDACTED]"),
+            (LogSource::Stderr, "to stderr: pw=[REDACTED]"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_log_flood_is_bounded() {
+    let r = hostile(
+        json!({"op": "log_flood", "n": 100_000}),
+        Overrides::default(),
+    )
+    .await;
+    assert_eq!(output(&r), json!("flooded"));
+    let total: usize = r.logs.iter().map(|l| l.message.len()).sum();
+    assert!(total as u64 <= Limits::DEFAULT.max_log_bytes + 200);
+    let last = r.logs.last().unwrap();
+    assert_eq!(last.source, LogSource::Host);
+    assert!(last.message.contains("budget"));
+}
+
+#[tokio::test]
+async fn every_attempt_gets_a_fresh_instance() {
+    for _ in 0..3 {
+        let r = hostile(json!({"op": "counter"}), Overrides::default()).await;
+        assert_eq!(output(&r), json!({"calls": 1}));
+    }
+}
+
+#[tokio::test]
+async fn cancel_interrupts_a_computing_guest_and_a_waiting_guest() {
+    for op in ["loop", "sleep"] {
+        let step = prepared(test_programs::HOSTILE);
+        let cancel = Cancel::new();
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            trigger.cancel();
+        });
+        let lim = limits(Overrides {
+            fuel: Some(Limits::CEILING.fuel),
+            ..Overrides::default()
+        });
+        let started = Instant::now();
+        let r = sandbox()
+            .run(
+                &step,
+                &json!({"op": op}).to_string(),
+                &lim,
+                &Capabilities::default(),
+                &cancel,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::Cancelled, "{op}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{op}");
+    }
+    assert_echo_works().await;
+}
+
+#[tokio::test]
+async fn input_over_the_limit_is_refused_before_running() {
+    let step = prepared(test_programs::ECHO);
+    let lim = Limits {
+        max_input_bytes: 10,
+        ..limits(Overrides::default())
+    };
+    let err = sandbox()
+        .run(
+            &step,
+            "\"0123456789abcdef\"",
+            &lim,
+            &Capabilities::default(),
+            &Cancel::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InputTooLarge {
+                size: 18,
+                limit: 10
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_components_are_rejected_with_clear_messages() {
+    let err = sandbox()
+        .prepare(b"\x13\x37 definitely not wasm")
+        .unwrap_err();
+    assert!(err.to_string().contains("magic number"), "{err}");
+
+    let module = wat::parse_str("(module (func (export \"run\")))").unwrap();
+    let err = sandbox().prepare(&module).unwrap_err();
+    assert!(err.to_string().contains("core WebAssembly module"), "{err}");
+
+    let err = sandbox()
+        .prepare(&test_programs::read(test_programs::WRONG_WORLD))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("`run` has the wrong type"), "{msg}");
+
+    let no_run = wat::parse_str("(component)").unwrap();
+    let err = sandbox().prepare(&no_run).unwrap_err();
+    assert!(err.to_string().contains("does not export `run`"), "{err}");
+
+    let odd_import =
+        wat::parse_str(r#"(component (import "acme:evil/backdoor@1.0.0" (instance)))"#).unwrap();
+    let err = sandbox().prepare(&odd_import).unwrap_err();
+    assert!(err.to_string().contains("acme:evil/backdoor"), "{err}");
+}
+
+#[test]
+fn a_restarted_host_loads_the_precompiled_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        cache_dir: Some(dir.path().to_owned()),
+        pool: stephost::sandbox::PoolSize {
+            max_concurrent_instances: 2,
+        },
+        ..Settings::default()
+    };
+    let bytes = test_programs::read(test_programs::ECHO);
+    let first = Sandbox::new(settings.clone()).unwrap();
+    let p = first.prepare(&bytes).unwrap();
+    assert_eq!(p.source, Source::Compiled);
+    // The same host keeps the prepared step in memory.
+    assert!(Arc::ptr_eq(&p, &first.prepare(&bytes).unwrap()));
+    drop(first);
+
+    let second = Sandbox::new(settings).unwrap();
+    let p = second.prepare(&bytes).unwrap();
+    assert_eq!(p.source, Source::Cache);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "one artifact per digest and engine"
+    );
+}

@@ -1,0 +1,193 @@
+//! The test server and HTTP helpers shared by the suites.
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const ADMIN: &str = "test-admin-token";
+
+pub struct Server {
+    pub url: String,
+    pub client: Client,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config: stephost::config::Config = serde_json::from_value(json!({
+        "listen": "127.0.0.1:0",
+        "data-dir": dir.path(),
+        "admin-token": ADMIN,
+        "workers": 2,
+    }))
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        stephost::run(config, listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Server {
+        url,
+        client: Client::new(),
+        _dir: dir,
+        stop: Some(tx),
+    }
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Server {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        resp(req.send().await.unwrap()).await
+    }
+
+    pub async fn tenant(&self, name: &str) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/tenants",
+                Some(ADMIN),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn push(&self, token: &str, name: &str, path: &str) -> Resp {
+        let bytes = std::fs::read(path).unwrap();
+        let r = self
+            .client
+            .put(format!("{}/v1/steps/{name}", self.url))
+            .bearer_auth(token)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        resp(r).await
+    }
+
+    pub async fn workflow(&self, token: &str, id: &str, def: Value) -> Resp {
+        self.call(
+            Method::PUT,
+            &format!("/v1/workflows/{id}"),
+            Some(token),
+            Some(def),
+        )
+        .await
+    }
+
+    /// POSTs `body` to `path` with an `Idempotency-Key` and, when given,
+    /// an `X-On-Conflict` header.
+    pub async fn post_keyed(
+        &self,
+        token: &str,
+        path: &str,
+        key: &str,
+        on_conflict: Option<&str>,
+        body: &Value,
+    ) -> Resp {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(body);
+        if let Some(mode) = on_conflict {
+            req = req.header("x-on-conflict", mode);
+        }
+        resp(req.send().await.unwrap()).await
+    }
+
+    /// A tenant with `echo` and `hostile` steps and workflows `three`
+    /// (echo x3), `fail` and `slow` (echo, then a guest that sleeps).
+    pub async fn fixture(&self, name: &str) -> String {
+        let t = self.tenant(name).await;
+        assert_eq!(
+            self.push(&t, "echo", test_programs::ECHO).await.status,
+            StatusCode::CREATED
+        );
+        assert_eq!(
+            self.push(&t, "hostile", test_programs::HOSTILE)
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+        let three = json!({"steps": [
+            {"id": "a", "step": "echo"}, {"id": "b", "step": "echo"}, {"id": "c", "step": "echo"}]});
+        assert_eq!(
+            self.workflow(&t, "three", three).await.status,
+            StatusCode::CREATED
+        );
+        let fail = json!({"steps": [{"id": "boom", "step": "hostile", "input": {"op": "fatal", "text": "nope"}}]});
+        assert_eq!(
+            self.workflow(&t, "fail", fail).await.status,
+            StatusCode::CREATED
+        );
+        let slow = json!({"steps": [
+            {"id": "first", "step": "echo"},
+            {"id": "nap", "step": "hostile", "input": {"op": "sleep"}}]});
+        assert_eq!(
+            self.workflow(&t, "slow", slow).await.status,
+            StatusCode::CREATED
+        );
+        t
+    }
+}
+
+pub async fn resp(r: reqwest::Response) -> Resp {
+    let status = r.status();
+    let headers = r.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Resp {
+        status,
+        content_type,
+        headers,
+        body,
+    }
+}
+
+pub fn assert_problem(r: &Resp, status: StatusCode, needle: &str) {
+    assert_eq!(r.status, status, "{:?}", r.body);
+    assert_eq!(r.content_type, "application/problem+json", "{:?}", r.body);
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(needle), "`{detail}` lacks `{needle}`");
+    assert_eq!(r.body["status"], status.as_u16());
+}

@@ -1,0 +1,131 @@
+//! Test guest that misbehaves on request. The input's `op` picks the
+//! behaviour; every sandbox limit and denial has an op that provokes it.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+use stephost_sdk::{StepError, Value, bindings, config, log, serde_json::json};
+
+#[derive(Deserialize)]
+struct Input {
+    op: String,
+    #[serde(default)]
+    n: u64,
+    #[serde(default)]
+    text: String,
+}
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn run(input: Input) -> Result<Value, StepError> {
+    match input.op.as_str() {
+        // Spins forever: only fuel or the wall clock stops it.
+        "loop" => {
+            let mut x = 0u64;
+            loop {
+                x = black_box(x.wrapping_add(1));
+            }
+        }
+        // Waits inside a host call (a WASI clock poll) for an hour.
+        "sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Ok(json!("woke up"))
+        }
+        // Grows memory until the host says no.
+        "memory_bomb" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(black_box(vec![1u8; 1 << 20]));
+            }
+        }
+        // Holds `n` MiB, touched, then returns.
+        "hold_memory" => {
+            let block = black_box(vec![7u8; (input.n as usize) << 20]);
+            Ok(json!({ "held": block.len() }))
+        }
+        // Does `n` rounds of work, to show fuel grows with work.
+        "work" => {
+            let mut x = 0u64;
+            for i in 0..input.n {
+                x = black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            Ok(json!({ "x": x }))
+        }
+        // Counts calls in a static: a fresh instance per attempt always says 1.
+        "counter" => Ok(json!({ "calls": CALLS.fetch_add(1, Ordering::SeqCst) + 1 })),
+        "recurse" => Ok(json!({ "depth": recurse(black_box(u64::MAX)) })),
+        "panic" => panic!("boom from the hostile guest"),
+        "unreachable" => {
+            #[cfg(target_arch = "wasm32")]
+            core::arch::wasm32::unreachable();
+            #[cfg(not(target_arch = "wasm32"))]
+            unreachable!()
+        }
+        "big_output" => Ok(Value::String("x".repeat(input.n as usize))),
+        "error" => Err(StepError::retryable("upstream_down", input.text)),
+        "fatal" => Err(StepError::fatal("bad_input", input.text)),
+        "log" => {
+            log::info(&input.text);
+            println!("to stdout: {}", input.text);
+            eprintln!("to stderr: {}", input.text);
+            Ok(json!({ "config": config::get("key") }))
+        }
+        "log_flood" => {
+            for i in 0..input.n {
+                println!("line {i} {}", "y".repeat(100));
+            }
+            Ok(json!("flooded"))
+        }
+        "read_file" => Ok(json!({
+            "passwd": std::fs::read_to_string("/etc/passwd").map_err(|e| e.to_string()),
+            "root": std::fs::read_dir("/").map(|d| d.count()).map_err(|e| e.to_string()),
+            "cwd": std::env::current_dir().map_err(|e| e.to_string()),
+        })),
+        "env" => Ok(json!({
+            "vars": std::env::vars().collect::<Vec<_>>(),
+            "args": std::env::args().collect::<Vec<_>>(),
+            "stdin": std::io::read_to_string(std::io::stdin()).map_err(|e| e.to_string()),
+        })),
+        "socket" => Ok(json!({
+            "connect": std::net::TcpStream::connect(("127.0.0.1", input.n as u16))
+                .map(|_| "connected")
+                .map_err(|e| e.to_string()),
+            "bind": std::net::TcpListener::bind("127.0.0.1:0")
+                .map(|_| "bound")
+                .map_err(|e| e.to_string()),
+            "resolve": std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80))
+                .map(|a| a.count())
+                .map_err(|e| e.to_string()),
+        })),
+        other => Err(StepError::fatal("unknown_op", format!("no op `{other}`"))),
+    }
+}
+
+/// Recursion the compiler cannot turn into a loop.
+fn recurse(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let below = recurse(black_box(n - 1));
+    black_box(below) + 1
+}
+
+/// Implements the world by hand, rather than through `export_step!`, so
+/// that `not_json` can return text the SDK would never produce.
+struct Hostile;
+
+impl bindings::Guest for Hostile {
+    fn run(input: String) -> Result<String, bindings::StepError> {
+        if input.contains("\"op\":\"not_json\"") {
+            return Ok("this is { not json".to_owned());
+        }
+        stephost_sdk::run_json(&input, run).map_err(|e| bindings::StepError {
+            code: e.code,
+            message: e.message,
+            retryable: e.retryable,
+        })
+    }
+}
+
+bindings::__export_step_world!(Hostile with_types_in bindings);
