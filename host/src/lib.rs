@@ -57,7 +57,9 @@ pub async fn run(
         })
         .context("cannot start the sandbox")?,
     );
-    let runner = Arc::new(runner::SandboxRunner::new(sandbox, store.clone()));
+    let pool = runner::AttemptPool::new(config.workers)
+        .map_err(|e| anyhow::anyhow!("cannot start the attempt threads: {e}"))?;
+    let runner = Arc::new(runner::SandboxRunner::new(sandbox, store.clone(), pool));
     let engine = engine::Engine::start(
         store.clone(),
         runner.clone(),

@@ -14,10 +14,58 @@ use crate::store::Store;
 
 /// Runs attempts in the sandbox, loading components from the store (and
 /// their precompiled artifacts from the cache) on first use.
+///
+/// Attempts run on their own runtime ([`AttemptPool`]), never on the one
+/// that serves the API: a guest that computes yields only once per epoch
+/// tick, and tokio polls its I/O driver only every few dozen task polls, so
+/// guests sharing the API's runtime would delay new requests by hundreds of
+/// milliseconds.
 #[derive(Debug, Clone)]
 pub struct SandboxRunner {
     sandbox: Arc<Sandbox>,
     store: Arc<dyn Store>,
+    pool: Arc<AttemptPool>,
+}
+
+/// A multi-threaded tokio runtime, on threads of its own, that runs
+/// attempts. Dropping the pool shuts the runtime down on its own thread.
+#[derive(Debug)]
+pub struct AttemptPool {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl AttemptPool {
+    /// A pool of `threads` threads.
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("stephost-attempt")
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("stephost-attempts".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+                rt.shutdown_background();
+            })?;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+        })
+    }
+}
+
+impl Drop for AttemptPool {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -27,9 +75,13 @@ impl std::fmt::Debug for dyn Store {
 }
 
 impl SandboxRunner {
-    /// A runner over this sandbox and store.
-    pub fn new(sandbox: Arc<Sandbox>, store: Arc<dyn Store>) -> Self {
-        Self { sandbox, store }
+    /// A runner over this sandbox and store, running attempts on `pool`.
+    pub fn new(sandbox: Arc<Sandbox>, store: Arc<dyn Store>, pool: AttemptPool) -> Self {
+        Self {
+            sandbox,
+            store,
+            pool: Arc::new(pool),
+        }
     }
 }
 
@@ -62,9 +114,18 @@ impl StepRunner for SandboxRunner {
             .sandbox
             .limits(&Overrides::default())
             .map_err(|e| RunnerError(e.to_string()))?;
-        self.sandbox
-            .run(&step, input, &limits, &Capabilities::default(), cancel)
+        let sandbox = self.sandbox.clone();
+        let input = input.to_owned();
+        let cancel = cancel.clone();
+        self.pool
+            .handle
+            .spawn(async move {
+                sandbox
+                    .run(&step, &input, &limits, &Capabilities::default(), &cancel)
+                    .await
+            })
             .await
+            .map_err(|e| RunnerError(format!("the attempt task failed: {e}")))?
             .map_err(|e| RunnerError(e.to_string()))
     }
 }

@@ -140,8 +140,17 @@ impl From<engine::Error> for ApiError {
 /// Turns any error response that is not already a problem document (axum's
 /// own rejections, 404 for unknown routes, 405, 413 from the body limit)
 /// into one, keeping its status and text.
-pub async fn ensure_problem_json(resp: Response) -> Response {
+pub async fn ensure_problem_json(mut resp: Response) -> Response {
     let status = resp.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the oversized body was never read, so the connection
+        // cannot carry another request: tell the client not to reuse it
+        // (RFC 9110 §15.5.14) instead of letting its next request fail.
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }

@@ -375,6 +375,9 @@ async fn bad_requests_get_precise_problems() {
         .call(Method::POST, "/v1/executions", Some(&t), Some(big))
         .await;
     assert_problem(&r, StatusCode::PAYLOAD_TOO_LARGE, "larger");
+    // The unread rest of the body poisons the connection; the server must say
+    // so, or the client's next request on it fails.
+    assert_eq!(r.headers["connection"], "close");
     let r = s
         .call(Method::GET, "/v1/executions/not-an-id", Some(&t), None)
         .await;
@@ -480,4 +483,87 @@ async fn idempotency_keys_deduplicate_even_when_concurrent() {
         .post_keyed(&t, "/v1/executions", "k", Some("MAYBE"), &body)
         .await;
     assert_problem(&bad, StatusCode::BAD_REQUEST, "X-On-Conflict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_while_every_worker_spins_in_a_guest() {
+    let s = start().await; // two workers
+    let t = s.fixture("acme").await;
+    let spin = json!({"steps": [{"id": "spin", "step": "hostile", "input": {"op": "loop"}}]});
+    assert_eq!(
+        s.workflow(&t, "spin", spin).await.status,
+        StatusCode::CREATED
+    );
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let r = s
+            .call(
+                Method::POST,
+                "/v1/executions/async",
+                Some(&t),
+                Some(json!({"workflow_id": "spin"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        ids.push(r.body["execution_id"].as_str().unwrap().to_owned());
+    }
+    // Wait until both workers are inside a CPU-bound guest.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = s
+            .call(Method::GET, "/v1/executions?status=running", Some(&t), None)
+            .await;
+        if r.body["items"].as_array().unwrap().len() >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", r.body);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Every kind of request still answers promptly: the guests yield at each
+    // epoch tick and never hold a runtime thread for long.
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        let health = s.call(Method::GET, "/health/ready", None, None).await;
+        assert_eq!(health.status, StatusCode::OK);
+        let got = s
+            .call(
+                Method::GET,
+                &format!("/v1/executions/{}", ids[i % 4]),
+                Some(&t),
+                None,
+            )
+            .await;
+        assert_eq!(got.status, StatusCode::OK);
+        let queued = s
+            .call(
+                Method::POST,
+                "/v1/executions?wait_for_seconds=0",
+                Some(&t),
+                Some(json!({"workflow_id": "three"})),
+            )
+            .await;
+        assert_eq!(queued.status, StatusCode::ACCEPTED, "{:?}", queued.body);
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a request took {slowest:?} while the workers were busy"
+    );
+    let running = s
+        .call(Method::GET, "/v1/executions?status=running", Some(&t), None)
+        .await;
+    assert!(
+        !running.body["items"].as_array().unwrap().is_empty(),
+        "the guests finished before the requests were measured"
+    );
+    for id in &ids {
+        s.call(
+            Method::POST,
+            &format!("/v1/executions/{id}/cancel"),
+            Some(&t),
+            None,
+        )
+        .await;
+    }
 }

@@ -164,7 +164,9 @@ async fn steps_are_validated_versioned_and_deleted() {
         .send()
         .await
         .unwrap();
-    assert_problem(&resp(r).await, StatusCode::PAYLOAD_TOO_LARGE, "larger");
+    let r = resp(r).await;
+    assert_problem(&r, StatusCode::PAYLOAD_TOO_LARGE, "larger");
+    assert_eq!(r.headers["connection"], "close");
     let list = s.call(Method::GET, "/v1/steps", Some(&t), None).await;
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
     assert_eq!(

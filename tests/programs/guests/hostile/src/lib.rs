@@ -32,6 +32,12 @@ fn run(input: Input) -> Result<Value, StepError> {
             std::thread::sleep(std::time::Duration::from_secs(3600));
             Ok(json!("woke up"))
         }
+        // Sleeps `n` milliseconds, for tests that need attempts to overlap
+        // a crash or each other.
+        "nap" => {
+            std::thread::sleep(std::time::Duration::from_millis(input.n));
+            Ok(json!({ "slept_ms": input.n }))
+        }
         // Grows memory until the host says no.
         "memory_bomb" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();

@@ -1,0 +1,246 @@
+//! `kill -9` of the real `stephost serve` binary while 200 asynchronous
+//! executions are under way, then a restart on the same data directory:
+//! every accepted execution reaches a terminal state, none is lost, and none
+//! completes twice.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "crash-admin-token";
+const EXECUTIONS: usize = 200;
+
+/// A `stephost serve` process; killed with SIGKILL when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stephost"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("STEPHOST_ADMIN_TOKEN", ADMIN)
+            .env("STEPHOST_WORKERS", "2")
+            .env("STEPHOST_DURABILITY", "full")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start stephost serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Reads the address from the first line, then keeps draining stderr
+        // so that the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server did not report its address");
+        Self { child, url }
+    }
+
+    fn kill_9(&mut self) {
+        // `Child::kill` sends SIGKILL on Unix: no shutdown code runs.
+        self.child.kill().expect("kill -9");
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn call(
+    client: &Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = client.request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Every execution id the listing returns for `filter`, following cursors.
+async fn list_all(client: &Client, url: &str, token: &str, filter: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = call(
+            client,
+            reqwest::Method::GET,
+            format!("{url}/v1/executions?limit=100{filter}{cursor}"),
+            token,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for e in page["items"].as_array().unwrap() {
+            ids.push(e["execution_id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return ids,
+        }
+    }
+}
+
+async fn count_succeeded(client: &Client, url: &str, token: &str) -> usize {
+    list_all(client, url, token, "&status=succeeded")
+        .await
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_200_async_executions_loses_nothing_and_completes_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let mut first = Server::start(dir.path());
+    let url = first.url.clone();
+
+    let (status, body) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{url}/v1/tenants"),
+        ADMIN,
+        Some(json!({"name": "crash"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let r = client
+        .put(format!("{url}/v1/steps/nap"))
+        .bearer_auth(&token)
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(test_programs::HOSTILE).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Three steps of 10 ms each on two workers: 200 executions take about
+    // three seconds, so the kill lands in the middle.
+    let nap = json!({"op": "nap", "n": 10});
+    let def = json!({"steps": [
+        {"id": "a", "step": "nap", "input": nap},
+        {"id": "b", "step": "nap", "input": nap},
+        {"id": "c", "step": "nap", "input": nap}]});
+    let (status, body) = call(
+        &client,
+        reqwest::Method::PUT,
+        format!("{url}/v1/workflows/naps"),
+        &token,
+        Some(def),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let mut ids = Vec::with_capacity(EXECUTIONS);
+    let mut tasks = Vec::new();
+    for i in 0..EXECUTIONS {
+        let client = client.clone();
+        let url = url.clone();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            call(
+                &client,
+                reqwest::Method::POST,
+                format!("{url}/v1/executions/async"),
+                &token,
+                Some(json!({"workflow_id": "naps", "input_data": {"i": i}})),
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["status"], "queued");
+        ids.push(body["execution_id"].as_str().unwrap().to_owned());
+    }
+
+    // Kill once some, but far from all, have finished.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done_before = loop {
+        let done = count_succeeded(&client, &url, &token).await;
+        if done >= 20 {
+            break done;
+        }
+        assert!(Instant::now() < deadline, "no progress before the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    first.kill_9();
+    assert!(
+        done_before < EXECUTIONS / 2,
+        "the kill came too late to prove anything ({done_before} already done)"
+    );
+
+    let second = Server::start(dir.path());
+    let url = second.url.clone();
+    let after_restart = count_succeeded(&client, &url, &token).await;
+    assert!(
+        after_restart < EXECUTIONS,
+        "everything had finished before the restart; the test proves nothing"
+    );
+    for id in &ids {
+        let (status, exec) = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{url}/v1/executions/{id}?wait_for_seconds=60"),
+            &token,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{exec}");
+        assert_eq!(exec["status"], "succeeded", "{exec}");
+        let history: Vec<&str> = exec["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["status"].as_str().unwrap())
+            .collect();
+        let terminal = history
+            .iter()
+            .filter(|s| !matches!(**s, "queued" | "running"))
+            .count();
+        assert_eq!(terminal, 1, "completed more than once: {history:?}");
+        assert_eq!(history.first(), Some(&"queued"), "{history:?}");
+        assert_eq!(history.last(), Some(&"succeeded"), "{history:?}");
+        for step in exec["steps"].as_array().unwrap() {
+            assert_eq!(step["status"], "succeeded", "{exec}");
+            let attempts = step["attempts"].as_array().unwrap();
+            // An attempt cut off by the kill was never recorded, so every
+            // step shows the one attempt that counted.
+            assert_eq!(attempts.len(), 1, "{exec}");
+            assert_eq!(step["output"], json!({"slept_ms": 10}));
+        }
+    }
+    // Nothing lost and nothing duplicated: the listing holds exactly the
+    // accepted ids.
+    let listed = list_all(&client, &url, &token, "").await;
+    assert_eq!(listed.len(), EXECUTIONS);
+    let listed: HashSet<String> = listed.into_iter().collect();
+    let accepted: HashSet<String> = ids.into_iter().collect();
+    assert_eq!(listed, accepted);
+}
