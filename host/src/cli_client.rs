@@ -500,7 +500,9 @@ struct ExecutionPage {
 fn exit_code(status: Status) -> ExitCode {
     match status {
         Status::Failed | Status::Cancelled | Status::TimedOut => ExitCode::FAILURE,
-        Status::Queued | Status::Running | Status::Succeeded => ExitCode::SUCCESS,
+        Status::Queued | Status::Running | Status::Succeeded | Status::PartiallySucceeded => {
+            ExitCode::SUCCESS
+        }
     }
 }
 

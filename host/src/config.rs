@@ -66,6 +66,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest component upload in bytes.
     pub max_component_bytes: usize,
+    /// The key that encrypts tenant secrets at rest: 32 bytes, base64
+    /// (`STEPHOST_SECRETS_KEY`). Without it, a key is generated into
+    /// `<data-dir>/secrets.key` on first start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets_key: Option<Secret>,
 }
 
 /// How hard the store works to keep each commit.
@@ -104,6 +109,7 @@ impl Default for Config {
             max_wait_seconds: 300,
             max_body_bytes: 1 << 20,
             max_component_bytes: 64 << 20,
+            secrets_key: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! Module map (see ARCHITECTURE.md): [`model`] holds plain domain types,
 //! [`sandbox`] is the only module that knows wasmtime, [`store`] the only
 //! one that knows SQL, [`engine`] drives executions, [`api`] is the only
-//! module that knows HTTP, [`config`] reads configuration, and [`run`] wires
+//! module that knows HTTP, [`config`] reads configuration, [`secrets`] seals tenant secrets, and
+//! [`run`] wires
 //! them together. [`cli`] is the command line of the `stephost` binary.
 
 pub mod api;
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod model;
 pub mod runner;
 pub mod sandbox;
+pub mod secrets;
 pub mod store;
 
 use std::sync::Arc;
@@ -45,6 +47,17 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with_clock(config, listener, shutdown, Arc::new(engine::SystemClock)).await
+}
+
+/// [`run`] with the engine's clock replaced, so that tests can check retry
+/// delays and deadlines without sleeping.
+pub async fn run_with_clock(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Arc<dyn engine::Clock>,
+) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = open_store(&config)?;
     let sandbox = Arc::new(
         sandbox::Sandbox::new(sandbox::Settings {
@@ -60,9 +73,18 @@ pub async fn run(
     let pool = runner::AttemptPool::new(config.workers)
         .map_err(|e| anyhow::anyhow!("cannot start the attempt threads: {e}"))?;
     let runner = Arc::new(runner::SandboxRunner::new(sandbox, store.clone(), pool));
+    let key = secrets::load_key(
+        config.secrets_key.as_ref().map(|k| k.expose()),
+        &config.data_dir,
+    )?;
+    let vault = secrets::Vault::new(key, store.clone());
     let engine = engine::Engine::start(
         store.clone(),
-        runner.clone(),
+        engine::Services {
+            runner: runner.clone(),
+            secrets: Arc::new(vault.clone()),
+            clock,
+        },
         engine::Settings {
             workers: config.workers,
             max_in_flight: config.max_in_flight,
@@ -74,6 +96,7 @@ pub async fn run(
         store,
         engine,
         runner,
+        vault,
         config
             .admin_token
             .as_ref()

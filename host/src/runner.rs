@@ -7,9 +7,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{Registered, Registrar};
-use crate::engine::{RunnerError, StepRunner};
+use crate::engine::{AttemptSpec, RunnerError, StepRunner};
 use crate::model::{AttemptReport, Digest, TenantId};
-use crate::sandbox::{Capabilities, Overrides, Sandbox};
+use crate::sandbox::Sandbox;
 use crate::store::Store;
 
 /// Runs attempts in the sandbox, loading components from the store (and
@@ -91,7 +91,7 @@ impl StepRunner for SandboxRunner {
         &self,
         _tenant: &TenantId,
         digest: &Digest,
-        input: &str,
+        spec: &AttemptSpec,
         cancel: &CancellationToken,
     ) -> Result<AttemptReport, RunnerError> {
         let step = match self.sandbox.prepared(digest) {
@@ -110,20 +110,19 @@ impl StepRunner for SandboxRunner {
                     .map_err(|e| RunnerError(format!("preparing component {digest}: {e}")))?
             }
         };
-        let limits = self
+        let mut limits = self
             .sandbox
-            .limits(&Overrides::default())
+            .limits(&spec.overrides)
             .map_err(|e| RunnerError(e.to_string()))?;
+        // The workflow deadline reaches every attempt.
+        limits.timeout = limits.timeout.min(spec.remaining);
         let sandbox = self.sandbox.clone();
-        let input = input.to_owned();
+        let input = spec.input.clone();
+        let caps = spec.caps.clone();
         let cancel = cancel.clone();
         self.pool
             .handle
-            .spawn(async move {
-                sandbox
-                    .run(&step, &input, &limits, &Capabilities::default(), &cancel)
-                    .await
-            })
+            .spawn(async move { sandbox.run(&step, &input, &limits, &caps, &cancel).await })
             .await
             .map_err(|e| RunnerError(format!("the attempt task failed: {e}")))?
             .map_err(|e| RunnerError(e.to_string()))
@@ -132,6 +131,13 @@ impl StepRunner for SandboxRunner {
 
 #[async_trait::async_trait]
 impl Registrar for SandboxRunner {
+    fn check_limits(&self, overrides: &crate::sandbox::Overrides) -> Result<(), String> {
+        self.sandbox
+            .limits(overrides)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     async fn register(&self, bytes: Arc<Vec<u8>>) -> Result<Registered, String> {
         let sandbox = self.sandbox.clone();
         let prepared = tokio::task::spawn_blocking(move || sandbox.prepare(&bytes))

@@ -6,6 +6,7 @@ mod executions;
 mod health;
 mod openapi;
 mod problem;
+mod secrets;
 mod steps;
 mod tenants;
 mod workflows;
@@ -19,6 +20,8 @@ use axum::routing::{get, post, put};
 pub use self::auth::{AdminToken, generate_token, hash_token};
 pub use self::problem::{ApiError, PROBLEM_JSON};
 use crate::engine::Engine;
+use crate::sandbox::Overrides;
+use crate::secrets::Vault;
 use crate::store::Store;
 
 /// Limits and defaults of the API.
@@ -40,6 +43,8 @@ pub struct Settings {
 pub trait Registrar: Send + Sync + 'static {
     /// Validates and precompiles a component.
     async fn register(&self, bytes: Arc<Vec<u8>>) -> Result<Registered, String>;
+    /// Checks per-step limits against the server's ceilings.
+    fn check_limits(&self, overrides: &Overrides) -> Result<(), String>;
 }
 
 /// What registering a component found.
@@ -59,6 +64,7 @@ pub struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) engine: Engine,
     pub(crate) registrar: Arc<dyn Registrar>,
+    pub(crate) vault: Vault,
     pub(crate) admin: Option<AdminToken>,
     pub(crate) settings: Arc<Settings>,
 }
@@ -77,6 +83,7 @@ impl AppState {
         store: Arc<dyn Store>,
         engine: Engine,
         registrar: Arc<dyn Registrar>,
+        vault: Vault,
         admin: Option<AdminToken>,
         settings: Settings,
     ) -> Self {
@@ -84,6 +91,7 @@ impl AppState {
             store,
             engine,
             registrar,
+            vault,
             admin,
             settings: Arc::new(settings),
         }
@@ -118,6 +126,11 @@ pub fn router(state: AppState) -> Router {
             post(executions::run_sync).get(executions::list),
         )
         .route("/v1/executions/async", post(executions::run_async))
+        .route("/v1/secrets", get(secrets::list))
+        .route(
+            "/v1/secrets/{name}",
+            put(secrets::put).delete(secrets::delete),
+        )
         .route("/v1/executions/{execution_id}", get(executions::get))
         .route(
             "/v1/executions/{execution_id}/cancel",

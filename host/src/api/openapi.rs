@@ -33,11 +33,13 @@ impl Modify for Bearer {
         super::workflows::put, super::workflows::list, super::workflows::get,
         super::executions::run_sync, super::executions::run_async, super::executions::get,
         super::executions::list, super::executions::cancel,
+        super::secrets::put, super::secrets::list, super::secrets::delete,
     ),
     tags(
         (name = "executions", description = "Run workflows and follow their executions"),
         (name = "workflows", description = "Versioned workflow definitions"),
         (name = "steps", description = "Step components"),
+        (name = "secrets", description = "Tenant secrets (names only; values never leave)"),
         (name = "tenants", description = "Tenants and tokens (admin)"),
         (name = "health", description = "Liveness and readiness"),
     )

@@ -132,6 +132,7 @@ impl From<engine::Error> for ApiError {
             E::IdempotencyConflict(..) | E::AlreadyFinished(..) => {
                 Self::new(StatusCode::CONFLICT, e.to_string())
             }
+            E::Invalid(detail, problems) => Self::invalid(detail, problems),
             E::Store(s) => s.into(),
         }
     }

@@ -1,6 +1,6 @@
 //! `/v1/workflows`: versioned workflow definitions (JSON or YAML).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -91,14 +91,25 @@ pub async fn put(
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
     let def = Definition::parse(text, yaml)
         .map_err(|p| ApiError::invalid("the workflow definition is invalid", p))?;
-    let registered: HashSet<String> = state
+    let registered: HashMap<String, Vec<crate::model::Digest>> = state
         .store
         .steps(&tenant)
         .await?
         .into_iter()
-        .map(|s| s.name.to_string())
+        .map(|s| {
+            (
+                s.name.to_string(),
+                s.versions.iter().map(|v| v.digest).collect(),
+            )
+        })
         .collect();
-    let problems = def.validate(id.as_str(), |s| registered.contains(s));
+    let registrar = state.registrar.clone();
+    let ceilings = move |o: &crate::sandbox::Overrides| registrar.check_limits(o);
+    let problems = def.validate(&crate::engine::definition::Context {
+        path_id: id.as_str(),
+        steps: &registered,
+        ceilings: &ceilings,
+    });
     if !problems.is_empty() {
         return Err(ApiError::invalid(
             "the workflow definition is invalid",

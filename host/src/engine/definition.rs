@@ -1,15 +1,43 @@
 //! The workflow definition format and its validation.
 //!
-//! In this version a definition is an ordered list of steps, each `{id,
-//! step, input?}`. A step's input is its `input` when given, otherwise the
-//! previous step's output; the first step gets the execution's `input_data`.
-//! The workflow's output is the last step's output.
+//! A definition is a DAG of steps. Each step runs a registered component
+//! (`name`, or `name@digest` to pin a version) on an `input` built from
+//! templates, after the steps it `needs`; without `needs` a step needs the
+//! step before it, so plain lists stay sequential. `docs/workflows.md`
+//! describes every field with examples.
+//!
+//! Shape problems (unknown fields, wrong types) and meaning problems (cycles,
+//! unknown steps, references to non-ancestors, bad templates, limits above
+//! the ceilings, a malformed `input_schema`) are all listed, each with its
+//! JSON path, rather than stopping at the first.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::model::{StepName, check_name};
+use super::template;
+use crate::model::{Digest, StepName, check_name};
+use crate::sandbox::Overrides;
+
+/// How long an execution may take when the workflow does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The most attempts a retry policy may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Root names templates may use (besides `secrets` in `config`).
+const ROOTS: &[&str] = &["input", "steps", "execution", "workflow"];
+/// Functions the template language provides.
+const FUNCTIONS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "loop",
+    "true",
+    "false",
+    "none",
+];
 
 /// A workflow definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -22,8 +50,24 @@ pub struct Definition {
     /// What the workflow is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// The steps, run in order.
+    /// A JSON Schema that `input_data` must satisfy at submission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input_schema: Option<Value>,
+    /// The steps.
     pub steps: Vec<StepDef>,
+    /// A template (or JSON value with templates) that builds the output;
+    /// by default the output of the last step in the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Value>,
+    /// Deadline for the whole execution, such as `30s`, `5m`, `1h` or
+    /// `PT1H` (default `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// The retry policy of steps that have none of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
 }
 
 /// One step of a workflow.
@@ -32,12 +76,149 @@ pub struct Definition {
 pub struct StepDef {
     /// Unique within the workflow.
     pub id: String,
-    /// The registered step to run.
+    /// The registered step to run: `name`, or `name@sha256:…` to pin one
+    /// version.
     pub step: String,
-    /// A fixed input; without it the step gets the previous output.
+    /// The input: a template, or a JSON value containing templates. Without
+    /// it, a step with no `needs` gets `input_data`, a step with one gets
+    /// that step's output, and a step with several gets an object of their
+    /// outputs by step id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub input: Option<serde_json::Value>,
+    pub input: Option<Value>,
+    /// The step ids this step runs after; default: the previous step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<Vec<String>>,
+    /// A condition; when false the step is `skipped`.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Values for the guest's `config` import; may use templates and
+    /// `{{ secrets.NAME }}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub config: BTreeMap<String, Value>,
+    /// Per-step limits, at most the server's ceilings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<StepLimits>,
+    /// Retries of this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// When set, a failure of this step does not fail the workflow, which
+    /// then ends `partially_succeeded`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continue_on_error: bool,
+}
+
+/// Limits of one step's attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepLimits {
+    /// Wall-clock limit per attempt, such as `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Fuel budget per attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Linear memory cap: bytes, or a size such as `64MiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub memory: Option<Value>,
+}
+
+/// How delays between attempts grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    /// `initial_delay × 2^(n-1)`, capped at `max_delay`.
+    #[default]
+    Exponential,
+    /// Always `initial_delay`.
+    Fixed,
+}
+
+/// Outcomes that are not retried unless the policy lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    /// The attempt ran out of time.
+    TimedOut,
+    /// The attempt ran out of fuel.
+    FuelExhausted,
+    /// The attempt hit its memory cap.
+    MemoryLimit,
+    /// The guest trapped (a panic, an uncaught exception).
+    Trapped,
+    /// The guest overflowed its stack.
+    StackOverflow,
+    /// The guest returned something that is not JSON or too large.
+    InvalidOutput,
+}
+
+impl RetryOn {
+    /// The outcome name this matches.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Self::TimedOut => "timed_out",
+            Self::FuelExhausted => "fuel_exhausted",
+            Self::MemoryLimit => "memory_limit",
+            Self::Trapped => "trapped",
+            Self::StackOverflow => "stack_overflow",
+            Self::InvalidOutput => "invalid_output",
+        }
+    }
+}
+
+/// When and how often a failed step runs again. A `step-error` with
+/// `retryable: true` is retried; one with `retryable: false` never is;
+/// other outcomes only when listed in `retry_on`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 1: no retry).
+    pub max_attempts: u32,
+    /// `exponential` (default) or `fixed`.
+    pub backoff: Backoff,
+    /// Delay before the second attempt (default `1s`).
+    pub initial_delay: String,
+    /// Longest delay (default `5m`).
+    pub max_delay: String,
+    /// Fraction of each delay taken off at random, from 0 (default) to 1.
+    pub jitter: f64,
+    /// Outcomes besides retryable errors that are retried.
+    pub retry_on: Vec<RetryOn>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 1,
+            backoff: Backoff::Exponential,
+            initial_delay: "1s".into(),
+            max_delay: "5m".into(),
+            jitter: 0.0,
+            retry_on: Vec::new(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after attempt `number` (from 1) failed, before jitter.
+    pub fn delay_after(&self, number: u32) -> Duration {
+        let initial = parse_duration(&self.initial_delay).unwrap_or(Duration::from_secs(1));
+        let max = parse_duration(&self.max_delay).unwrap_or(Duration::from_secs(300));
+        let delay = match self.backoff {
+            Backoff::Fixed => initial,
+            Backoff::Exponential => {
+                initial.saturating_mul(2u32.saturating_pow(number.saturating_sub(1).min(31)))
+            }
+        };
+        delay.min(max)
+    }
+
+    /// `delay` with up to `jitter` of it taken off, using `random` in [0, 1).
+    pub fn jittered(&self, delay: Duration, random: f64) -> Duration {
+        delay.mul_f64(1.0 - self.jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0))
+    }
 }
 
 /// One problem in a definition, with the JSON path it is at.
@@ -49,156 +230,632 @@ pub struct Problem {
     pub message: String,
 }
 
+fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Parses `30s`, `5m`, `1h 30m`, `250ms` or ISO 8601 (`PT1H`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("`{text}` is not a duration such as `30s`, `5m` or `PT1H`: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("`{text}` is negative"))
+}
+
+/// Parses a byte size: an integer, or a number with `KiB`, `MiB`, `GiB`,
+/// `KB`, `MB`, `GB` or `B`.
+pub fn parse_bytes(value: &Value) -> Result<u64, String> {
+    if let Some(n) = value.as_u64() {
+        return Ok(n);
+    }
+    let text = value
+        .as_str()
+        .ok_or_else(|| format!("`{value}` is not a size such as `64MiB` or a byte count"))?;
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as `64MiB`"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown size unit `{other}` in `{text}`")),
+    };
+    Ok((num * scale as f64) as u64)
+}
+
+/// What validation needs to know about the tenant and the server.
+pub struct Context<'a> {
+    /// The workflow id in the request path.
+    pub path_id: &'a str,
+    /// The tenant's registered steps with their version digests.
+    pub steps: &'a HashMap<String, Vec<Digest>>,
+    /// Checks per-step limits against the server's ceilings.
+    pub ceilings: &'a dyn Fn(&Overrides) -> Result<(), String>,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("path_id", &self.path_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Definition {
     /// Parses JSON or YAML text, reporting a parse failure as one problem.
     pub fn parse(text: &str, yaml: bool) -> Result<Self, Vec<Problem>> {
         let parsed = if yaml {
-            serde_yaml_ng::from_str::<serde_json::Value>(text).map_err(|e| e.to_string())
+            serde_yaml_ng::from_str::<Value>(text).map_err(|e| e.to_string())
         } else {
-            serde_json::from_str::<serde_json::Value>(text).map_err(|e| e.to_string())
+            serde_json::from_str::<Value>(text).map_err(|e| e.to_string())
         };
         let value = parsed.map_err(|message| {
-            vec![Problem {
-                path: "$".into(),
-                message: format!(
+            vec![problem(
+                "$",
+                format!(
                     "the body is not valid {}: {message}",
                     if yaml { "YAML" } else { "JSON" }
                 ),
-            }]
+            )]
         })?;
         Self::from_value(value)
     }
 
     /// Reads a definition from a JSON value, listing every shape problem.
-    pub fn from_value(value: serde_json::Value) -> Result<Self, Vec<Problem>> {
+    pub fn from_value(value: Value) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
         let Some(obj) = value.as_object() else {
-            return Err(vec![Problem {
-                path: "$".into(),
-                message: "a workflow definition must be an object".into(),
-            }]);
+            return Err(vec![problem(
+                "$",
+                "a workflow definition must be an object",
+            )]);
         };
-        for key in obj.keys() {
-            if !matches!(key.as_str(), "id" | "description" | "steps") {
-                problems.push(Problem {
-                    path: format!("$.{key}"),
-                    message: format!(
-                        "unknown field `{key}`; expected `id`, `description` or `steps`"
-                    ),
-                });
-            }
+        const TOP: &[&str] = &[
+            "id",
+            "description",
+            "input_schema",
+            "steps",
+            "output",
+            "timeout",
+            "retry",
+        ];
+        unknown_keys(obj, TOP, "$", &mut problems);
+        let _: Option<String> = field(obj, "id", "$", &mut problems);
+        let _: Option<String> = field(obj, "description", "$", &mut problems);
+        let _: Option<String> = field(obj, "timeout", "$", &mut problems);
+        let _: Option<RetryPolicy> = field(obj, "retry", "$", &mut problems);
+        if let Some(schema) = obj.get("input_schema")
+            && !schema.is_object()
+            && !schema.is_boolean()
+        {
+            problems.push(problem(
+                "$.input_schema",
+                "`input_schema` must be a JSON Schema (an object)",
+            ));
         }
         match obj.get("steps") {
-            None => problems.push(Problem {
-                path: "$.steps".into(),
-                message: "missing field `steps`".into(),
-            }),
-            Some(serde_json::Value::Array(steps)) => {
+            None => problems.push(problem("$.steps", "missing field `steps`")),
+            Some(Value::Array(steps)) => {
                 for (i, step) in steps.iter().enumerate() {
                     check_step_shape(i, step, &mut problems);
                 }
             }
-            Some(_) => problems.push(Problem {
-                path: "$.steps".into(),
-                message: "`steps` must be an array".into(),
-            }),
-        }
-        for key in ["id", "description"] {
-            if obj.get(key).is_some_and(|v| !v.is_string()) {
-                problems.push(Problem {
-                    path: format!("$.{key}"),
-                    message: format!("`{key}` must be a string"),
-                });
-            }
+            Some(_) => problems.push(problem("$.steps", "`steps` must be an array")),
         }
         if !problems.is_empty() {
             return Err(problems);
         }
-        serde_json::from_value(value).map_err(|e| {
-            vec![Problem {
-                path: "$".into(),
-                message: e.to_string(),
-            }]
-        })
+        serde_json::from_value(value).map_err(|e| vec![problem("$", e.to_string())])
     }
 
-    /// Checks the meaning of a well-shaped definition: at least one step,
-    /// unique valid ids, valid step names, an `id` that matches the path.
-    /// `registered` says whether a step name is registered for the tenant.
-    pub fn validate(&self, path_id: &str, registered: impl Fn(&str) -> bool) -> Vec<Problem> {
+    /// The step indexes each step needs (explicit `needs`, or the previous
+    /// step). Unknown ids are left out; `validate` reports them.
+    pub fn needs(&self) -> Vec<Vec<usize>> {
+        let index: HashMap<&str, usize> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        self.steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match &s.needs {
+                Some(ids) => ids
+                    .iter()
+                    .filter_map(|id| index.get(id.as_str()).copied())
+                    .collect(),
+                None if i == 0 => Vec::new(),
+                None => vec![i - 1],
+            })
+            .collect()
+    }
+
+    /// The execution deadline after start.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+            .as_deref()
+            .and_then(|t| parse_duration(t).ok())
+            .unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// The retry policy of step `i`.
+    pub fn retry(&self, i: usize) -> RetryPolicy {
+        self.steps[i]
+            .retry
+            .clone()
+            .or_else(|| self.retry.clone())
+            .unwrap_or_default()
+    }
+
+    /// The limits step `i` asks for.
+    pub fn overrides(&self, i: usize) -> Overrides {
+        let Some(l) = &self.steps[i].limits else {
+            return Overrides::default();
+        };
+        Overrides {
+            fuel: l.fuel,
+            timeout: l.timeout.as_deref().and_then(|t| parse_duration(t).ok()),
+            memory_bytes: l.memory.as_ref().and_then(|m| parse_bytes(m).ok()),
+        }
+    }
+
+    /// The secret names the steps' `config` refers to.
+    pub fn secret_names(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for s in &self.steps {
+            let mut found = Vec::new();
+            for (k, v) in &s.config {
+                template::strings_in(v, k, &mut found);
+            }
+            for (_, source) in found {
+                if let Ok(refs) = template::references(source, false) {
+                    for r in refs {
+                        if let Some(name) = r.strip_prefix("secrets.") {
+                            out.insert(name.split('.').next().unwrap_or(name).to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks the meaning of a well-shaped definition.
+    pub fn validate(&self, cx: &Context<'_>) -> Vec<Problem> {
         let mut problems = Vec::new();
         if let Some(id) = &self.id
-            && id != path_id
+            && id != cx.path_id
         {
-            problems.push(Problem {
-                path: "$.id".into(),
-                message: format!("`{id}` does not match the workflow id `{path_id}` in the path"),
-            });
+            problems.push(problem(
+                "$.id",
+                format!(
+                    "`{id}` does not match the workflow id `{}` in the path",
+                    cx.path_id
+                ),
+            ));
         }
         if self.steps.is_empty() {
-            problems.push(Problem {
-                path: "$.steps".into(),
-                message: "a workflow needs at least one step".into(),
-            });
+            problems.push(problem("$.steps", "a workflow needs at least one step"));
         }
-        let mut seen = HashSet::new();
-        for (i, step) in self.steps.iter().enumerate() {
-            if let Err(m) = check_name("step id", &step.id) {
-                problems.push(Problem {
-                    path: format!("$.steps[{i}].id"),
-                    message: m,
-                });
-            } else if !seen.insert(step.id.as_str()) {
-                problems.push(Problem {
-                    path: format!("$.steps[{i}].id"),
-                    message: format!("duplicate step id `{}`", step.id),
-                });
-            }
-            match step.step.parse::<StepName>() {
-                Err(m) => problems.push(Problem {
-                    path: format!("$.steps[{i}].step"),
-                    message: m,
-                }),
-                Ok(_) if !registered(&step.step) => problems.push(Problem {
-                    path: format!("$.steps[{i}].step"),
-                    message: format!("no step named `{}` is registered", step.step),
-                }),
+        if let Some(t) = &self.timeout {
+            match parse_duration(t) {
+                Err(m) => problems.push(problem("$.timeout", m)),
+                Ok(d) if d.is_zero() => {
+                    problems.push(problem("$.timeout", "the timeout must be above zero"))
+                }
                 Ok(_) => {}
             }
         }
+        if let Some(r) = &self.retry {
+            check_retry(r, "$.retry", &mut problems);
+        }
+        if let Some(schema) = &self.input_schema
+            && let Err(e) = jsonschema::validator_for(schema)
+        {
+            problems.push(problem(
+                format!(
+                    "$.input_schema{}",
+                    pointer_to_path(&e.instance_path().to_string())
+                ),
+                format!("`input_schema` is not a valid JSON Schema: {e}"),
+            ));
+        }
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = format!("$.steps[{i}]");
+            if let Err(m) = check_name("step id", &step.id) {
+                problems.push(problem(format!("{at}.id"), m));
+            } else if ids.insert(step.id.as_str(), i).is_some() {
+                problems.push(problem(
+                    format!("{at}.id"),
+                    format!("duplicate step id `{}`", step.id),
+                ));
+            }
+            check_step_ref(&step.step, cx, &format!("{at}.step"), &mut problems);
+            if let Some(r) = &step.retry {
+                check_retry(r, &format!("{at}.retry"), &mut problems);
+            }
+            if let Some(l) = &step.limits {
+                check_limits(l, cx, &format!("{at}.limits"), &mut problems);
+            }
+            for (k, v) in &step.config {
+                if !(v.is_string() || v.is_number() || v.is_boolean()) {
+                    problems.push(problem(
+                        format!("{at}.config.{k}"),
+                        "a config value must be a string, number or boolean",
+                    ));
+                }
+            }
+        }
+        // `needs`: known ids, no self-reference, no cycles.
+        for (i, step) in self.steps.iter().enumerate() {
+            for (j, need) in step.needs.iter().flatten().enumerate() {
+                let at = format!("$.steps[{i}].needs[{j}]");
+                match ids.get(need.as_str()) {
+                    None => problems.push(problem(at, format!("no step has the id `{need}`"))),
+                    Some(&k) if k == i => problems.push(problem(at, "a step cannot need itself")),
+                    Some(_) => {}
+                }
+            }
+        }
+        let needs = self.needs();
+        let cyclic = cycle_members(&needs);
+        for &i in &cyclic {
+            problems.push(problem(
+                format!("$.steps[{i}].needs"),
+                format!("step `{}` is part of a cycle in `needs`", self.steps[i].id),
+            ));
+        }
+        let ancestors = ancestors(&needs, &cyclic);
+        // Templates and conditions: they parse, and they refer only to
+        // known roots and to ancestor steps.
+        let all: BTreeSet<usize> = (0..self.steps.len()).collect();
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = format!("$.steps[{i}]");
+            let mut found = Vec::new();
+            if let Some(input) = &step.input {
+                template::strings_in(input, &format!("{at}.input"), &mut found);
+            }
+            self.check_templates(&found, &ancestors[i], false, false, &mut problems);
+            let mut found = Vec::new();
+            for (k, v) in &step.config {
+                template::strings_in(v, &format!("{at}.config.{k}"), &mut found);
+            }
+            self.check_templates(&found, &ancestors[i], true, false, &mut problems);
+            if let Some(cond) = &step.condition {
+                let found = vec![(format!("{at}.if"), cond.as_str())];
+                self.check_templates(&found, &ancestors[i], false, true, &mut problems);
+            }
+        }
+        if let Some(output) = &self.output {
+            let mut found = Vec::new();
+            template::strings_in(output, "$.output", &mut found);
+            self.check_templates(&found, &all, false, false, &mut problems);
+        }
+        problems.sort_by(|a, b| a.path.cmp(&b.path));
+        problems.dedup();
         problems
+    }
+
+    fn check_templates(
+        &self,
+        found: &[(String, &str)],
+        visible: &BTreeSet<usize>,
+        secrets: bool,
+        condition: bool,
+        problems: &mut Vec<Problem>,
+    ) {
+        for (path, source) in found {
+            let refs = match template::references(source, condition) {
+                Ok(r) => r,
+                Err(m) => {
+                    problems.push(problem(
+                        path.clone(),
+                        format!("`{source}` does not parse: {m}"),
+                    ));
+                    continue;
+                }
+            };
+            for r in refs {
+                let mut parts = r.split('.');
+                let root = parts.next().unwrap_or_default();
+                match root {
+                    "steps" => {
+                        let Some(id) = parts.next() else { continue };
+                        match self.steps.iter().position(|s| s.id == id) {
+                            None => problems.push(problem(
+                                path.clone(),
+                                format!("`{source}` refers to `steps.{id}`, but no step has that id"),
+                            )),
+                            Some(k) if !visible.contains(&k) => problems.push(problem(
+                                path.clone(),
+                                format!(
+                                    "`{source}` refers to step `{id}`, which is not an ancestor of this step (add it to `needs`)"
+                                ),
+                            )),
+                            Some(_) => {}
+                        }
+                    }
+                    "secrets" if secrets => {}
+                    "secrets" => problems.push(problem(
+                        path.clone(),
+                        format!("`{source}`: secrets may only be used in a step's `config`"),
+                    )),
+                    r if ROOTS.contains(&r) || FUNCTIONS.contains(&r) => {}
+                    other => problems.push(problem(
+                        path.clone(),
+                        format!(
+                            "`{source}` uses the unknown variable `{other}`; templates can use {}",
+                            ROOTS.join(", ")
+                        ),
+                    )),
+                }
+            }
+        }
     }
 }
 
-fn check_step_shape(i: usize, step: &serde_json::Value, problems: &mut Vec<Problem>) {
-    let Some(obj) = step.as_object() else {
-        problems.push(Problem {
-            path: format!("$.steps[{i}]"),
-            message: "a step must be an object `{id, step, input?}`".into(),
-        });
+fn pointer_to_path(pointer: &str) -> String {
+    pointer
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if s.chars().all(|c| c.is_ascii_digit()) {
+                format!("[{s}]")
+            } else {
+                format!(".{s}")
+            }
+        })
+        .collect()
+}
+
+fn check_step_ref(step: &str, cx: &Context<'_>, at: &str, problems: &mut Vec<Problem>) {
+    let (name, digest) = match step.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (step, None),
+    };
+    if let Err(m) = name.parse::<StepName>() {
+        problems.push(problem(at, m));
+        return;
+    }
+    let Some(versions) = cx.steps.get(name) else {
+        problems.push(problem(at, format!("no step named `{name}` is registered")));
         return;
     };
-    for key in obj.keys() {
-        if !matches!(key.as_str(), "id" | "step" | "input") {
-            problems.push(Problem {
-                path: format!("$.steps[{i}].{key}"),
-                message: format!("unknown field `{key}`; expected `id`, `step` or `input`"),
-            });
+    if let Some(d) = digest {
+        match d.parse::<Digest>() {
+            Err(m) => problems.push(problem(at, format!("`{d}`: {m}"))),
+            Ok(d) if !versions.contains(&d) => problems.push(problem(
+                at,
+                format!("step `{name}` has no version with digest `{d}`"),
+            )),
+            Ok(_) => {}
         }
     }
+}
+
+fn check_retry(r: &RetryPolicy, at: &str, problems: &mut Vec<Problem>) {
+    if r.max_attempts == 0 || r.max_attempts > MAX_ATTEMPTS {
+        problems.push(problem(
+            format!("{at}.max_attempts"),
+            format!("`max_attempts` must be from 1 to {MAX_ATTEMPTS}"),
+        ));
+    }
+    for (key, value) in [
+        ("initial_delay", &r.initial_delay),
+        ("max_delay", &r.max_delay),
+    ] {
+        if let Err(m) = parse_duration(value) {
+            problems.push(problem(format!("{at}.{key}"), m));
+        }
+    }
+    if !(0.0..=1.0).contains(&r.jitter) {
+        problems.push(problem(
+            format!("{at}.jitter"),
+            "`jitter` must be a fraction from 0 to 1",
+        ));
+    }
+}
+
+fn check_limits(l: &StepLimits, cx: &Context<'_>, at: &str, problems: &mut Vec<Problem>) {
+    let mut o = Overrides {
+        fuel: l.fuel,
+        ..Overrides::default()
+    };
+    let mut ok = true;
+    if let Some(t) = &l.timeout {
+        match parse_duration(t) {
+            Ok(d) if d.is_zero() => {
+                ok = false;
+                problems.push(problem(
+                    format!("{at}.timeout"),
+                    "the timeout must be above zero",
+                ));
+            }
+            Ok(d) => o.timeout = Some(d),
+            Err(m) => {
+                ok = false;
+                problems.push(problem(format!("{at}.timeout"), m));
+            }
+        }
+    }
+    if let Some(m) = &l.memory {
+        match parse_bytes(m) {
+            Ok(b) => o.memory_bytes = Some(b),
+            Err(m) => {
+                ok = false;
+                problems.push(problem(format!("{at}.memory"), m));
+            }
+        }
+    }
+    if ok && let Err(m) = (cx.ceilings)(&o) {
+        let which = ["timeout", "fuel", "memory"]
+            .into_iter()
+            .find(|w| m.contains(&format!("`{w}")))
+            .unwrap_or("");
+        let path = if which.is_empty() {
+            at.to_owned()
+        } else {
+            format!("{at}.{which}")
+        };
+        problems.push(problem(path, m));
+    }
+}
+
+/// Steps on a cycle of `needs`, by index.
+fn cycle_members(needs: &[Vec<usize>]) -> BTreeSet<usize> {
+    // Kahn's algorithm: whatever cannot be ordered is on or after a cycle;
+    // keep only those that can reach themselves.
+    let n = needs.len();
+    let mut indegree: Vec<usize> = needs.iter().map(Vec::len).collect();
+    let mut dependents = vec![Vec::new(); n];
+    for (i, ns) in needs.iter().enumerate() {
+        for &d in ns {
+            dependents[d].push(i);
+        }
+    }
+    let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut ordered = HashSet::new();
+    while let Some(i) = ready.pop() {
+        ordered.insert(i);
+        for &j in &dependents[i] {
+            indegree[j] -= 1;
+            if indegree[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    (0..n)
+        .filter(|i| !ordered.contains(i))
+        .filter(|&i| reaches(needs, i, i))
+        .collect()
+}
+
+fn reaches(needs: &[Vec<usize>], from: usize, target: usize) -> bool {
+    let mut seen = HashSet::new();
+    let mut stack = needs[from].clone();
+    while let Some(i) = stack.pop() {
+        if i == target {
+            return true;
+        }
+        if seen.insert(i) {
+            stack.extend(needs[i].iter().copied());
+        }
+    }
+    false
+}
+
+/// The transitive `needs` of every step (cyclic steps see nothing extra).
+pub fn ancestors(needs: &[Vec<usize>], cyclic: &BTreeSet<usize>) -> Vec<BTreeSet<usize>> {
+    (0..needs.len())
+        .map(|i| {
+            let mut seen = BTreeSet::new();
+            if cyclic.contains(&i) {
+                return seen;
+            }
+            let mut stack = needs[i].clone();
+            while let Some(j) = stack.pop() {
+                if j != i && seen.insert(j) {
+                    stack.extend(needs[j].iter().copied());
+                }
+            }
+            seen
+        })
+        .collect()
+}
+
+fn unknown_keys(
+    obj: &serde_json::Map<String, Value>,
+    known: &[&str],
+    at: &str,
+    problems: &mut Vec<Problem>,
+) {
+    for key in obj.keys() {
+        if !known.contains(&key.as_str()) {
+            problems.push(problem(
+                format!("{at}.{key}"),
+                format!(
+                    "unknown field `{key}`; expected one of {}",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// Reads `obj[key]` as `T`, recording a problem at its path if it does not
+/// fit.
+fn field<T: DeserializeOwned>(
+    obj: &serde_json::Map<String, Value>,
+    key: &str,
+    at: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let v = obj.get(key)?;
+    match serde_json::from_value::<T>(v.clone()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problems.push(problem(format!("{at}.{key}"), e.to_string()));
+            None
+        }
+    }
+}
+
+fn check_step_shape(i: usize, step: &Value, problems: &mut Vec<Problem>) {
+    let at = format!("$.steps[{i}]");
+    let Some(obj) = step.as_object() else {
+        problems.push(problem(at, "a step must be an object such as `{id, step}`"));
+        return;
+    };
+    const STEP: &[&str] = &[
+        "id",
+        "step",
+        "input",
+        "needs",
+        "if",
+        "config",
+        "limits",
+        "retry",
+        "continue_on_error",
+    ];
+    unknown_keys(obj, STEP, &at, problems);
     for key in ["id", "step"] {
         match obj.get(key) {
-            None => problems.push(Problem {
-                path: format!("$.steps[{i}].{key}"),
-                message: format!("missing field `{key}`"),
-            }),
-            Some(v) if !v.is_string() => problems.push(Problem {
-                path: format!("$.steps[{i}].{key}"),
-                message: format!("`{key}` must be a string"),
-            }),
+            None => problems.push(problem(
+                format!("{at}.{key}"),
+                format!("missing field `{key}`"),
+            )),
+            Some(v) if !v.is_string() => problems.push(problem(
+                format!("{at}.{key}"),
+                format!("`{key}` must be a string"),
+            )),
             Some(_) => {}
         }
     }
+    let _: Option<Vec<String>> = field(obj, "needs", &at, problems);
+    let _: Option<String> = field(obj, "if", &at, problems);
+    let _: Option<BTreeMap<String, Value>> = field(obj, "config", &at, problems);
+    let _: Option<StepLimits> = field(obj, "limits", &at, problems);
+    let _: Option<RetryPolicy> = field(obj, "retry", &at, problems);
+    let _: Option<bool> = field(obj, "continue_on_error", &at, problems);
 }
 
 #[cfg(test)]
@@ -207,16 +864,36 @@ mod tests {
 
     use super::*;
 
+    fn cx_steps() -> HashMap<String, Vec<Digest>> {
+        HashMap::from([("known".to_owned(), vec![Digest::of(b"v1")])])
+    }
+
+    fn check(def: Value) -> Vec<String> {
+        let steps = cx_steps();
+        let ceilings = |o: &Overrides| match o.fuel {
+            Some(f) if f > 1000 => Err(format!(
+                "limit `fuel` of {f} is above the server ceiling of 1000"
+            )),
+            _ => Ok(()),
+        };
+        let cx = Context {
+            path_id: "wf",
+            steps: &steps,
+            ceilings: &ceilings,
+        };
+        match Definition::from_value(def) {
+            Err(p) => p.into_iter().map(|p| p.path).collect(),
+            Ok(d) => d.validate(&cx).into_iter().map(|p| p.path).collect(),
+        }
+    }
+
     #[test]
-    fn every_problem_is_listed_with_its_path() {
-        let err = Definition::from_value(json!({
-            "steps": [{"id": "a"}, {"id": 3, "step": "x", "extra": 1}, "nope"],
-            "bogus": true
-        }))
-        .unwrap_err();
-        let paths: Vec<_> = err.iter().map(|p| p.path.as_str()).collect();
+    fn every_shape_problem_is_listed_with_its_path() {
         assert_eq!(
-            paths,
+            check(json!({
+                "steps": [{"id": "a"}, {"id": 3, "step": "x", "extra": 1}, "nope"],
+                "bogus": true
+            })),
             [
                 "$.bogus",
                 "$.steps[0].step",
@@ -228,24 +905,48 @@ mod tests {
     }
 
     #[test]
-    fn meaning_is_checked() {
-        let d = Definition::from_value(json!({
-            "id": "other",
-            "steps": [{"id": "a", "step": "known"}, {"id": "a", "step": "unknown"}, {"id": "b c", "step": "bad name!"}]
-        }))
-        .unwrap();
-        let problems = d.validate("wf", |s| s == "known");
-        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+    fn cycles_and_non_ancestor_references_are_found() {
         assert_eq!(
-            paths,
-            [
-                "$.id",
-                "$.steps[1].id",
-                "$.steps[1].step",
-                "$.steps[2].id",
-                "$.steps[2].step"
-            ]
+            check(json!({"steps": [
+                {"id": "a", "step": "known", "needs": ["b"]},
+                {"id": "b", "step": "known", "needs": ["a"]},
+                {"id": "c", "step": "known", "needs": [], "input": "{{ steps.d.output }}"},
+                {"id": "d", "step": "known", "needs": []}]})),
+            ["$.steps[0].needs", "$.steps[1].needs", "$.steps[2].input"]
         );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let r = RetryPolicy {
+            max_attempts: 5,
+            initial_delay: "2s".into(),
+            max_delay: "5s".into(),
+            ..RetryPolicy::default()
+        };
+        let d: Vec<_> = (1..=4).map(|n| r.delay_after(n).as_secs()).collect();
+        assert_eq!(d, [2, 4, 5, 5]);
+        let fixed = RetryPolicy {
+            backoff: Backoff::Fixed,
+            ..r.clone()
+        };
+        assert_eq!(fixed.delay_after(3).as_secs(), 2);
+        let jittery = RetryPolicy { jitter: 0.5, ..r };
+        assert_eq!(
+            jittery.jittered(Duration::from_secs(4), 1.0),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_bytes(&json!("64MiB")).unwrap(), 64 << 20);
+        assert_eq!(parse_bytes(&json!(1000)).unwrap(), 1000);
+        assert!(parse_bytes(&json!("12 parsecs")).is_err());
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("PT2M").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

@@ -1,12 +1,28 @@
 //! The dispatcher and the per-execution driver.
+//!
+//! The driver walks the workflow's DAG: it starts every step whose `needs`
+//! have settled (in parallel, through the bounded attempt pool), evaluates
+//! conditions and templates, retries failures with backoff, and stops at the
+//! workflow deadline, a failure or a cancel. Each step result is persisted
+//! before any step that depends on it starts, so a completed step never runs
+//! again after a crash; an attempt in flight at a crash runs again.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use super::{Inner, Phase, now};
-use crate::model::{Execution, ExecutionError, Outcome, Status, StepStatus, attempt_from};
+use super::definition::Definition;
+use super::template::Scope;
+use super::{AttemptSpec, Inner, Live, Phase, RunnerError};
+use crate::model::{
+    AttemptReport, Execution, ExecutionError, Outcome, Status, StepStatus, Timestamp, attempt_from,
+};
+use crate::sandbox::{Capabilities, Redactor};
 
 /// Takes executions off the FIFO queue and drives each in its own task,
 /// with at most `max_in_flight` at once.
@@ -39,7 +55,24 @@ pub(super) async fn persist(inner: &Inner, exec: &Execution) {
     }
 }
 
-async fn drive(inner: &Inner, mut exec: Execution) {
+/// One finished attempt, as the attempt task reports it.
+struct Done {
+    index: usize,
+    number: u32,
+    started_at: Timestamp,
+    input: Value,
+    result: Result<AttemptReport, RunnerError>,
+}
+
+/// Why the driver stopped starting steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+async fn drive(inner: &Arc<Inner>, exec: Execution) {
     let id = exec.execution_id.clone();
     let live = inner
         .live
@@ -55,125 +88,597 @@ async fn drive(inner: &Inner, mut exec: Execution) {
         }
         *phase = Phase::Started;
     }
-    let publish = |exec: &Execution| {
-        live.tx.send_replace(Arc::new(exec.clone()));
+    let def = inner.definition(&exec).await;
+    let mut run = Run {
+        inner: inner.clone(),
+        live: live.clone(),
+        attempts_cancel: live.cancel.child_token(),
+        tasks: JoinSet::new(),
+        secrets: BTreeMap::new(),
+        redactor: Redactor::default(),
+        stop: None,
+        exec,
     };
-
-    exec.enter(Status::Running, now());
-    persist(inner, &exec).await;
-    publish(&exec);
-
-    // A resumed execution keeps the outputs of the steps that completed
-    // before the restart; only the others run (again).
-    let mut input = exec.input_data.clone();
-    let mut final_status = Status::Succeeded;
-    for i in 0..exec.steps.len() {
-        if exec.steps[i].status == StepStatus::Succeeded {
-            input = exec.steps[i]
-                .output
-                .clone()
-                .unwrap_or(serde_json::Value::Null);
-            continue;
-        }
-        if live.cancel.is_cancelled() {
-            final_status = Status::Cancelled;
-            break;
-        }
-        let step_input = exec.steps[i].input.clone().unwrap_or_else(|| input.clone());
-        let number = exec.steps[i].attempts.len() as u32 + 1;
-        exec.steps[i].status = StepStatus::Running;
-        let started_at = now();
-        let report = {
-            let _permit = inner.attempts.acquire().await;
-            inner
-                .runner
-                .run(
-                    &exec.tenant_id,
-                    &exec.steps[i].digest,
-                    &step_input.to_string(),
-                    &live.cancel,
-                )
-                .await
-        };
-        let step_id = exec.steps[i].id.clone();
-        let step = &mut exec.steps[i];
-        match report {
-            Err(e) => {
-                step.status = StepStatus::Failed;
-                exec.error = Some(ExecutionError {
-                    step_name: Some(step_id),
-                    message: e.0,
-                    code: "step_unavailable".into(),
-                });
-                final_status = Status::Failed;
-            }
-            Ok(report) => {
-                let attempt = attempt_from(
-                    number,
-                    &step_id,
-                    started_at,
-                    now(),
-                    &report.outcome,
-                    &report.metering,
-                    report.logs,
-                );
-                let error = attempt.error.clone();
-                step.attempts.push(attempt);
-                match report.outcome {
-                    Outcome::Succeeded { output } => match serde_json::from_str(&output) {
-                        Ok(value) => {
-                            step.status = StepStatus::Succeeded;
-                            step.output = Some(value);
-                            input = step.output.clone().unwrap_or(serde_json::Value::Null);
-                        }
-                        Err(e) => {
-                            step.status = StepStatus::Failed;
-                            exec.error = Some(ExecutionError {
-                                step_name: Some(step_id),
-                                message: format!("the step's output could not be read: {e}"),
-                                code: "invalid_output".into(),
-                            });
-                            final_status = Status::Failed;
-                        }
-                    },
-                    Outcome::Cancelled => {
-                        step.status = StepStatus::Cancelled;
-                        final_status = Status::Cancelled;
-                    }
-                    _ => {
-                        step.status = StepStatus::Failed;
-                        exec.error = error;
-                        final_status = Status::Failed;
-                    }
-                }
-            }
-        }
-        if final_status != Status::Succeeded {
-            break;
-        }
-        // The step's result is persisted before the next step starts, so a
-        // completed step never runs again after a crash.
-        if i + 1 < exec.steps.len() {
-            persist(inner, &exec).await;
-            publish(&exec);
+    match def {
+        Ok(def) => run.go(&def).await,
+        Err(message) => {
+            run.exec.error = Some(ExecutionError {
+                step_name: None,
+                message,
+                code: "definition_unavailable".into(),
+            });
+            run.finish(Status::Failed, None).await;
         }
     }
-    if final_status == Status::Cancelled {
-        for s in &mut exec.steps {
-            if matches!(s.status, StepStatus::Pending | StepStatus::Running) {
-                s.status = StepStatus::Cancelled;
-            }
-        }
-    }
-    if final_status == Status::Succeeded {
-        exec.output = exec.steps.last().and_then(|s| s.output.clone());
-    }
-    exec.enter(final_status, now());
-    persist(inner, &exec).await;
-    publish(&exec);
     inner
         .live
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&id);
+}
+
+struct Run {
+    inner: Arc<Inner>,
+    live: Arc<Live>,
+    /// Cancels running attempts: on a client cancel (it is a child of the
+    /// execution's token), at the deadline, or when a step fails.
+    attempts_cancel: CancellationToken,
+    tasks: JoinSet<Done>,
+    secrets: BTreeMap<String, String>,
+    redactor: Redactor,
+    stop: Option<Stop>,
+    exec: Execution,
+}
+
+impl Run {
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    async fn save(&self) {
+        persist(&self.inner, &self.exec).await;
+        self.live.tx.send_replace(Arc::new(self.exec.clone()));
+    }
+
+    async fn go(&mut self, def: &Definition) {
+        let now = self.now();
+        let deadline = match self.exec.deadline_at {
+            Some(d) => d,
+            None => {
+                let d = add(now, def.timeout());
+                self.exec.deadline_at = Some(d);
+                d
+            }
+        };
+        // A step that was running at a crash starts again.
+        for s in &mut self.exec.steps {
+            if s.status == StepStatus::Running {
+                s.status = StepStatus::Pending;
+            }
+        }
+        let names: Vec<String> = def.secret_names().into_iter().collect();
+        if !names.is_empty() {
+            match self.inner.secrets.open(&self.exec.tenant_id, &names).await {
+                Ok(values) => self.secrets = values,
+                Err(message) => {
+                    self.exec.error = Some(ExecutionError {
+                        step_name: None,
+                        message,
+                        code: "secrets_unavailable".into(),
+                    });
+                    self.finish(Status::Failed, None).await;
+                    return;
+                }
+            }
+        }
+        let values: Vec<String> = self.secrets.values().cloned().collect();
+        self.redactor = Redactor::new(values);
+        self.exec.enter(Status::Running, now);
+        self.save().await;
+
+        let needs = def.needs();
+        loop {
+            let mut changed = false;
+            if self.stop.is_none() {
+                if self.live.cancel.is_cancelled() {
+                    self.halt(Stop::Cancelled);
+                } else if self.now() >= deadline {
+                    self.halt(Stop::TimedOut);
+                } else {
+                    changed = self.schedule(def, &needs, deadline);
+                }
+            }
+            if changed {
+                self.save().await;
+            }
+            let waiting_retry = self
+                .exec
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Retrying)
+                .filter_map(|s| s.next_attempt_at)
+                .min();
+            let pending = self
+                .exec
+                .steps
+                .iter()
+                .any(|s| matches!(s.status, StepStatus::Pending | StepStatus::Retrying));
+            if self.tasks.is_empty() && (self.stop.is_some() || !pending) {
+                break;
+            }
+            if self.tasks.is_empty() && self.stop.is_none() && waiting_retry.is_none() && !changed {
+                // Nothing runs and nothing can start: a step waits on a
+                // dependency that will never settle. `validate` rules this
+                // out; fail rather than hang if it ever happens.
+                self.exec.error = Some(ExecutionError {
+                    step_name: None,
+                    message: "no step can start; the workflow's `needs` cannot be met".into(),
+                    code: "stuck".into(),
+                });
+                self.halt(Stop::Failed);
+                continue;
+            }
+            let clock = self.inner.clock.clone();
+            let retry_timer = async {
+                match waiting_retry {
+                    Some(at) if self.stop.is_none() => clock.sleep_until(at).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let deadline_timer = async {
+                if self.stop.is_none() {
+                    clock.sleep_until(deadline).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let cancelled = async {
+                if self.stop.is_none() {
+                    self.live.cancel.cancelled().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let has_tasks = !self.tasks.is_empty();
+            tokio::select! {
+                done = self.tasks.join_next(), if has_tasks => {
+                    if let Some(Ok(done)) = done {
+                        self.record(def, done);
+                        // Collect every other attempt that already finished,
+                        // so that one commit covers them all.
+                        while let Some(Ok(more)) = self.tasks.try_join_next() {
+                            self.record(def, more);
+                        }
+                        self.save().await;
+                    }
+                }
+                () = retry_timer => {}
+                () = deadline_timer => self.halt(Stop::TimedOut),
+                () = cancelled => self.halt(Stop::Cancelled),
+            }
+        }
+        let status = match self.stop {
+            Some(Stop::Cancelled) => Status::Cancelled,
+            Some(Stop::TimedOut) => Status::TimedOut,
+            Some(Stop::Failed) => Status::Failed,
+            None if self
+                .exec
+                .steps
+                .iter()
+                .any(|s| s.status == StepStatus::Failed) =>
+            {
+                Status::PartiallySucceeded
+            }
+            None => Status::Succeeded,
+        };
+        self.finish(status, Some(def)).await;
+    }
+
+    /// Stops starting steps and interrupts the running attempts.
+    fn halt(&mut self, why: Stop) {
+        if self.stop.is_none() {
+            self.stop = Some(why);
+            if why == Stop::TimedOut && self.exec.error.is_none() {
+                self.exec.error = Some(ExecutionError {
+                    step_name: None,
+                    message: "the workflow ran past its `timeout`".into(),
+                    code: "timed_out".into(),
+                });
+            }
+        }
+        self.attempts_cancel.cancel();
+    }
+
+    /// Starts every step that can start; returns whether anything changed
+    /// that must be persisted (skips and failures before any attempt).
+    fn schedule(&mut self, def: &Definition, needs: &[Vec<usize>], deadline: Timestamp) -> bool {
+        let now = self.now();
+        let mut changed = false;
+        for i in 0..self.exec.steps.len() {
+            if self.stop.is_some() {
+                break;
+            }
+            match self.exec.steps[i].status {
+                StepStatus::Retrying
+                    if self.exec.steps[i]
+                        .next_attempt_at
+                        .is_some_and(|at| at <= now) =>
+                {
+                    changed |= self.start(def, i, deadline);
+                }
+                StepStatus::Pending => {
+                    let deps = &needs[i];
+                    let settled = |s: StepStatus| {
+                        matches!(
+                            s,
+                            StepStatus::Succeeded | StepStatus::Skipped | StepStatus::Failed
+                        )
+                    };
+                    if !deps.iter().all(|&d| settled(self.exec.steps[d].status)) {
+                        continue;
+                    }
+                    let scope = self.scope(def, i, needs);
+                    if let Some(cond) = &def.steps[i].condition {
+                        match scope.condition(cond, &format!("$.steps[{i}].if")) {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                self.skip(i, format!("its condition `{cond}` is false"));
+                                changed = true;
+                                continue;
+                            }
+                            Err(e) => {
+                                self.fail_before_attempt(def, i, e.to_string());
+                                changed = true;
+                                continue;
+                            }
+                        }
+                    } else if let Some(&d) = deps.iter().find(|&&d| {
+                        matches!(
+                            self.exec.steps[d].status,
+                            StepStatus::Skipped | StepStatus::Failed
+                        )
+                    }) {
+                        let what = if self.exec.steps[d].status == StepStatus::Skipped {
+                            "was skipped"
+                        } else {
+                            "failed"
+                        };
+                        let reason = format!("it needs `{}`, which {what}", self.exec.steps[d].id);
+                        self.skip(i, reason);
+                        changed = true;
+                        continue;
+                    }
+                    changed |= self.start(def, i, deadline);
+                }
+                _ => {}
+            }
+        }
+        changed
+    }
+
+    fn skip(&mut self, i: usize, reason: String) {
+        let step = &mut self.exec.steps[i];
+        step.status = StepStatus::Skipped;
+        step.skipped_reason = Some(reason);
+    }
+
+    /// What templates of step `i` see: the input, the execution, the
+    /// workflow, and its ancestors' results.
+    fn scope(&self, def: &Definition, i: usize, needs: &[Vec<usize>]) -> Scope {
+        let mut steps = serde_json::Map::new();
+        let mut stack = needs[i].clone();
+        while let Some(j) = stack.pop() {
+            let s = &self.exec.steps[j];
+            if steps.contains_key(&s.id) {
+                continue;
+            }
+            steps.insert(s.id.clone(), step_view(s));
+            stack.extend(needs[j].iter().copied());
+        }
+        let _ = def;
+        Scope::new(&self.root(Value::Object(steps)))
+    }
+
+    fn root(&self, steps: Value) -> Value {
+        json!({
+            "input": self.exec.input_data,
+            "steps": steps,
+            "execution": {"id": self.exec.execution_id.as_str(), "created_at": self.exec.created_at.to_string()},
+            "workflow": {"id": self.exec.workflow_id.as_str(), "version": self.exec.workflow_version},
+        })
+    }
+
+    /// A template or config problem fails the step without an attempt.
+    fn fail_before_attempt(&mut self, def: &Definition, i: usize, message: String) {
+        let error = ExecutionError {
+            step_name: Some(self.exec.steps[i].id.clone()),
+            message: self.redactor.redact(&message),
+            code: "template_error".into(),
+        };
+        self.fail_step(def, i, error);
+    }
+
+    fn fail_step(&mut self, def: &Definition, i: usize, error: ExecutionError) {
+        let step = &mut self.exec.steps[i];
+        step.status = StepStatus::Failed;
+        step.next_attempt_at = None;
+        step.error = Some(error.clone());
+        if !def.steps[i].continue_on_error {
+            self.exec.error = Some(error);
+            self.halt(Stop::Failed);
+        }
+    }
+
+    /// Starts the next attempt of step `i`; returns whether the step failed
+    /// before it could start (which must be persisted).
+    fn start(&mut self, def: &Definition, i: usize, deadline: Timestamp) -> bool {
+        let needs = def.needs();
+        let scope = self.scope(def, i, &needs);
+        let input = match &def.steps[i].input {
+            Some(t) => scope.render(t, &format!("$.steps[{i}].input")),
+            None => Ok(match needs[i].as_slice() {
+                [] => self.exec.input_data.clone(),
+                [d] => self.exec.steps[*d].output.clone().unwrap_or(Value::Null),
+                many => Value::Object(
+                    many.iter()
+                        .map(|&d| {
+                            let s = &self.exec.steps[d];
+                            (s.id.clone(), s.output.clone().unwrap_or(Value::Null))
+                        })
+                        .collect(),
+                ),
+            }),
+        };
+        let input = match input {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail_before_attempt(def, i, e.to_string());
+                return true;
+            }
+        };
+        let mut config = BTreeMap::new();
+        if !def.steps[i].config.is_empty() {
+            let mut root = self.root(Value::Null);
+            let steps_scope = scope_steps(&self.exec, &needs, i);
+            root["steps"] = steps_scope;
+            root["secrets"] = json!(self.secrets);
+            let with_secrets = Scope::new(&root);
+            for (k, v) in &def.steps[i].config {
+                match with_secrets.render(v, &format!("$.steps[{i}].config.{k}")) {
+                    Ok(Value::String(s)) => {
+                        config.insert(k.clone(), s);
+                    }
+                    Ok(other) => {
+                        config.insert(k.clone(), other.to_string());
+                    }
+                    Err(e) => {
+                        self.fail_before_attempt(def, i, e.to_string());
+                        return true;
+                    }
+                }
+            }
+        }
+        let now = self.now();
+        let remaining = deadline
+            .duration_since(now)
+            .try_into()
+            .unwrap_or(Duration::ZERO);
+        let step = &mut self.exec.steps[i];
+        step.status = StepStatus::Running;
+        step.next_attempt_at = None;
+        let number = step.attempts.len() as u32 + 1;
+        let spec = AttemptSpec {
+            input: input.to_string(),
+            overrides: def.overrides(i),
+            remaining,
+            caps: Capabilities {
+                config,
+                secrets: self.secrets.values().cloned().collect(),
+            },
+        };
+        let inner = self.inner.clone();
+        let tenant = self.exec.tenant_id.clone();
+        let digest = step.digest;
+        let cancel = self.attempts_cancel.clone();
+        self.tasks.spawn(async move {
+            let result = {
+                let _permit = inner.attempts.acquire().await;
+                inner.runner.run(&tenant, &digest, &spec, &cancel).await
+            };
+            Done {
+                index: i,
+                number,
+                started_at: now,
+                input,
+                result,
+            }
+        });
+        false
+    }
+
+    /// Records a finished attempt and decides what the step does next.
+    fn record(&mut self, def: &Definition, done: Done) {
+        let i = done.index;
+        let step_id = self.exec.steps[i].id.clone();
+        let report = match done.result {
+            Ok(r) => r,
+            Err(e) => {
+                let error = ExecutionError {
+                    step_name: Some(step_id),
+                    message: e.0,
+                    code: "step_unavailable".into(),
+                };
+                self.fail_step(def, i, error);
+                return;
+            }
+        };
+        let finished_at = self.now();
+        let mut attempt = attempt_from(
+            done.number,
+            &step_id,
+            done.started_at,
+            finished_at,
+            &report.outcome,
+            &report.metering,
+            report.logs,
+        );
+        attempt.input = Some(self.redactor.redact_json(&done.input));
+        if let Some(e) = &mut attempt.error {
+            e.message = self.redactor.redact(&e.message);
+        }
+        if self.stop == Some(Stop::TimedOut) && matches!(report.outcome, Outcome::Cancelled) {
+            attempt.outcome = "timed_out".into();
+            attempt.error = Some(ExecutionError {
+                step_name: Some(step_id.clone()),
+                message: "interrupted at the workflow's deadline".into(),
+                code: "timed_out".into(),
+            });
+        }
+        let error = attempt.error.clone();
+        let outcome_kind = attempt.outcome.clone();
+        self.exec.steps[i].attempts.push(attempt);
+        match report.outcome {
+            Outcome::Succeeded { output } => match serde_json::from_str::<Value>(&output) {
+                Ok(value) => {
+                    let step = &mut self.exec.steps[i];
+                    step.status = StepStatus::Succeeded;
+                    step.output = Some(self.redactor.redact_json(&value));
+                }
+                Err(e) => self.fail_step(
+                    def,
+                    i,
+                    ExecutionError {
+                        step_name: Some(step_id),
+                        message: format!("the step's output could not be read: {e}"),
+                        code: "invalid_output".into(),
+                    },
+                ),
+            },
+            Outcome::Cancelled if self.stop.is_some() => {
+                let step = &mut self.exec.steps[i];
+                step.status = StepStatus::Cancelled;
+                if self.stop == Some(Stop::TimedOut) {
+                    step.error = error;
+                }
+            }
+            outcome => {
+                let error = error.unwrap_or_else(|| ExecutionError {
+                    step_name: Some(step_id.clone()),
+                    message: outcome.describe(),
+                    code: outcome_kind.clone(),
+                });
+                let policy = def.retry(i);
+                let retryable = match &outcome {
+                    Outcome::Failed { error } => error.retryable,
+                    _ => policy.retry_on.iter().any(|r| r.outcome() == outcome_kind),
+                };
+                if retryable && done.number < policy.max_attempts && self.stop.is_none() {
+                    let random = random_unit();
+                    let delay = policy.jittered(policy.delay_after(done.number), random);
+                    let step = &mut self.exec.steps[i];
+                    step.status = StepStatus::Retrying;
+                    step.next_attempt_at = Some(add(finished_at, delay));
+                    step.error = Some(error);
+                } else {
+                    self.fail_step(def, i, error);
+                }
+            }
+        }
+    }
+
+    /// Settles the remaining steps, builds the output and persists the
+    /// terminal state.
+    async fn finish(&mut self, status: Status, def: Option<&Definition>) {
+        // Attempts interrupted by the stop report back first.
+        while let Some(done) = self.tasks.join_next().await {
+            if let (Ok(done), Some(def)) = (done, def) {
+                self.record(def, done);
+            }
+        }
+        let mut status = status;
+        for s in &mut self.exec.steps {
+            if matches!(
+                s.status,
+                StepStatus::Pending | StepStatus::Running | StepStatus::Retrying
+            ) {
+                s.status = StepStatus::Cancelled;
+                s.next_attempt_at = None;
+            }
+        }
+        if matches!(status, Status::Succeeded | Status::PartiallySucceeded)
+            && let Some(def) = def
+        {
+            match &def.output {
+                None => {
+                    self.exec.output = self.exec.steps.last().and_then(|s| s.output.clone());
+                }
+                Some(template) => {
+                    let all: Vec<Vec<usize>> = vec![(0..self.exec.steps.len()).collect()];
+                    let steps = scope_steps_all(&self.exec, &all[0]);
+                    match Scope::new(&self.root(steps)).render(template, "$.output") {
+                        Ok(v) => self.exec.output = Some(self.redactor.redact_json(&v)),
+                        Err(e) => {
+                            self.exec.error = Some(ExecutionError {
+                                step_name: None,
+                                message: self.redactor.redact(&e.to_string()),
+                                code: "template_error".into(),
+                            });
+                            status = Status::Failed;
+                        }
+                    }
+                }
+            }
+        }
+        let now = self.now();
+        self.exec.enter(status, now);
+        self.save().await;
+    }
+}
+
+fn step_view(s: &crate::model::StepRun) -> Value {
+    json!({
+        "status": s.status,
+        "output": s.output,
+        "error": s.error,
+        "skipped_reason": s.skipped_reason,
+    })
+}
+
+fn scope_steps(exec: &Execution, needs: &[Vec<usize>], i: usize) -> Value {
+    let mut steps = serde_json::Map::new();
+    let mut stack = needs[i].clone();
+    while let Some(j) = stack.pop() {
+        let s = &exec.steps[j];
+        if steps.contains_key(&s.id) {
+            continue;
+        }
+        steps.insert(s.id.clone(), step_view(s));
+        stack.extend(needs[j].iter().copied());
+    }
+    Value::Object(steps)
+}
+
+fn scope_steps_all(exec: &Execution, which: &[usize]) -> Value {
+    Value::Object(
+        which
+            .iter()
+            .map(|&j| (exec.steps[j].id.clone(), step_view(&exec.steps[j])))
+            .collect(),
+    )
+}
+
+fn add(at: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| at.checked_add(d).ok())
+        .unwrap_or(jiff::Timestamp::MAX)
+}
+
+/// A random number in [0, 1) for jitter.
+fn random_unit() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -8,34 +8,78 @@
 //! It knows the [`Store`] trait and the [`StepRunner`] trait; it must not
 //! know wasmtime, SQL or HTTP.
 
+pub mod clock;
 pub mod definition;
 mod drive;
+pub mod template;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::definition::{Definition, Problem};
 use crate::model::{
     AttemptReport, Digest, Execution, ExecutionId, Status, StepRun, StepStatus, TenantId,
     Timestamp, WorkflowId,
 };
+use crate::sandbox::{Capabilities, Overrides};
 use crate::store::{self, Created, Idempotency, Store};
+
+/// What one attempt runs with.
+#[derive(Debug, Clone)]
+pub struct AttemptSpec {
+    /// The input JSON text.
+    pub input: String,
+    /// The step's own limits (lowering the server defaults).
+    pub overrides: Overrides,
+    /// Time left before the workflow deadline; the attempt's time limit is
+    /// the smaller of this and its own.
+    pub remaining: Duration,
+    /// Config values for the guest, and the secret values to redact.
+    pub caps: Capabilities,
+}
 
 /// Runs one attempt of a step. The sandbox implements it; tests may fake it.
 #[async_trait::async_trait]
 pub trait StepRunner: Send + Sync + 'static {
-    /// Runs the component `digest` of `tenant` once with `input`.
+    /// Runs the component `digest` of `tenant` once.
     async fn run(
         &self,
         tenant: &TenantId,
         digest: &Digest,
-        input: &str,
+        spec: &AttemptSpec,
         cancel: &CancellationToken,
     ) -> Result<AttemptReport, RunnerError>;
+}
+
+/// Where the engine gets tenant secrets' plain values.
+#[async_trait::async_trait]
+pub trait SecretSource: Send + Sync + 'static {
+    /// The values of the named secrets that exist.
+    async fn open(
+        &self,
+        tenant: &TenantId,
+        names: &[String],
+    ) -> Result<BTreeMap<String, String>, String>;
+}
+
+/// A tenant without secrets, for engines that have no vault.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSecrets;
+
+#[async_trait::async_trait]
+impl SecretSource for NoSecrets {
+    async fn open(
+        &self,
+        _tenant: &TenantId,
+        _names: &[String],
+    ) -> Result<BTreeMap<String, String>, String> {
+        Ok(BTreeMap::new())
+    }
 }
 
 /// The runner could not run the attempt at all (not a guest outcome).
@@ -55,6 +99,10 @@ pub enum Error {
     /// A step of the workflow is no longer registered.
     #[error("{0}")]
     Unprocessable(String),
+    /// The submission does not fit the workflow (`input_data` against its
+    /// `input_schema`, missing secrets): every problem with its path.
+    #[error("{0}")]
+    Invalid(String, Vec<Problem>),
     /// The idempotency key was used and `X-On-Conflict` refuses.
     #[error("idempotency key already used by execution {0} ({1})")]
     IdempotencyConflict(ExecutionId, &'static str),
@@ -126,7 +174,10 @@ impl Until {
                 Self::Step(id) => e.step(id).is_some_and(|s| {
                     matches!(
                         s.status,
-                        StepStatus::Succeeded | StepStatus::Failed | StepStatus::Cancelled
+                        StepStatus::Succeeded
+                            | StepStatus::Failed
+                            | StepStatus::Skipped
+                            | StepStatus::Cancelled
                     )
                 }),
             }
@@ -160,6 +211,11 @@ struct Live {
 pub(crate) struct Inner {
     store: Arc<dyn Store>,
     runner: Arc<dyn StepRunner>,
+    secrets: Arc<dyn SecretSource>,
+    clock: Arc<dyn Clock>,
+    /// Parsed definitions by tenant, workflow and version (versions never
+    /// change once stored).
+    definitions: Mutex<HashMap<(TenantId, WorkflowId, u32), Arc<Definition>>>,
     queue: mpsc::UnboundedSender<Execution>,
     live: Mutex<HashMap<ExecutionId, Arc<Live>>>,
     attempts: Semaphore,
@@ -178,28 +234,79 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// The current time; one place so that a simulated clock can replace it.
-pub(crate) fn now() -> Timestamp {
-    now_pub()
-}
-
-/// The current time, as the engine sees it.
+/// The current wall-clock time, for records outside executions (tenants,
+/// step versions).
 pub fn now_pub() -> Timestamp {
     Timestamp::now()
+}
+
+impl Inner {
+    /// The parsed definition an execution runs.
+    async fn definition(&self, exec: &Execution) -> Result<Arc<Definition>, String> {
+        let key = (
+            exec.tenant_id.clone(),
+            exec.workflow_id.clone(),
+            exec.workflow_version,
+        );
+        if let Some(d) = self
+            .definitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(d.clone());
+        }
+        let record = self
+            .store
+            .workflow(&key.0, &key.1, Some(key.2))
+            .await
+            .map_err(|e| format!("loading workflow `{}` version {}: {e}", key.1, key.2))?
+            .ok_or_else(|| format!("workflow `{}` version {} is gone", key.1, key.2))?;
+        let def = Arc::new(Definition::from_value(record.definition).map_err(|p| {
+            format!(
+                "the stored definition of workflow `{}` version {} is invalid: {p:?}",
+                key.1, key.2
+            )
+        })?);
+        self.definitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, def.clone());
+        Ok(def)
+    }
+}
+
+/// What the engine is built from besides the store.
+pub struct Services {
+    /// Runs attempts.
+    pub runner: Arc<dyn StepRunner>,
+    /// Opens tenant secrets.
+    pub secrets: Arc<dyn SecretSource>,
+    /// Tells the time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
 }
 
 impl Engine {
     /// Starts the engine's dispatcher and resumes every unfinished execution.
     pub async fn start(
         store: Arc<dyn Store>,
-        runner: Arc<dyn StepRunner>,
+        services: Services,
         settings: Settings,
     ) -> Result<Self, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Self {
             inner: Arc::new(Inner {
                 store,
-                runner,
+                runner: services.runner,
+                secrets: services.secrets,
+                clock: services.clock,
+                definitions: Mutex::new(HashMap::new()),
                 queue: tx,
                 live: Mutex::new(HashMap::new()),
                 attempts: Semaphore::new(settings.workers.max(1)),
@@ -260,32 +367,100 @@ impl Engine {
         let def = Definition::from_value(wf.definition.clone()).map_err(|p| {
             Error::Unprocessable(format!("the stored workflow definition is invalid: {p:?}"))
         })?;
+        if let Some(schema) = &def.input_schema {
+            let validator = jsonschema::validator_for(schema).map_err(|e| {
+                Error::Unprocessable(format!("the workflow's `input_schema` is invalid: {e}"))
+            })?;
+            let problems: Vec<Problem> = validator
+                .iter_errors(&sub.input_data)
+                .map(|e| Problem {
+                    path: format!("$.input_data{}", json_path(&e.instance_path().to_string())),
+                    message: e.to_string(),
+                })
+                .collect();
+            if !problems.is_empty() {
+                return Err(Error::Invalid(
+                    "`input_data` does not match the workflow's `input_schema`".into(),
+                    problems,
+                ));
+            }
+        }
+        let wanted: Vec<String> = def.secret_names().into_iter().collect();
+        if !wanted.is_empty() {
+            let have = self
+                .inner
+                .secrets
+                .open(tenant, &wanted)
+                .await
+                .map_err(Error::Unprocessable)?;
+            let missing: Vec<Problem> = wanted
+                .iter()
+                .filter(|n| !have.contains_key(*n))
+                .map(|n| Problem {
+                    path: format!("secrets.{n}"),
+                    message: format!(
+                        "the workflow's config uses secret `{n}`, which this tenant does not have"
+                    ),
+                })
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::Invalid(
+                    "the workflow refers to missing secrets".into(),
+                    missing,
+                ));
+            }
+        }
         let mut steps = Vec::with_capacity(def.steps.len());
-        for s in &def.steps {
-            let name = s
-                .step
-                .parse()
-                .map_err(|e: String| Error::Unprocessable(e))?;
+        let needs = def.needs();
+        for (i, s) in def.steps.iter().enumerate() {
+            let (name, pinned) = match s.step.split_once('@') {
+                Some((n, d)) => (n, Some(d)),
+                None => (s.step.as_str(), None),
+            };
+            let name = name.parse().map_err(|e: String| Error::Unprocessable(e))?;
             let record = store.step(tenant, &name).await?.ok_or_else(|| {
                 Error::Unprocessable(format!(
                     "step `{}` of workflow `{}` (step id `{}`) is no longer registered",
                     s.step, sub.workflow_id, s.id
                 ))
             })?;
-            let newest = record.versions.last().ok_or_else(|| {
-                Error::Unprocessable(format!("step `{}` has no versions", s.step))
-            })?;
+            let digest = match pinned {
+                Some(d) => {
+                    let d: Digest = d
+                        .parse()
+                        .map_err(|e| Error::Unprocessable(format!("step `{}`: {e}", s.id)))?;
+                    if !record.versions.iter().any(|v| v.digest == d) {
+                        return Err(Error::Unprocessable(format!(
+                            "step `{}` pins `{}`, which is no longer registered",
+                            s.id, s.step
+                        )));
+                    }
+                    d
+                }
+                None => {
+                    record
+                        .versions
+                        .last()
+                        .ok_or_else(|| {
+                            Error::Unprocessable(format!("step `{}` has no versions", s.step))
+                        })?
+                        .digest
+                }
+            };
             steps.push(StepRun {
                 id: s.id.clone(),
                 step: s.step.clone(),
-                digest: newest.digest,
-                input: s.input.clone(),
+                digest,
+                needs: needs[i].iter().map(|&j| def.steps[j].id.clone()).collect(),
                 status: StepStatus::Pending,
+                skipped_reason: None,
+                next_attempt_at: None,
+                error: None,
                 output: None,
                 attempts: Vec::new(),
             });
         }
-        let at = now();
+        let at = self.inner.clock.now();
         let mut exec = Execution {
             execution_id: ExecutionId::generate(),
             tenant_id: tenant.clone(),
@@ -299,6 +474,7 @@ impl Engine {
             created_at: at,
             started_at: None,
             finished_at: None,
+            deadline_at: None,
             duration_ms: None,
             history: Vec::new(),
             steps,
@@ -403,7 +579,7 @@ impl Engine {
         };
         if cancelled_while_queued {
             let mut exec = (**live.tx.borrow()).clone();
-            exec.enter(Status::Cancelled, now());
+            exec.enter(Status::Cancelled, self.inner.clock.now());
             for s in &mut exec.steps {
                 s.status = StepStatus::Cancelled;
             }
@@ -434,4 +610,19 @@ impl Engine {
     pub fn live_count(&self) -> usize {
         self.lock_live().len()
     }
+}
+
+/// A JSON pointer (`/a/0`) as a path suffix (`.a[0]`).
+fn json_path(pointer: &str) -> String {
+    pointer
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if s.chars().all(|c| c.is_ascii_digit()) {
+                format!("[{s}]")
+            } else {
+                format!(".{s}")
+            }
+        })
+        .collect()
 }

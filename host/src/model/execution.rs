@@ -113,8 +113,10 @@ pub enum Status {
     Queued,
     /// A worker is running its steps.
     Running,
-    /// Every step succeeded.
+    /// Every step succeeded or was skipped.
     Succeeded,
+    /// The workflow finished, but steps marked `continue_on_error` failed.
+    PartiallySucceeded,
     /// A step failed.
     Failed,
     /// Cancelled by a client.
@@ -135,6 +137,7 @@ impl Status {
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Succeeded => "succeeded",
+            Self::PartiallySucceeded => "partially_succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::TimedOut => "timed_out",
@@ -149,13 +152,14 @@ impl FromStr for Status {
             "queued" => Self::Queued,
             "running" => Self::Running,
             "succeeded" => Self::Succeeded,
+            "partially_succeeded" => Self::PartiallySucceeded,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
             "timed_out" => Self::TimedOut,
             other => {
                 return Err(format!(
                     "`{other}` is not a status; expected one of queued, running, succeeded, \
-                     failed, cancelled, timed_out"
+                     partially_succeeded, failed, cancelled, timed_out"
                 ));
             }
         })
@@ -170,11 +174,17 @@ pub enum StepStatus {
     Pending,
     /// An attempt is running.
     Running,
+    /// An attempt failed and the next one waits until `next_attempt_at`.
+    Retrying,
     /// The step produced its output.
     Succeeded,
     /// The step failed.
     Failed,
-    /// The execution was cancelled before or while this step ran.
+    /// The step did not run: its condition was false, or a step it needs
+    /// was skipped or failed (see `skipped_reason`).
+    Skipped,
+    /// The execution stopped (cancel, deadline, another step's failure)
+    /// before or while this step ran.
     Cancelled,
 }
 
@@ -228,6 +238,10 @@ pub struct Attempt {
     /// Log lines written by the attempt.
     #[schema(value_type = Vec<Object>)]
     pub logs: Vec<LogLine>,
+    /// The resolved input the attempt received, with secrets redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<serde_json::Value>,
 }
 
 /// One step of an execution.
@@ -240,13 +254,21 @@ pub struct StepRun {
     /// The component version chosen at submission.
     #[schema(value_type = String)]
     pub digest: Digest,
-    /// The fixed input from the definition; without it the step gets the
-    /// previous step's output (the first step gets `input_data`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub input: Option<serde_json::Value>,
+    /// The step ids it runs after.
+    #[serde(default)]
+    pub needs: Vec<String>,
     /// Where the step is.
     pub status: StepStatus,
+    /// Why it was skipped, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_reason: Option<String>,
+    /// When the next attempt starts, while a retry is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_attempt_at: Option<Timestamp>,
+    /// The step's last error, when it failed or waits for a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ExecutionError>,
     /// Its output, once it succeeded.
     #[schema(value_type = Option<Object>)]
     pub output: Option<serde_json::Value>,
@@ -291,6 +313,10 @@ pub struct Execution {
     /// When it reached a terminal status.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
+    /// When the workflow `timeout` ends it, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deadline_at: Option<Timestamp>,
     /// `finished_at - created_at` in milliseconds, once finished.
     pub duration_ms: Option<f64>,
     /// Every status it entered, oldest first.
@@ -364,5 +390,6 @@ pub fn attempt_from(
         memory_peak_bytes: metering.memory_peak_bytes,
         error: outcome_error(step_id, outcome),
         logs,
+        input: None,
     }
 }

@@ -37,7 +37,7 @@ macro_rules! conformance_tests {
             tenants, tokens, components, step_versions, workflows, execution_round_trip,
             listing_filters, paging_is_stable, bad_cursor, idempotency,
             concurrent_idempotent_creates, group_commit, failed_writes_spare_their_batch,
-            unfinished_executions, survives_reopen);
+            unfinished_executions, survives_reopen, secrets);
     };
     (@each $harness:expr; $($name:ident),*) => {
         $(
@@ -92,14 +92,18 @@ fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp) -> Execut
         created_at,
         started_at: None,
         finished_at: None,
+        deadline_at: None,
         duration_ms: None,
         history: Vec::new(),
         steps: vec![StepRun {
             id: "first".into(),
             step: "double".into(),
             digest: Digest::of(b"double"),
-            input: None,
+            needs: Vec::new(),
             status: StepStatus::Pending,
+            skipped_reason: None,
+            next_attempt_at: None,
+            error: None,
             output: None,
             attempts: Vec::new(),
         }],
@@ -718,4 +722,33 @@ pub(crate) async fn survives_reopen(h: &dyn Harness) {
         Some(exec.clone())
     );
     assert_eq!(store.unfinished_executions().await.unwrap(), vec![exec]);
+}
+
+/// Sealed secrets are kept per tenant and name, replaced, listed by name
+/// and deleted; another tenant sees none of them.
+pub(crate) async fn secrets(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let other = new_tenant(&*store, "other").await;
+    store.put_secret(&acme, "b_key", b"sealed-1").await.unwrap();
+    store.put_secret(&acme, "a_key", b"sealed-2").await.unwrap();
+    store.put_secret(&acme, "b_key", b"sealed-3").await.unwrap();
+    assert_eq!(store.secret_names(&acme).await.unwrap(), ["a_key", "b_key"]);
+    assert!(store.secret_names(&other).await.unwrap().is_empty());
+    let got = store
+        .secrets(&acme, &["b_key".into(), "missing".into()])
+        .await
+        .unwrap();
+    assert_eq!(got, [("b_key".to_owned(), b"sealed-3".to_vec())]);
+    assert!(
+        store
+            .secrets(&other, &["b_key".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.delete_secret(&acme, "b_key").await.unwrap());
+    assert!(!store.delete_secret(&acme, "b_key").await.unwrap());
+    assert!(!store.delete_secret(&other, "a_key").await.unwrap());
+    assert_eq!(store.secret_names(&acme).await.unwrap(), ["a_key"]);
 }

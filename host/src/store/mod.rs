@@ -234,4 +234,14 @@ pub trait Store: Send + Sync + 'static {
     /// Every execution that is queued or running, oldest first (for
     /// recovery at start).
     async fn unfinished_executions(&self) -> Result<Vec<Execution>>;
+
+    /// Stores a sealed (encrypted) secret value, replacing any earlier one.
+    /// The store never sees plain values.
+    async fn put_secret(&self, tenant: &TenantId, name: &str, sealed: &[u8]) -> Result<()>;
+    /// The names of a tenant's secrets, sorted.
+    async fn secret_names(&self, tenant: &TenantId) -> Result<Vec<String>>;
+    /// Deletes a secret; `false` if there was none.
+    async fn delete_secret(&self, tenant: &TenantId, name: &str) -> Result<bool>;
+    /// The sealed values of those of `names` that exist.
+    async fn secrets(&self, tenant: &TenantId, names: &[String]) -> Result<Vec<(String, Vec<u8>)>>;
 }

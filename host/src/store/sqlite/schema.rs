@@ -61,6 +61,12 @@ CREATE INDEX IF NOT EXISTS executions_by_status ON executions (tenant_id, status
 CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions (tenant_id, workflow_id);
 CREATE INDEX IF NOT EXISTS executions_unfinished ON executions (seq)
     WHERE status IN ('queued', 'running');
+CREATE TABLE IF NOT EXISTS secrets (
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency (
     tenant_id TEXT NOT NULL,
     key TEXT NOT NULL,
