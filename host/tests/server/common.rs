@@ -21,6 +21,11 @@ impl Drop for Server {
 }
 
 pub async fn start() -> Server {
+    start_with_clock(std::sync::Arc::new(stephost::engine::SystemClock)).await
+}
+
+/// A server whose engine reads time from `clock`.
+pub async fn start_with_clock(clock: std::sync::Arc<dyn stephost::engine::Clock>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let config: stephost::config::Config = serde_json::from_value(json!({
         "listen": "127.0.0.1:0",
@@ -33,9 +38,14 @@ pub async fn start() -> Server {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        stephost::run(config, listener, async {
-            let _ = rx.await;
-        })
+        stephost::run_with_clock(
+            config,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+            clock,
+        )
         .await
         .unwrap();
     });

@@ -2,5 +2,6 @@
 //! 127.0.0.1:0 with a fresh data directory, talked to over real HTTP.
 
 mod common;
+mod dag;
 mod executions;
 mod resources;

@@ -38,6 +38,18 @@ fn run(input: Input) -> Result<Value, StepError> {
             std::thread::sleep(std::time::Duration::from_millis(input.n));
             Ok(json!({ "slept_ms": input.n }))
         }
+        // Echoes its `key` config value everywhere it can: the log, stdout,
+        // the output, or (with n = 1) an error message. The host must
+        // redact it from all of them when it is a secret.
+        "leak" => {
+            let value = config::get("key").unwrap_or_default();
+            log::info(&format!("the key is {value}"));
+            println!("stdout says {value}");
+            if input.n == 1 {
+                return Err(StepError::fatal("leak", format!("failed with {value}")));
+            }
+            Ok(json!({ "leaked": value }))
+        }
         // Grows memory until the host says no.
         "memory_bomb" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
