@@ -77,8 +77,14 @@ impl FromRequestParts<AppState> for Tenant {
                 "the admin token manages tenants; use a tenant token for this route",
             ));
         }
+        if let Some(tenant) = state.known_token(&hash) {
+            return Ok(Self(tenant));
+        }
         match state.store.authenticate(&hash).await? {
-            Some(tenant) => Ok(Self(tenant)),
+            Some(tenant) => {
+                state.remember_token(hash, &tenant);
+                Ok(Self(tenant))
+            }
             None => Err(ApiError::unauthorized("unknown token")),
         }
     }

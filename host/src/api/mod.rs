@@ -67,6 +67,14 @@ pub struct AppState {
     pub(crate) vault: Vault,
     pub(crate) admin: Option<AdminToken>,
     pub(crate) settings: Arc<Settings>,
+    /// Tokens already authenticated, by hash. Tokens cannot be revoked and
+    /// tenants cannot be deleted, so a positive answer stays true; unknown
+    /// tokens are never cached.
+    tokens: Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<crate::store::TokenHash, crate::model::TenantId>,
+        >,
+    >,
 }
 
 impl std::fmt::Debug for AppState {
@@ -94,7 +102,24 @@ impl AppState {
             vault,
             admin,
             settings: Arc::new(settings),
+            tokens: Arc::default(),
         }
+    }
+
+    fn known_token(&self, hash: &crate::store::TokenHash) -> Option<crate::model::TenantId> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
+    fn remember_token(&self, hash: crate::store::TokenHash, tenant: &crate::model::TenantId) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if tokens.len() >= 100_000 {
+            tokens.clear();
+        }
+        tokens.insert(hash, tenant.clone());
     }
 }
 

@@ -3,17 +3,24 @@
 //! The driver walks the workflow's DAG: it starts every step whose `needs`
 //! have settled (in parallel, through the bounded attempt pool), evaluates
 //! conditions and templates, retries failures with backoff, and stops at the
-//! workflow deadline, a failure or a cancel. Each step result is persisted
-//! before any step that depends on it starts, so a completed step never runs
-//! again after a crash; an attempt in flight at a crash runs again.
+//! workflow deadline, a failure or a cancel.
+//!
+//! Persistence runs beside the driver: each state change replaces the
+//! execution's pending snapshot, and a persister task commits the newest
+//! snapshot and only then publishes it to readers and waiters. Commits thus
+//! overlap with running steps, and changes that arrive during one commit
+//! share the next. Nothing is published before it is durable, so a step
+//! that anyone saw complete never runs again after a crash; a completion not
+//! yet committed at a crash is redone, like an attempt in flight
+//! (at-least-once). The terminal state is committed before the driver ends.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::definition::Definition;
@@ -89,7 +96,11 @@ async fn drive(inner: &Arc<Inner>, exec: Execution) {
         *phase = Phase::Started;
     }
     let def = inner.definition(&exec).await;
+    let (snapshots, pending) = watch::channel(Arc::new(exec.clone()));
+    let persister = tokio::spawn(persister(inner.clone(), live.clone(), pending));
     let mut run = Run {
+        snapshots: Some(snapshots),
+        persister: Some(persister),
         inner: inner.clone(),
         live: live.clone(),
         attempts_cancel: live.cancel.child_token(),
@@ -117,7 +128,24 @@ async fn drive(inner: &Arc<Inner>, exec: Execution) {
         .remove(&id);
 }
 
+/// Commits the newest snapshot, then publishes it; ends once the driver
+/// dropped its sender and the last snapshot is committed.
+async fn persister(
+    inner: Arc<Inner>,
+    live: Arc<Live>,
+    mut pending: watch::Receiver<Arc<Execution>>,
+) {
+    while pending.changed().await.is_ok() {
+        let snapshot = pending.borrow_and_update().clone();
+        persist(&inner, &snapshot).await;
+        live.tx.send_replace(snapshot);
+    }
+}
+
 struct Run {
+    /// The newest state for the persister.
+    snapshots: Option<watch::Sender<Arc<Execution>>>,
+    persister: Option<JoinHandle<()>>,
     inner: Arc<Inner>,
     live: Arc<Live>,
     /// Cancels running attempts: on a client cancel (it is a child of the
@@ -135,9 +163,22 @@ impl Run {
         self.inner.clock.now()
     }
 
-    async fn save(&self) {
-        persist(&self.inner, &self.exec).await;
-        self.live.tx.send_replace(Arc::new(self.exec.clone()));
+    /// Hands the current state to the persister.
+    fn save(&self) {
+        if let Some(tx) = &self.snapshots {
+            tx.send_replace(Arc::new(self.exec.clone()));
+        }
+    }
+
+    /// Waits until everything handed to the persister is committed and
+    /// published.
+    async fn flush(&mut self) {
+        self.snapshots = None;
+        if let Some(p) = self.persister.take()
+            && let Err(e) = p.await
+        {
+            tracing::error!(execution = %self.exec.execution_id, error = %e, "the persister failed");
+        }
     }
 
     async fn go(&mut self, def: &Definition) {
@@ -174,7 +215,7 @@ impl Run {
         let values: Vec<String> = self.secrets.values().cloned().collect();
         self.redactor = Redactor::new(values);
         self.exec.enter(Status::Running, now);
-        self.save().await;
+        self.save();
 
         let needs = def.needs();
         loop {
@@ -189,7 +230,7 @@ impl Run {
                 }
             }
             if changed {
-                self.save().await;
+                self.save();
             }
             let waiting_retry = self
                 .exec
@@ -249,7 +290,7 @@ impl Run {
                         while let Some(Ok(more)) = self.tasks.try_join_next() {
                             self.record(def, more);
                         }
-                        self.save().await;
+                        self.save();
                     }
                 }
                 () = retry_timer => {}
@@ -631,7 +672,8 @@ impl Run {
         }
         let now = self.now();
         self.exec.enter(status, now);
-        self.save().await;
+        self.save();
+        self.flush().await;
     }
 }
 

@@ -262,16 +262,32 @@ impl Inner {
             .await
             .map_err(|e| format!("loading workflow `{}` version {}: {e}", key.1, key.2))?
             .ok_or_else(|| format!("workflow `{}` version {} is gone", key.1, key.2))?;
-        let def = Arc::new(Definition::from_value(record.definition).map_err(|p| {
+        self.parsed(&key.0, &key.1, key.2, &record.definition)
+    }
+
+    /// The parsed form of a stored definition, from the cache when it is
+    /// there (a stored version never changes).
+    fn parsed(
+        &self,
+        tenant: &TenantId,
+        workflow: &WorkflowId,
+        version: u32,
+        definition: &serde_json::Value,
+    ) -> Result<Arc<Definition>, String> {
+        let key = (tenant.clone(), workflow.clone(), version);
+        let mut cache = self.definitions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = cache.get(&key) {
+            return Ok(d.clone());
+        }
+        let def = Arc::new(Definition::from_value(definition.clone()).map_err(|p| {
             format!(
-                "the stored definition of workflow `{}` version {} is invalid: {p:?}",
-                key.1, key.2
+                "the stored definition of workflow `{workflow}` version {version} is invalid: {p:?}"
             )
         })?);
-        self.definitions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, def.clone());
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, def.clone());
         Ok(def)
     }
 }
@@ -364,9 +380,10 @@ impl Engine {
                     None => sub.workflow_id.to_string(),
                 })
             })?;
-        let def = Definition::from_value(wf.definition.clone()).map_err(|p| {
-            Error::Unprocessable(format!("the stored workflow definition is invalid: {p:?}"))
-        })?;
+        let def = self
+            .inner
+            .parsed(tenant, &wf.workflow_id, wf.version, &wf.definition)
+            .map_err(Error::Unprocessable)?;
         if let Some(schema) = &def.input_schema {
             let validator = jsonschema::validator_for(schema).map_err(|e| {
                 Error::Unprocessable(format!("the workflow's `input_schema` is invalid: {e}"))
@@ -412,13 +429,24 @@ impl Engine {
         }
         let mut steps = Vec::with_capacity(def.steps.len());
         let needs = def.needs();
+        // One lookup per distinct step name.
+        let mut records: HashMap<String, Option<store::StepRecord>> = HashMap::new();
         for (i, s) in def.steps.iter().enumerate() {
             let (name, pinned) = match s.step.split_once('@') {
                 Some((n, d)) => (n, Some(d)),
                 None => (s.step.as_str(), None),
             };
-            let name = name.parse().map_err(|e: String| Error::Unprocessable(e))?;
-            let record = store.step(tenant, &name).await?.ok_or_else(|| {
+            let name: crate::model::StepName =
+                name.parse().map_err(|e: String| Error::Unprocessable(e))?;
+            let record = match records.get(name.as_str()) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = store.step(tenant, &name).await?;
+                    records.insert(name.to_string(), r.clone());
+                    r
+                }
+            };
+            let record = record.ok_or_else(|| {
                 Error::Unprocessable(format!(
                     "step `{}` of workflow `{}` (step id `{}`) is no longer registered",
                     s.step, sub.workflow_id, s.id
