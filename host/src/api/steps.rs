@@ -143,6 +143,7 @@ pub async fn put(
         .store
         .put_step_version(&tenant, &name, &version)
         .await?;
+    state.engine.forget_step(&tenant, &name);
     Ok((
         StatusCode::CREATED,
         Json(Uploaded {
@@ -197,7 +198,9 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let name = step_name(&name)?;
-    if state.store.delete_step(&tenant, &name).await? {
+    let deleted = state.store.delete_step(&tenant, &name).await?;
+    state.engine.forget_step(&tenant, &name);
+    if deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("step `{name}` not found")))

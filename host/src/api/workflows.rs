@@ -123,6 +123,7 @@ pub async fn put(
         .map(|w| w.version);
     let value = serde_json::to_value(&def).map_err(ApiError::internal)?;
     let record = state.store.put_workflow(&tenant, &id, &value).await?;
+    state.engine.forget_workflow(&tenant, &id);
     let status = if before == Some(record.version) {
         StatusCode::OK
     } else {

@@ -546,7 +546,7 @@ impl Definition {
             template::strings_in(output, "$.output", &mut found);
             self.check_templates(&found, &all, false, false, &mut problems);
         }
-        problems.sort_by(|a, b| a.path.cmp(&b.path));
+        problems.sort_by_key(|p| natural(&p.path));
         problems.dedup();
         problems
     }
@@ -607,6 +607,25 @@ impl Definition {
             }
         }
     }
+}
+
+/// A sort key in which `[10]` comes after `[2]`.
+fn natural(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 16);
+    let mut digits = String::new();
+    for c in path.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                out.push_str(&format!("{digits:0>10}"));
+                digits.clear();
+            }
+            out.push(c);
+        }
+    }
+    out.push_str(&digits);
+    out
 }
 
 fn pointer_to_path(pointer: &str) -> String {
@@ -672,48 +691,62 @@ fn check_retry(r: &RetryPolicy, at: &str, problems: &mut Vec<Problem>) {
 }
 
 fn check_limits(l: &StepLimits, cx: &Context<'_>, at: &str, problems: &mut Vec<Problem>) {
-    let mut o = Overrides {
-        fuel: l.fuel,
-        ..Overrides::default()
+    // Each limit is checked on its own, so that every one above its
+    // ceiling is reported.
+    let check = |problems: &mut Vec<Problem>, key: &str, o: Overrides| {
+        if let Err(m) = (cx.ceilings)(&o) {
+            problems.push(problem(format!("{at}.{key}"), m));
+        }
     };
-    let mut ok = true;
+    if let Some(fuel) = l.fuel {
+        if fuel == 0 {
+            check_zero(problems, at, "fuel");
+        } else {
+            check(
+                problems,
+                "fuel",
+                Overrides {
+                    fuel: Some(fuel),
+                    ..Overrides::default()
+                },
+            );
+        }
+    }
     if let Some(t) = &l.timeout {
         match parse_duration(t) {
-            Ok(d) if d.is_zero() => {
-                ok = false;
-                problems.push(problem(
-                    format!("{at}.timeout"),
-                    "the timeout must be above zero",
-                ));
-            }
-            Ok(d) => o.timeout = Some(d),
-            Err(m) => {
-                ok = false;
-                problems.push(problem(format!("{at}.timeout"), m));
-            }
+            Ok(d) if d.is_zero() => check_zero(problems, at, "timeout"),
+            Ok(d) => check(
+                problems,
+                "timeout",
+                Overrides {
+                    timeout: Some(d),
+                    ..Overrides::default()
+                },
+            ),
+            Err(m) => problems.push(problem(format!("{at}.timeout"), m)),
         }
     }
     if let Some(m) = &l.memory {
         match parse_bytes(m) {
-            Ok(b) => o.memory_bytes = Some(b),
-            Err(m) => {
-                ok = false;
-                problems.push(problem(format!("{at}.memory"), m));
-            }
+            Ok(0) => check_zero(problems, at, "memory"),
+            Ok(b) => check(
+                problems,
+                "memory",
+                Overrides {
+                    memory_bytes: Some(b),
+                    ..Overrides::default()
+                },
+            ),
+            Err(m) => problems.push(problem(format!("{at}.memory"), m)),
         }
     }
-    if ok && let Err(m) = (cx.ceilings)(&o) {
-        let which = ["timeout", "fuel", "memory"]
-            .into_iter()
-            .find(|w| m.contains(&format!("`{w}")))
-            .unwrap_or("");
-        let path = if which.is_empty() {
-            at.to_owned()
-        } else {
-            format!("{at}.{which}")
-        };
-        problems.push(problem(path, m));
-    }
+}
+
+fn check_zero(problems: &mut Vec<Problem>, at: &str, key: &str) {
+    problems.push(problem(
+        format!("{at}.{key}"),
+        format!("`{key}` must be above zero"),
+    ));
 }
 
 /// Steps on a cycle of `needs`, by index.

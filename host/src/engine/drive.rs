@@ -345,7 +345,7 @@ impl Run {
                         .next_attempt_at
                         .is_some_and(|at| at <= now) =>
                 {
-                    changed |= self.start(def, i, deadline);
+                    changed |= self.start(def, needs, i, deadline);
                 }
                 StepStatus::Pending => {
                     let deps = &needs[i];
@@ -358,8 +358,8 @@ impl Run {
                     if !deps.iter().all(|&d| settled(self.exec.steps[d].status)) {
                         continue;
                     }
-                    let scope = self.scope(def, i, needs);
                     if let Some(cond) = &def.steps[i].condition {
+                        let scope = self.scope(def, i, needs);
                         match scope.condition(cond, &format!("$.steps[{i}].if")) {
                             Ok(true) => {}
                             Ok(false) => {
@@ -389,7 +389,7 @@ impl Run {
                         changed = true;
                         continue;
                     }
-                    changed |= self.start(def, i, deadline);
+                    changed |= self.start(def, needs, i, deadline);
                 }
                 _ => {}
             }
@@ -452,11 +452,17 @@ impl Run {
 
     /// Starts the next attempt of step `i`; returns whether the step failed
     /// before it could start (which must be persisted).
-    fn start(&mut self, def: &Definition, i: usize, deadline: Timestamp) -> bool {
-        let needs = def.needs();
-        let scope = self.scope(def, i, &needs);
+    fn start(
+        &mut self,
+        def: &Definition,
+        needs: &[Vec<usize>],
+        i: usize,
+        deadline: Timestamp,
+    ) -> bool {
         let input = match &def.steps[i].input {
-            Some(t) => scope.render(t, &format!("$.steps[{i}].input")),
+            Some(t) => self
+                .scope(def, i, needs)
+                .render(t, &format!("$.steps[{i}].input")),
             None => Ok(match needs[i].as_slice() {
                 [] => self.exec.input_data.clone(),
                 [d] => self.exec.steps[*d].output.clone().unwrap_or(Value::Null),
@@ -480,7 +486,7 @@ impl Run {
         let mut config = BTreeMap::new();
         if !def.steps[i].config.is_empty() {
             let mut root = self.root(Value::Null);
-            let steps_scope = scope_steps(&self.exec, &needs, i);
+            let steps_scope = scope_steps(&self.exec, needs, i);
             root["steps"] = steps_scope;
             root["secrets"] = json!(self.secrets);
             let with_secrets = Scope::new(&root);

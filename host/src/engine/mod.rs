@@ -216,6 +216,9 @@ pub(crate) struct Inner {
     /// Parsed definitions by tenant, workflow and version (versions never
     /// change once stored).
     definitions: Mutex<HashMap<(TenantId, WorkflowId, u32), Arc<Definition>>>,
+    /// Recent workflow and step lookups for submissions (see [`Recent`]).
+    workflows: Recent<(TenantId, WorkflowId, Option<u32>), store::WorkflowRecord>,
+    steps: Recent<(TenantId, crate::model::StepName), store::StepRecord>,
     queue: mpsc::UnboundedSender<Execution>,
     live: Mutex<HashMap<ExecutionId, Arc<Live>>>,
     attempts: Semaphore,
@@ -292,6 +295,48 @@ impl Inner {
     }
 }
 
+/// A small cache of recent lookups. Entries live [`Recent::TTL`] at most,
+/// and the API forgets an entry as soon as it changes what it describes, so
+/// this process never submits against a stale workflow or step version;
+/// other processes sharing the store see a change within the TTL.
+struct Recent<K, V> {
+    entries: Mutex<HashMap<K, (std::time::Instant, V)>>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Recent<K, V> {
+    const TTL: Duration = Duration::from_secs(1);
+    const MAX: usize = 10_000;
+
+    fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (std::time::Instant, V)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, k: &K) -> Option<V> {
+        self.lock()
+            .get(k)
+            .filter(|(at, _)| at.elapsed() < Self::TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, k: K, v: V) {
+        let mut entries = self.lock();
+        if entries.len() >= Self::MAX {
+            entries.retain(|_, (at, _)| at.elapsed() < Self::TTL);
+        }
+        entries.insert(k, (std::time::Instant::now(), v));
+    }
+
+    fn forget(&self, keep: impl Fn(&K) -> bool) {
+        self.lock().retain(|k, _| keep(k));
+    }
+}
+
 /// What the engine is built from besides the store.
 pub struct Services {
     /// Runs attempts.
@@ -323,6 +368,8 @@ impl Engine {
                 secrets: services.secrets,
                 clock: services.clock,
                 definitions: Mutex::new(HashMap::new()),
+                workflows: Recent::new(),
+                steps: Recent::new(),
                 queue: tx,
                 live: Mutex::new(HashMap::new()),
                 attempts: Semaphore::new(settings.workers.max(1)),
@@ -371,8 +418,8 @@ impl Engine {
             VersionSel::Latest => None,
             VersionSel::Exact(v) => Some(v),
         };
-        let wf = store
-            .workflow(tenant, &sub.workflow_id, version)
+        let wf = self
+            .workflow_record(tenant, &sub.workflow_id, version)
             .await?
             .ok_or_else(|| {
                 Error::WorkflowNotFound(match version {
@@ -441,7 +488,7 @@ impl Engine {
             let record = match records.get(name.as_str()) {
                 Some(r) => r.clone(),
                 None => {
-                    let r = store.step(tenant, &name).await?;
+                    let r = self.step_record(tenant, &name).await?;
                     records.insert(name.to_string(), r.clone());
                     r
                 }
@@ -632,6 +679,55 @@ impl Engine {
             s if s.is_terminal() => Err(Error::AlreadyFinished(exec.execution_id, s.as_str())),
             _ => Ok(exec),
         }
+    }
+
+    async fn workflow_record(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        version: Option<u32>,
+    ) -> Result<Option<store::WorkflowRecord>, Error> {
+        let key = (tenant.clone(), id.clone(), version);
+        if let Some(r) = self.inner.workflows.get(&key) {
+            return Ok(Some(r));
+        }
+        let r = self.inner.store.workflow(tenant, id, version).await?;
+        if let Some(r) = &r {
+            self.inner.workflows.put(key, r.clone());
+        }
+        Ok(r)
+    }
+
+    async fn step_record(
+        &self,
+        tenant: &TenantId,
+        name: &crate::model::StepName,
+    ) -> Result<Option<store::StepRecord>, Error> {
+        let key = (tenant.clone(), name.clone());
+        if let Some(r) = self.inner.steps.get(&key) {
+            return Ok(Some(r));
+        }
+        let r = self.inner.store.step(tenant, name).await?;
+        if let Some(r) = &r {
+            self.inner.steps.put(key, r.clone());
+        }
+        Ok(r)
+    }
+
+    /// Drops cached lookups of a workflow; the API calls it after storing a
+    /// new version.
+    pub fn forget_workflow(&self, tenant: &TenantId, id: &WorkflowId) {
+        self.inner
+            .workflows
+            .forget(|(t, w, _)| !(t == tenant && w == id));
+    }
+
+    /// Drops cached lookups of a step; the API calls it after adding a
+    /// version or deleting the step.
+    pub fn forget_step(&self, tenant: &TenantId, name: &crate::model::StepName) {
+        self.inner
+            .steps
+            .forget(|(t, n)| !(t == tenant && n == name));
     }
 
     /// How many executions are queued or running in this process.

@@ -38,8 +38,38 @@ pub fn is_template(s: &str) -> bool {
 /// The expression inside `s` when `s` is exactly one `{{ expression }}`.
 fn sole_expression(s: &str) -> Option<&str> {
     let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
-    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%"))
-        .then(|| inner.trim_matches(|c: char| c == '-' || c.is_whitespace()))
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
+        return None;
+    }
+    // A `-` right inside the braces is whitespace control (`{{- x -}}`);
+    // one after a space is a minus sign (`{{ -x }}`).
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    Some(inner.trim())
+}
+
+/// `root['name']` and `root["name"]` lookups in `source`, as `root.name`:
+/// minijinja reports a subscripted root without the key.
+fn subscripts(source: &str, root: &str, out: &mut BTreeSet<String>) {
+    let pattern = format!("{root}[");
+    let mut rest = source;
+    while let Some(at) = rest.find(&pattern) {
+        let before_ok = rest[..at]
+            .chars()
+            .last()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'));
+        rest = &rest[at + pattern.len()..];
+        let trimmed = rest.trim_start();
+        let Some(quote) = trimmed.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+            continue;
+        };
+        let body = &trimmed[1..];
+        if let Some(end) = body.find(quote)
+            && before_ok
+        {
+            out.insert(format!("{root}.{}", &body[..end]));
+        }
+    }
 }
 
 /// The root names a template or condition refers to, with their nested
@@ -54,7 +84,10 @@ pub fn references(source: &str, condition: bool) -> Result<BTreeSet<String>, Str
             .map_err(|e| describe(&e))?
             .undeclared_variables(true)
     };
-    Ok(vars.into_iter().collect())
+    let mut out: BTreeSet<String> = vars.into_iter().collect();
+    subscripts(source, "steps", &mut out);
+    subscripts(source, "secrets", &mut out);
+    Ok(out)
 }
 
 /// A condition may be written bare (`input.n > 1`) or braced.
@@ -354,6 +387,21 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.message.contains("fuel"), "{err}");
+    }
+
+    #[test]
+    fn a_minus_sign_is_not_whitespace_control() {
+        let s = scope();
+        assert_eq!(s.render(&json!("{{ -input.n }}"), "$").unwrap(), json!(-3));
+        assert_eq!(s.render(&json!("{{- input.n -}}"), "$").unwrap(), json!(3));
+        assert!(!s.condition("{{ -input.n > 0 }}", "$").unwrap());
+    }
+
+    #[test]
+    fn subscripted_steps_and_secrets_are_references_too() {
+        let refs = references("{{ steps['a-b'].output }} {{ secrets[\"KEY\"] }}", false).unwrap();
+        assert!(refs.contains("steps.a-b"), "{refs:?}");
+        assert!(refs.contains("secrets.KEY"), "{refs:?}");
     }
 
     #[test]

@@ -3,5 +3,6 @@
 
 mod common;
 mod dag;
+mod definitions;
 mod executions;
 mod resources;

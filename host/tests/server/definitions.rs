@@ -1,0 +1,781 @@
+//! Workflow definition validation end to end: every invalid definition is
+//! refused with a 422 problem whose `errors` name the JSON path of what is
+//! wrong, and nothing is stored; a definition using every feature is
+//! accepted and read back as written.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{Resp, Server, resp, start};
+
+/// One invalid definition and the problem it must produce.
+struct Case {
+    /// What the case is about, for failure messages.
+    what: &'static str,
+    /// The body PUT to `/v1/workflows/wf`.
+    def: Value,
+    /// The JSON path one entry of `errors` must have.
+    path: &'static str,
+    /// A substring of that entry's `message` ("" for any).
+    message: &'static str,
+}
+
+fn case(what: &'static str, def: Value, path: &'static str, message: &'static str) -> Case {
+    Case {
+        what,
+        def,
+        path,
+        message,
+    }
+}
+
+/// `{"steps": [step]}`, for cases about one step.
+fn one(step: Value) -> Value {
+    json!({ "steps": [step] })
+}
+
+/// A digest that no registered version has.
+const UNKNOWN_DIGEST: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+fn cases() -> Vec<Case> {
+    let unknown_digest_step = format!("echo@{UNKNOWN_DIGEST}");
+    vec![
+        // Shape problems: found by `Definition::from_value`.
+        case(
+            "the body is not an object",
+            json!([{"id": "a", "step": "echo"}]),
+            "$",
+            "must be an object",
+        ),
+        case(
+            "unknown top-level field",
+            json!({"steps": [{"id": "a", "step": "echo"}], "tasks": []}),
+            "$.tasks",
+            "unknown field `tasks`",
+        ),
+        case(
+            "unknown step field",
+            one(json!({"id": "a", "step": "echo", "type": "io.kestra.Log"})),
+            "$.steps[0].type",
+            "unknown field `type`",
+        ),
+        case(
+            "missing `steps`",
+            json!({"description": "no steps"}),
+            "$.steps",
+            "missing field `steps`",
+        ),
+        case(
+            "`steps` is not an array",
+            json!({"steps": {"a": {"step": "echo"}}}),
+            "$.steps",
+            "must be an array",
+        ),
+        case(
+            "a step is not an object",
+            json!({"steps": ["echo"]}),
+            "$.steps[0]",
+            "must be an object",
+        ),
+        case(
+            "missing step `id`",
+            one(json!({"step": "echo"})),
+            "$.steps[0].id",
+            "missing field `id`",
+        ),
+        case(
+            "step `id` is not a string",
+            one(json!({"id": 7, "step": "echo"})),
+            "$.steps[0].id",
+            "must be a string",
+        ),
+        case(
+            "missing `step`",
+            json!({"steps": [{"id": "a", "step": "echo"}, {"id": "b"}]}),
+            "$.steps[1].step",
+            "missing field `step`",
+        ),
+        case(
+            "`needs` is not a list of ids",
+            json!({"steps": [{"id": "a", "step": "echo"}, {"id": "b", "step": "echo", "needs": "a"}]}),
+            "$.steps[1].needs",
+            "invalid type",
+        ),
+        case(
+            "`if` is not a string",
+            one(json!({"id": "a", "step": "echo", "if": true})),
+            "$.steps[0].if",
+            "invalid type",
+        ),
+        case(
+            "`continue_on_error` is not a boolean",
+            one(json!({"id": "a", "step": "echo", "continue_on_error": "yes"})),
+            "$.steps[0].continue_on_error",
+            "invalid type",
+        ),
+        case(
+            "`config` is not an object",
+            one(json!({"id": "a", "step": "echo", "config": ["x"]})),
+            "$.steps[0].config",
+            "invalid type",
+        ),
+        case(
+            "unknown field in `limits`",
+            one(json!({"id": "a", "step": "echo", "limits": {"cpu": 2}})),
+            "$.steps[0].limits",
+            "unknown field `cpu`",
+        ),
+        case(
+            "fuel is not a number",
+            one(json!({"id": "a", "step": "echo", "limits": {"fuel": "lots"}})),
+            "$.steps[0].limits",
+            "invalid type",
+        ),
+        case(
+            "unknown backoff",
+            one(json!({"id": "a", "step": "echo", "retry": {"backoff": "linear"}})),
+            "$.steps[0].retry",
+            "unknown variant `linear`",
+        ),
+        case(
+            "unknown `retry_on` outcome",
+            one(json!({"id": "a", "step": "echo", "retry": {"retry_on": ["failed"]}})),
+            "$.steps[0].retry",
+            "unknown variant `failed`",
+        ),
+        case(
+            "workflow `timeout` is a number",
+            json!({"timeout": 30, "steps": [{"id": "a", "step": "echo"}]}),
+            "$.timeout",
+            "invalid type",
+        ),
+        case(
+            "`input_schema` is not an object",
+            json!({"input_schema": "object", "steps": [{"id": "a", "step": "echo"}]}),
+            "$.input_schema",
+            "must be a JSON Schema",
+        ),
+        // Meaning problems: found by `Definition::validate`.
+        case(
+            "`id` does not match the path",
+            json!({"id": "other", "steps": [{"id": "a", "step": "echo"}]}),
+            "$.id",
+            "does not match the workflow id `wf`",
+        ),
+        case(
+            "no steps",
+            json!({"steps": []}),
+            "$.steps",
+            "at least one step",
+        ),
+        case(
+            "duplicate step ids",
+            json!({"steps": [{"id": "a", "step": "echo"}, {"id": "a", "step": "echo"}]}),
+            "$.steps[1].id",
+            "duplicate step id `a`",
+        ),
+        case(
+            "invalid characters in a step id",
+            one(json!({"id": "send email!", "step": "echo"})),
+            "$.steps[0].id",
+            "not a valid step id",
+        ),
+        case(
+            "a step id that starts with `_`",
+            one(json!({"id": "_a", "step": "echo"})),
+            "$.steps[0].id",
+            "not a valid step id",
+        ),
+        case(
+            "invalid characters in a step name",
+            one(json!({"id": "a", "step": "my step"})),
+            "$.steps[0].step",
+            "not a valid step name",
+        ),
+        case(
+            "unregistered step",
+            one(json!({"id": "a", "step": "nope"})),
+            "$.steps[0].step",
+            "no step named `nope` is registered",
+        ),
+        case(
+            "pinned digest that is no version of the step",
+            one(json!({"id": "a", "step": unknown_digest_step})),
+            "$.steps[0].step",
+            "has no version with digest",
+        ),
+        case(
+            "malformed digest",
+            one(json!({"id": "a", "step": "echo@sha256:abc"})),
+            "$.steps[0].step",
+            "is not a digest",
+        ),
+        case(
+            "digest without its algorithm",
+            one(json!({"id": "a", "step": format!("echo@{}", &UNKNOWN_DIGEST[7..])})),
+            "$.steps[0].step",
+            "is not a digest",
+        ),
+        case(
+            "`needs` names an unknown step",
+            json!({"steps": [{"id": "a", "step": "echo"}, {"id": "b", "step": "echo", "needs": ["a", "ghost"]}]}),
+            "$.steps[1].needs[1]",
+            "no step has the id `ghost`",
+        ),
+        case(
+            "a step needs itself",
+            one(json!({"id": "a", "step": "echo", "needs": ["a"]})),
+            "$.steps[0].needs[0]",
+            "cannot need itself",
+        ),
+        case(
+            "a cycle a -> b -> a (at a)",
+            json!({"steps": [
+                {"id": "a", "step": "echo", "needs": ["b"]},
+                {"id": "b", "step": "echo", "needs": ["a"]}]}),
+            "$.steps[0].needs",
+            "step `a` is part of a cycle",
+        ),
+        case(
+            "a cycle a -> b -> a (at b)",
+            json!({"steps": [
+                {"id": "a", "step": "echo", "needs": ["b"]},
+                {"id": "b", "step": "echo", "needs": ["a"]}]}),
+            "$.steps[1].needs",
+            "step `b` is part of a cycle",
+        ),
+        case(
+            "a cycle through the implicit previous-step need",
+            json!({"steps": [
+                {"id": "a", "step": "echo", "needs": ["c"]},
+                {"id": "b", "step": "echo"},
+                {"id": "c", "step": "echo"}]}),
+            "$.steps[2].needs",
+            "step `c` is part of a cycle",
+        ),
+        case(
+            "input refers to a step that is not an ancestor",
+            json!({"steps": [
+                {"id": "a", "step": "echo"},
+                {"id": "b", "step": "echo", "needs": [], "input": {"x": "{{ steps.a.output }}"}}]}),
+            "$.steps[1].input.x",
+            "not an ancestor",
+        ),
+        case(
+            "a subscripted reference to a step that is not an ancestor",
+            json!({"steps": [
+                {"id": "a-1", "step": "echo"},
+                {"id": "b", "step": "echo", "needs": [], "input": "{{ steps['a-1'].output }}"}]}),
+            "$.steps[1].input",
+            "not an ancestor",
+        ),
+        case(
+            "fuel of zero",
+            one(json!({"id": "a", "step": "echo", "limits": {"fuel": 0}})),
+            "$.steps[0].limits.fuel",
+            "above zero",
+        ),
+        case(
+            "input refers to a later step",
+            json!({"steps": [
+                {"id": "a", "step": "echo", "input": "{{ steps.b.output }}"},
+                {"id": "b", "step": "echo"}]}),
+            "$.steps[0].input",
+            "not an ancestor",
+        ),
+        case(
+            "a condition refers to its own step",
+            one(json!({"id": "a", "step": "echo", "if": "steps.a.status == 'succeeded'"})),
+            "$.steps[0].if",
+            "not an ancestor",
+        ),
+        case(
+            "input refers to an unknown step",
+            one(json!({"id": "a", "step": "echo", "input": {"x": ["{{ steps.ghost.output }}"]}})),
+            "$.steps[0].input.x[0]",
+            "no step has that id",
+        ),
+        case(
+            "output refers to an unknown step",
+            json!({"steps": [{"id": "a", "step": "echo"}], "output": "{{ steps.ghost.output }}"}),
+            "$.output",
+            "no step has that id",
+        ),
+        case(
+            "unparsable template in input",
+            one(json!({"id": "a", "step": "echo", "input": {"to": "{{ input.email "}})),
+            "$.steps[0].input.to",
+            "does not parse",
+        ),
+        case(
+            "unparsable block tag in input",
+            one(json!({"id": "a", "step": "echo", "input": "{% for x in input.items %}{{ x }}"})),
+            "$.steps[0].input",
+            "does not parse",
+        ),
+        case(
+            "unparsable bare condition",
+            one(json!({"id": "a", "step": "echo", "if": "input.n >"})),
+            "$.steps[0].if",
+            "does not parse",
+        ),
+        case(
+            "unparsable braced condition",
+            one(json!({"id": "a", "step": "echo", "if": "{{ input.n == }}"})),
+            "$.steps[0].if",
+            "does not parse",
+        ),
+        case(
+            "unparsable template in config",
+            one(json!({"id": "a", "step": "echo", "config": {"url": "{{ input.url"}})),
+            "$.steps[0].config.url",
+            "does not parse",
+        ),
+        case(
+            "unknown template variable",
+            one(json!({"id": "a", "step": "echo", "input": {"x": "{{ inputs.x }}"}})),
+            "$.steps[0].input.x",
+            "unknown variable `inputs`",
+        ),
+        case(
+            "Kestra-style `outputs` variable",
+            json!({"steps": [{"id": "a", "step": "echo"}], "output": "{{ outputs.a.value }}"}),
+            "$.output",
+            "unknown variable `outputs`",
+        ),
+        case(
+            "unknown variable in a condition",
+            one(json!({"id": "a", "step": "echo", "if": "vars.enabled"})),
+            "$.steps[0].if",
+            "unknown variable `vars`",
+        ),
+        case(
+            "a secret in `input`",
+            one(json!({"id": "a", "step": "echo", "input": {"key": "{{ secrets.API_KEY }}"}})),
+            "$.steps[0].input.key",
+            "secrets may only be used in a step's `config`",
+        ),
+        case(
+            "a secret in `if`",
+            one(json!({"id": "a", "step": "echo", "if": "secrets.FLAG == 'on'"})),
+            "$.steps[0].if",
+            "secrets may only be used",
+        ),
+        case(
+            "a secret in `output`",
+            json!({"steps": [{"id": "a", "step": "echo"}], "output": {"k": "{{ secrets.API_KEY }}"}}),
+            "$.output.k",
+            "secrets may only be used",
+        ),
+        case(
+            "config value that is an object",
+            one(json!({"id": "a", "step": "echo", "config": {"headers": {"x": "y"}}})),
+            "$.steps[0].config.headers",
+            "must be a string, number or boolean",
+        ),
+        case(
+            "config value that is null",
+            one(json!({"id": "a", "step": "echo", "config": {"mode": null}})),
+            "$.steps[0].config.mode",
+            "must be a string, number or boolean",
+        ),
+        case(
+            "fuel above the server ceiling",
+            one(json!({"id": "a", "step": "echo", "limits": {"fuel": 100_000_000_001u64}})),
+            "$.steps[0].limits.fuel",
+            "above the server ceiling",
+        ),
+        case(
+            "timeout above the server ceiling of 15 minutes",
+            one(json!({"id": "a", "step": "echo", "limits": {"timeout": "16m"}})),
+            "$.steps[0].limits.timeout",
+            "above the server ceiling",
+        ),
+        case(
+            "memory above the server ceiling of 1 GiB",
+            one(json!({"id": "a", "step": "echo", "limits": {"memory": "2GiB"}})),
+            "$.steps[0].limits.memory",
+            "above the server ceiling",
+        ),
+        case(
+            "memory in bytes above the server ceiling",
+            one(json!({"id": "a", "step": "echo", "limits": {"memory": 1_073_741_825u64}})),
+            "$.steps[0].limits.memory",
+            "above the server ceiling",
+        ),
+        case(
+            "bad duration in step limits",
+            one(json!({"id": "a", "step": "echo", "limits": {"timeout": "soon"}})),
+            "$.steps[0].limits.timeout",
+            "is not a duration",
+        ),
+        case(
+            "zero step timeout",
+            one(json!({"id": "a", "step": "echo", "limits": {"timeout": "0s"}})),
+            "$.steps[0].limits.timeout",
+            "must be above zero",
+        ),
+        case(
+            "bad memory size",
+            one(json!({"id": "a", "step": "echo", "limits": {"memory": "64 parsecs"}})),
+            "$.steps[0].limits.memory",
+            "unknown size unit",
+        ),
+        case(
+            "memory that is neither a size nor a count",
+            one(json!({"id": "a", "step": "echo", "limits": {"memory": -1}})),
+            "$.steps[0].limits.memory",
+            "is not a size",
+        ),
+        case(
+            "retry with max_attempts 0",
+            one(json!({"id": "a", "step": "echo", "retry": {"max_attempts": 0}})),
+            "$.steps[0].retry.max_attempts",
+            "must be from 1 to 100",
+        ),
+        case(
+            "workflow retry with too many attempts",
+            json!({"retry": {"max_attempts": 101}, "steps": [{"id": "a", "step": "echo"}]}),
+            "$.retry.max_attempts",
+            "must be from 1 to 100",
+        ),
+        case(
+            "retry with a bad initial_delay",
+            one(
+                json!({"id": "a", "step": "echo", "retry": {"max_attempts": 3, "initial_delay": "a bit"}}),
+            ),
+            "$.steps[0].retry.initial_delay",
+            "is not a duration",
+        ),
+        case(
+            "retry with a bad max_delay",
+            json!({"retry": {"max_delay": "forever"}, "steps": [{"id": "a", "step": "echo"}]}),
+            "$.retry.max_delay",
+            "is not a duration",
+        ),
+        case(
+            "jitter above 1",
+            one(json!({"id": "a", "step": "echo", "retry": {"jitter": 1.5}})),
+            "$.steps[0].retry.jitter",
+            "fraction from 0 to 1",
+        ),
+        case(
+            "negative jitter",
+            one(json!({"id": "a", "step": "echo", "retry": {"jitter": -0.1}})),
+            "$.steps[0].retry.jitter",
+            "fraction from 0 to 1",
+        ),
+        case(
+            "bad workflow timeout",
+            json!({"timeout": "1 fortnight", "steps": [{"id": "a", "step": "echo"}]}),
+            "$.timeout",
+            "is not a duration",
+        ),
+        case(
+            "negative workflow timeout",
+            json!({"timeout": "-5m", "steps": [{"id": "a", "step": "echo"}]}),
+            "$.timeout",
+            "is negative",
+        ),
+        case(
+            "zero workflow timeout",
+            json!({"timeout": "PT0S", "steps": [{"id": "a", "step": "echo"}]}),
+            "$.timeout",
+            "must be above zero",
+        ),
+        case(
+            "malformed input_schema",
+            json!({"input_schema": {"type": "no-such-type"}, "steps": [{"id": "a", "step": "echo"}]}),
+            "$.input_schema.type",
+            "not a valid JSON Schema",
+        ),
+        case(
+            "malformed nested input_schema",
+            json!({"input_schema": {"type": "object", "properties": {"n": {"minimum": "one"}}},
+                   "steps": [{"id": "a", "step": "echo"}]}),
+            "$.input_schema.properties.n.minimum",
+            "not a valid JSON Schema",
+        ),
+    ]
+}
+
+fn errors(r: &Resp) -> Vec<(String, String)> {
+    r.body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    (
+                        e["path"].as_str().unwrap_or_default().to_owned(),
+                        e["message"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `r` is the 422 problem `c` expects; the reason when it is not.
+fn check(c: &Case, r: &Resp) -> Result<(), String> {
+    if r.status != StatusCode::UNPROCESSABLE_ENTITY {
+        return Err(format!("status {} instead of 422: {}", r.status, r.body));
+    }
+    if r.content_type != "application/problem+json" {
+        return Err(format!("content type `{}`", r.content_type));
+    }
+    if r.body["status"] != 422 {
+        return Err(format!("problem status: {}", r.body));
+    }
+    if r.body["detail"] != "the workflow definition is invalid" {
+        return Err(format!("problem detail: {}", r.body));
+    }
+    let found = errors(r);
+    if found
+        .iter()
+        .any(|(path, message)| path == c.path && message.contains(c.message))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "no error at `{}` containing `{}`; errors: {found:?}",
+            c.path, c.message
+        ))
+    }
+}
+
+/// A tenant with `echo` and `hostile` registered.
+async fn tenant(s: &Server) -> String {
+    let t = s.tenant("acme").await;
+    for (name, path) in [
+        ("echo", test_programs::ECHO),
+        ("hostile", test_programs::HOSTILE),
+    ] {
+        let r = s.push(&t, name, path).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_invalid_definition_is_a_422_naming_the_path() {
+    let s = start().await;
+    let t = tenant(&s).await;
+    let cases = cases();
+    assert!(cases.len() >= 24);
+    let mut failures = Vec::new();
+    for c in &cases {
+        let r = s.workflow(&t, "wf", c.def.clone()).await;
+        if let Err(why) = check(c, &r) {
+            failures.push(format!("{}: {why}\n  definition: {}", c.what, c.def));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    // Nothing was stored.
+    let r = s
+        .call(Method::GET, "/v1/workflows/wf", Some(&t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    let list = s.call(Method::GET, "/v1/workflows", Some(&t), None).await;
+    assert_eq!(list.body["items"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_problem_is_listed_not_only_the_first() {
+    let s = start().await;
+    let t = tenant(&s).await;
+    // Shape problems are listed together (and stop validation)...
+    let r = s
+        .workflow(
+            &t,
+            "wf",
+            json!({"steps": [{"id": "a"}, {"step": "echo", "extra": 1}], "bogus": true, "timeout": 5}),
+        )
+        .await;
+    let paths: Vec<String> = errors(&r).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        [
+            "$.bogus",
+            "$.timeout",
+            "$.steps[0].step",
+            "$.steps[1].extra",
+            "$.steps[1].id"
+        ],
+        "{:?}",
+        r.body
+    );
+    // ...and so are meaning problems, sorted by path.
+    let r = s
+        .workflow(
+            &t,
+            "wf",
+            json!({
+                "id": "other",
+                "timeout": "soon",
+                "steps": [
+                    {"id": "a", "step": "nope", "retry": {"max_attempts": 0, "jitter": 2}},
+                    {"id": "b", "step": "echo", "needs": ["ghost"], "input": "{{ secrets.k }}",
+                     "limits": {"memory": "1 parsec"}}
+                ]
+            }),
+        )
+        .await;
+    let paths: Vec<String> = errors(&r).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        [
+            "$.id",
+            "$.steps[0].retry.jitter",
+            "$.steps[0].retry.max_attempts",
+            "$.steps[0].step",
+            "$.steps[1].input",
+            "$.steps[1].limits.memory",
+            "$.steps[1].needs[0]",
+            "$.timeout"
+        ],
+        "{:?}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_problems_have_paths_too() {
+    let s = start().await;
+    let t = tenant(&s).await;
+    let put_yaml = |body: &'static str| {
+        let req = s
+            .client
+            .put(format!("{}/v1/workflows/wf", s.url))
+            .bearer_auth(&t)
+            .header("content-type", "application/yaml")
+            .body(body);
+        async move { resp(req.send().await.unwrap()).await }
+    };
+    let r = put_yaml("steps: [{id: a, step: echo\n").await;
+    let c = case("unparsable YAML", Value::Null, "$", "not valid YAML");
+    check(&c, &r).unwrap();
+    let r = put_yaml("steps:\n  - id: a\n    step: echo\n    limits:\n      timeout: 20m\n").await;
+    let c = case(
+        "YAML limit above the ceiling",
+        Value::Null,
+        "$.steps[0].limits.timeout",
+        "above the server ceiling",
+    );
+    check(&c, &r).unwrap();
+    let r = put_yaml("steps:\n  - id: a\n    step: echo\n    input: \"{{ nope }}\"\n").await;
+    let c = case(
+        "YAML unknown variable",
+        Value::Null,
+        "$.steps[0].input",
+        "unknown variable `nope`",
+    );
+    check(&c, &r).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_using_every_feature_is_accepted_and_read_back() {
+    let s = start().await;
+    let t = tenant(&s).await;
+    let echo = s.call(Method::GET, "/v1/steps/echo", Some(&t), None).await;
+    let digest = echo.body["latest_digest"].as_str().unwrap().to_owned();
+    let def = json!({
+        "id": "everything",
+        "description": "Uses every field of the definition format.",
+        "input_schema": {
+            "type": "object",
+            "required": ["email", "n"],
+            "properties": {"email": {"type": "string"}, "n": {"type": "integer", "minimum": 0}}
+        },
+        "timeout": "PT10M",
+        "retry": {
+            "max_attempts": 2,
+            "backoff": "fixed",
+            "initial_delay": "250ms",
+            "max_delay": "1s",
+            "jitter": 0.5,
+            "retry_on": ["timed_out"]
+        },
+        "steps": [
+            {
+                "id": "first",
+                "step": "echo",
+                "input": {
+                    "email": "{{ input.email }}",
+                    "n": "{{ input.n + 1 }}",
+                    "text": "run {{ execution.id }} at {{ execution.created_at }}",
+                    "workflow": "{{ workflow.id }} v{{ workflow.version }}",
+                    "plain": [1, true, null]
+                }
+            },
+            {
+                "id": "pinned",
+                "step": format!("echo@{digest}"),
+                "needs": [],
+                "if": "input.n > 1",
+                "limits": {"timeout": "5s", "fuel": 1_000_000_000u64, "memory": "64MiB"},
+                "retry": {
+                    "max_attempts": 5,
+                    "backoff": "exponential",
+                    "initial_delay": "1s",
+                    "max_delay": "1m",
+                    "jitter": 0.25,
+                    "retry_on": ["timed_out", "fuel_exhausted", "memory_limit", "trapped",
+                                 "stack_overflow", "invalid_output"]
+                },
+                "continue_on_error": true
+            },
+            {
+                "id": "bytes",
+                "step": "hostile",
+                "needs": [],
+                "input": {"op": "counter"},
+                "limits": {"memory": 33_554_432u64, "timeout": "1m 30s"}
+            },
+            {
+                "id": "join",
+                "step": "hostile",
+                "needs": ["first", "pinned", "bytes"],
+                "if": "{{ steps.pinned.status == 'succeeded' or steps.pinned.skipped_reason }}",
+                "input": {
+                    "op": "leak",
+                    "from_first": "{{ steps.first.output }}",
+                    "pinned_error": "{{ steps.pinned.error }}",
+                    "items": "{% for k in steps.first.output %}{{ k }},{% endfor %}"
+                },
+                "config": {
+                    "key": "Bearer {{ secrets.API_TOKEN }}",
+                    "mode": "strict",
+                    "retries": 3,
+                    "verbose": false,
+                    "workflow": "{{ workflow.id }}"
+                }
+            },
+            {"id": "last", "step": "echo"}
+        ],
+        "output": {
+            "first": "{{ steps.first.output }}",
+            "pinned": "{{ steps.pinned.status }}",
+            "count": "{{ steps.bytes.output.calls }}",
+            "run": "{{ execution.id }}"
+        }
+    });
+    let r = s.workflow(&t, "everything", def.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["version"], 1);
+    assert_eq!(r.body["definition"], def);
+    let got = s
+        .call(Method::GET, "/v1/workflows/everything", Some(&t), None)
+        .await;
+    assert_eq!(got.status, StatusCode::OK, "{:?}", got.body);
+    assert_eq!(got.body["workflow_id"], "everything");
+    assert_eq!(got.body["version"], 1);
+    assert_eq!(got.body["definition"], def);
+}
