@@ -82,6 +82,52 @@ enum StepCommand {
     Inspect(InspectArgs),
     /// Upload a component to a server as a new version of step NAME.
     Push(crate::cli_client::PushArgs),
+    /// Write a new, ready-to-build step in Rust, Python, JavaScript or C:
+    /// source, WIT (or the SDK dependency), step.toml, tests/ and a README.
+    New(NewArgs),
+    /// Build the step in the current directory (or --dir) with the command
+    /// from its step.toml; prints the component's path.
+    Build(DirArgs),
+    /// Run the step's tests/*.json cases under the real sandbox, with the
+    /// limits from step.toml. Exits 1 if any case fails.
+    Test(DirArgs),
+    /// Check that a language's toolchain is installed; prints the exact
+    /// command that installs whatever is missing. Exits 1 if anything is.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// The step's name (also the directory, unless --dir is given).
+    name: String,
+    /// The language.
+    #[arg(long, value_enum)]
+    lang: crate::authoring::Lang,
+    /// Where to write it [default: ./NAME].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Rust only: the stephost-sdk dependency as a TOML value, such as
+    /// `{ path = "../stephost/sdk" }` [default: this stephost's source tree
+    /// when it exists, else "0.1"].
+    #[arg(long)]
+    sdk: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct DirArgs {
+    /// The step directory (the one with step.toml).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// The language to check [default: the `lang` of ./step.toml, or all].
+    #[arg(long, value_enum)]
+    lang: Option<crate::authoring::Lang>,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +225,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Step(StepCommand::Call(args)) => step_call(args).await,
         Command::Step(StepCommand::Inspect(args)) => step_inspect(args),
         Command::Step(StepCommand::Push(args)) => crate::cli_client::push(args).await,
+        Command::Step(StepCommand::New(args)) => step_new(args),
+        Command::Step(StepCommand::Build(args)) => {
+            let dir = args.dir.clone();
+            let out = tokio::task::spawn_blocking(move || crate::authoring::build(&dir)).await??;
+            println!("{}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Step(StepCommand::Test(args)) => step_test(args).await,
+        Command::Step(StepCommand::Doctor(args)) => Ok(step_doctor(args)),
         Command::Workflow(cmd) => crate::cli_client::workflow(cmd).await,
         Command::Exec(cmd) => crate::cli_client::exec(cmd).await,
     }
@@ -359,5 +414,73 @@ fn step_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             println!("verdict:   invalid: {why}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+fn step_new(args: NewArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let written = crate::authoring::new_step(&dir, &args.name, args.lang, args.sdk.as_deref())?;
+    for path in &written {
+        eprintln!("wrote {}", path.display());
+    }
+    eprintln!(
+        "next: cd {} && stephost step build && stephost step test",
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn step_test(args: DirArgs) -> anyhow::Result<ExitCode> {
+    let results = crate::authoring::test(&args.dir).await?;
+    if results.is_empty() {
+        bail!("{} has no test cases", args.dir.join("tests").display());
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        for r in &results {
+            println!(
+                "{} {}: {}",
+                if r.passed { "PASS" } else { "FAIL" },
+                r.name,
+                r.detail
+            );
+        }
+        println!("{} passed, {failed} failed", results.len() - failed);
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn step_doctor(args: DoctorArgs) -> ExitCode {
+    use crate::authoring::{Lang, StepToml, doctor};
+    let langs = match args.lang {
+        Some(l) => vec![l],
+        None => match StepToml::load(std::path::Path::new(".")) {
+            Ok(m) => vec![m.lang],
+            Err(_) => vec![Lang::Rust, Lang::Python, Lang::Js, Lang::C],
+        },
+    };
+    let mut ok = true;
+    for lang in langs {
+        for c in doctor(lang) {
+            ok &= c.ok;
+            println!(
+                "{:<7} {:<4} {}: {}",
+                format!("{lang:?}").to_lowercase(),
+                if c.ok { "ok" } else { "MISSING" },
+                c.what,
+                c.detail
+            );
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -9,6 +9,7 @@
 //! them together. [`cli`] is the command line of the `stephost` binary.
 
 pub mod api;
+pub mod authoring;
 pub mod cli;
 mod cli_client;
 pub mod config;

@@ -1,128 +1,13 @@
 //! The client commands (`step push`, `workflow …`, `exec …`) run as the real
 //! binary against the real server, started in-process on `127.0.0.1:0`.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-/// What a run of the binary produced.
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod cli_support;
 
-impl Out {
-    /// Asserts success and parses stdout as JSON.
-    fn json(&self) -> Value {
-        assert_eq!(
-            self.code, 0,
-            "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
-    }
-}
-
-fn stephost(args: &[&str], env: &[(&str, &str)]) -> Out {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stephost"));
-    cmd.args(args)
-        .env_remove("STEPHOST_URL")
-        .env_remove("STEPHOST_TOKEN")
-        .env_remove("STEPHOST_CONFIG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run stephost");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// A server running on its own thread and runtime until dropped.
-struct Server {
-    url: String,
-    token: String,
-    data: tempfile::TempDir,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start() -> Self {
-        let data = tempfile::tempdir().expect("temporary directory");
-        let dir = data.path().to_str().expect("UTF-8 temporary path");
-        let created = stephost(&["tenant", "create", "acme", "--data-dir", dir], &[]);
-        assert_eq!(created.code, 0, "{}", created.stderr);
-        let token = created.stdout.trim().to_owned();
-
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let addr: SocketAddr = listener.local_addr().expect("local address");
-        let config = stephost::config::Config {
-            data_dir: data.path().to_owned(),
-            workers: 2,
-            ..Default::default()
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let shutdown = async {
-                    let _ = rx.await;
-                };
-                stephost::run(config, listener, shutdown)
-                    .await
-                    .expect("the server failed");
-            });
-        });
-        Self {
-            url: format!("http://{addr}"),
-            token,
-            data,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        }
-    }
-
-    /// Runs the binary with this server's URL and token in the environment.
-    fn cli(&self, args: &[&str]) -> Out {
-        stephost(
-            args,
-            &[("STEPHOST_URL", &self.url), ("STEPHOST_TOKEN", &self.token)],
-        )
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.data.path().join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let joined = thread.join();
-            if !std::thread::panicking() {
-                joined.expect("the server thread panicked");
-            }
-        }
-    }
-}
+use cli_support::{Server, stephost};
 
 fn write(path: &str, text: &str) {
     std::fs::write(Path::new(path), text).expect("write a test file");

@@ -1,0 +1,254 @@
+//! Step authoring end to end, in Rust, Python, JavaScript and C: `stephost
+//! step new` scaffolds each step from nothing, the test edits it the way an
+//! author would (an exception and an infinite loop), `step build` builds it
+//! with the real toolchain, `step test` runs its cases (output, step-error,
+//! exception, loop stopped by fuel, loop stopped by time) under the real
+//! sandbox, and then all four are pushed to a running server and used in
+//! one workflow. The commands are the ones `docs/steps/*.md` show.
+//!
+//! The toolchains come from `scripts/install-tools` (run by `scripts/test`):
+//! componentize-py and jco under `.tools/`, clang and wasi-libc from
+//! Debian's packages. A missing toolchain fails this test; it never skips.
+
+mod cli_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cli_support::Server;
+use serde_json::{Value, json};
+
+const LANGS: [&str; 4] = ["rust", "python", "js", "c"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// PATH with the pinned Python and JavaScript tools in front.
+fn path_with_tools() -> String {
+    let tools = repo().join(".tools");
+    let py = tools.join("venv/bin");
+    let js = tools.join("node/node_modules/.bin");
+    for (dir, tool) in [(&py, "componentize-py"), (&js, "jco")] {
+        assert!(
+            dir.join(tool).exists(),
+            "{tool} is not installed in {}: run scripts/install-tools (scripts/test does)",
+            dir.display()
+        );
+    }
+    format!(
+        "{}:{}:{}",
+        py.display(),
+        js.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// Runs `stephost ARGS` in `dir` with the tools on PATH.
+fn stephost_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_stephost"))
+        .args(args)
+        .current_dir(dir)
+        .env("PATH", path_with_tools())
+        // Each scaffold decides where its build output goes.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("STEPHOST_URL")
+        .env_remove("STEPHOST_TOKEN")
+        .output()
+        .expect("run stephost");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn must(dir: &Path, args: &[&str]) -> String {
+    let (ok, stdout, stderr) = stephost_in(dir, args);
+    assert!(
+        ok,
+        "stephost {args:?} failed\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    stdout
+}
+
+/// Adds an exception and an infinite loop to a scaffolded step, the way an
+/// author edits the template: `name == "boom"` throws, `name == "loop"`
+/// never returns.
+fn add_misbehaviour(dir: &Path, lang: &str) {
+    let (file, anchor, code) = match lang {
+        "rust" => (
+            "src/lib.rs",
+            "    let salutation = config::get",
+            "    if name == \"boom\" {\n        panic!(\"boom from rust\");\n    }\n    if name == \"loop\" {\n        loop {\n            std::hint::black_box(0u8);\n        }\n    }\n",
+        ),
+        "python" => (
+            "app.py",
+            "    salutation = stephost.config",
+            "    if name == \"boom\":\n        raise RuntimeError(\"boom from python\")\n    if name == \"loop\":\n        while True:\n            pass\n",
+        ),
+        "js" => (
+            "step.js",
+            "  const salutation = config(",
+            "  if (name === \"boom\") {\n    throw new Error(\"boom from js\");\n  }\n  if (name === \"loop\") {\n    for (;;) {}\n  }\n",
+        ),
+        "c" => (
+            "src/step.c",
+            "  step_string_t key, salutation;",
+            "  if (strcmp(name, \"boom\") == 0) {\n    fprintf(stderr, \"boom from c\\n\");\n    abort();\n  }\n  if (strcmp(name, \"loop\") == 0) {\n    volatile unsigned spin = 0;\n    for (;;) spin++;\n  }\n",
+        ),
+        other => panic!("no language {other}"),
+    };
+    let path = dir.join(file);
+    let source = std::fs::read_to_string(&path).unwrap();
+    assert!(source.contains(anchor), "{file} lacks `{anchor}`");
+    std::fs::write(
+        &path,
+        source.replacen(anchor, &format!("{code}{anchor}"), 1),
+    )
+    .unwrap();
+    let cases = [
+        (
+            "exception",
+            json!({"input": {"name": "boom"}, "outcome": "trapped",
+                   "expect_text": format!("boom from {lang}")}),
+        ),
+        (
+            "loop_out_of_fuel",
+            json!({"input": {"name": "loop"}, "outcome": "fuel_exhausted",
+                   "limits": {"fuel": 200_000_000u64, "timeout": "60s"}}),
+        ),
+        (
+            "loop_out_of_time",
+            json!({"input": {"name": "loop"}, "outcome": "timed_out",
+                   "limits": {"fuel": 100_000_000_000u64, "timeout": "1s"}}),
+        ),
+    ];
+    for (name, case) in cases {
+        std::fs::write(
+            dir.join(format!("tests/{name}.json")),
+            serde_json::to_string_pretty(&case).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn four_languages_from_nothing_to_one_workflow() {
+    let work = tempfile::tempdir().unwrap();
+    let mut components = Vec::new();
+    for lang in LANGS {
+        let name = format!("greet-{lang}");
+        let created = stephost_in(work.path(), &["step", "new", &name, "--lang", lang]);
+        assert!(created.0, "{}", created.2);
+        let dir = work.path().join(&name);
+        for file in ["step.toml", "README.md", "tests/greets.json"] {
+            assert!(dir.join(file).exists(), "{lang}: no {file}");
+        }
+        if lang != "rust" {
+            assert!(dir.join("wit/step.wit").exists(), "{lang}: no WIT");
+        }
+        add_misbehaviour(&dir, lang);
+
+        let built = must(&dir, &["step", "build"]);
+        let component = dir.join(built.trim());
+        assert!(component.exists(), "{lang}: {built}");
+
+        let (ok, report, stderr) = stephost_in(&dir, &["step", "test", "--json"]);
+        let results: Value = serde_json::from_str(&report)
+            .unwrap_or_else(|e| panic!("{lang}: {e}: {report} {stderr}"));
+        let by_name = |n: &str| {
+            results
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == n)
+                .unwrap_or_else(|| panic!("{lang}: no case {n}: {results}"))
+                .clone()
+        };
+        assert!(ok, "{lang}: {results:#}");
+        assert_eq!(results.as_array().unwrap().len(), 5, "{lang}: {results}");
+        assert_eq!(by_name("greets.json")["outcome"], "succeeded");
+        assert_eq!(by_name("requires_a_name.json")["outcome"], "failed");
+        assert_eq!(by_name("exception.json")["outcome"], "trapped");
+        assert_eq!(
+            by_name("loop_out_of_fuel.json")["outcome"],
+            "fuel_exhausted"
+        );
+        assert_eq!(by_name("loop_out_of_time.json")["outcome"], "timed_out");
+        components.push((lang, name, component));
+    }
+
+    // All four on a running server, in one workflow.
+    let server = Server::start();
+    for (_, name, component) in &components {
+        let pushed = server.cli(&["step", "push", name, component.to_str().unwrap(), "--json"]);
+        assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    }
+    let mut workflow = String::from("id: greetings\nsteps:\n");
+    for lang in LANGS {
+        workflow.push_str(&format!(
+            "  - id: {lang}\n    step: greet-{lang}\n    needs: []\n    input: {{name: \"{{{{ input.name }}}}\"}}\n    config: {{salutation: Hi}}\n"
+        ));
+    }
+    workflow.push_str("output:\n");
+    for lang in LANGS {
+        workflow.push_str(&format!("  {lang}: \"{{{{ steps.{lang}.output }}}}\"\n"));
+    }
+    let file = server.path("greetings.yaml");
+    std::fs::write(&file, workflow).unwrap();
+    let applied = server.cli(&["workflow", "apply", "-f", &file]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let run = server
+        .cli(&[
+            "exec",
+            "run",
+            "greetings",
+            "--input",
+            r#"{"name": "Ada"}"#,
+            "--json",
+        ])
+        .json();
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    let mut expected = serde_json::Map::new();
+    for lang in LANGS {
+        expected.insert(lang.into(), json!({"greeting": "Hi, Ada!", "lang": lang}));
+    }
+    assert_eq!(run["output"], Value::Object(expected));
+    // The step-error path through the server: an empty name fails the
+    // execution with the guest's code and message.
+    let failed = server.cli(&[
+        "exec",
+        "run",
+        "greetings",
+        "--input",
+        r#"{"name": ""}"#,
+        "--json",
+    ]);
+    let failed: Value = serde_json::from_str(&failed.stdout).unwrap();
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert_eq!(failed["error"]["code"], "invalid_input");
+    assert_eq!(failed["error"]["message"], "`name` is required");
+}
+
+#[test]
+fn doctor_names_the_install_command_for_what_is_missing() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stephost"))
+        .args(["step", "doctor", "--lang", "python"])
+        .current_dir(empty.path())
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(
+            "MISSING componentize-py: missing; install with: pip install componentize-py==0.25.1"
+        ),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = stephost_in(empty.path(), &["step", "doctor", "--lang", "c"]);
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("ok   clang"), "{stdout}");
+}

@@ -1,0 +1,126 @@
+//! The real binary and an in-process server on `127.0.0.1:0`, shared by
+//! the suites that drive the command line.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// What a run of the binary produced.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Asserts success and parses stdout as JSON.
+    pub fn json(&self) -> Value {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+pub fn stephost(args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stephost"));
+    cmd.args(args)
+        .env_remove("STEPHOST_URL")
+        .env_remove("STEPHOST_TOKEN")
+        .env_remove("STEPHOST_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run stephost");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A server running on its own thread and runtime until dropped.
+pub struct Server {
+    pub url: String,
+    pub token: String,
+    pub data: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        let data = tempfile::tempdir().expect("temporary directory");
+        let dir = data.path().to_str().expect("UTF-8 temporary path");
+        let created = stephost(&["tenant", "create", "acme", "--data-dir", dir], &[]);
+        assert_eq!(created.code, 0, "{}", created.stderr);
+        let token = created.stdout.trim().to_owned();
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let addr: SocketAddr = listener.local_addr().expect("local address");
+        let config = stephost::config::Config {
+            data_dir: data.path().to_owned(),
+            workers: 2,
+            ..Default::default()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let shutdown = async {
+                    let _ = rx.await;
+                };
+                stephost::run(config, listener, shutdown)
+                    .await
+                    .expect("the server failed");
+            });
+        });
+        Self {
+            url: format!("http://{addr}"),
+            token,
+            data,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs the binary with this server's URL and token in the environment.
+    pub fn cli(&self, args: &[&str]) -> Out {
+        stephost(
+            args,
+            &[("STEPHOST_URL", &self.url), ("STEPHOST_TOKEN", &self.token)],
+        )
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.data.path().join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let joined = thread.join();
+            if !std::thread::panicking() {
+                joined.expect("the server thread panicked");
+            }
+        }
+    }
+}
