@@ -1,5 +1,6 @@
 //! Per-attempt overhead of the sandbox against a raw-wasmtime floor, and the
-//! cost of loading a precompiled Python component against compiling it.
+//! cost of loading a precompiled Python or JavaScript component against compiling
+//! it, and their per-attempt cost.
 //!
 //! Run with `scripts/bench` (it builds the Python guest first). Prints
 //! medians and p99s; these machines are noisy, so compare ratios measured in
@@ -84,18 +85,21 @@ fn main() {
         o99.as_secs_f64() / f99.as_secs_f64()
     );
 
-    python_load(&rt);
+    interpreted_load(&rt, "python", "py-guest.wasm");
+    interpreted_load(&rt, "javascript", "js-guest.wasm");
 }
 
-/// Compiling the Python component, then loading its precompiled artifact in
-/// a fresh sandbox (as a restarted host does), then running it.
-fn python_load(rt: &tokio::runtime::Runtime) {
+/// Compiling an interpreter-based component (Python, JavaScript), then
+/// loading its precompiled artifact in a fresh sandbox (as a restarted host
+/// does), then running it: the per-attempt overhead step authors in those
+/// languages pay.
+fn interpreted_load(rt: &tokio::runtime::Runtime, lang: &str, file: &str) {
     let Some(dir) = std::env::var_os("STEPHOST_POLYGLOT_DIR") else {
-        println!("python: STEPHOST_POLYGLOT_DIR is not set; run scripts/bench");
+        println!("{lang}: STEPHOST_POLYGLOT_DIR is not set; run scripts/bench");
         std::process::exit(1);
     };
-    let bytes = std::fs::read(std::path::Path::new(&dir).join("py-guest.wasm"))
-        .expect("py-guest.wasm; run scripts/bench");
+    let bytes = std::fs::read(std::path::Path::new(&dir).join(file))
+        .unwrap_or_else(|e| panic!("{file}: {e}; run scripts/bench"));
     let cache = tempfile::tempdir().unwrap();
     let settings = Settings {
         cache_dir: Some(cache.path().to_owned()),
@@ -135,7 +139,7 @@ fn python_load(rt: &tokio::runtime::Runtime) {
     }
     let (l50, _) = percentiles(&mut loads);
     let (a50, a99) = percentiles(&mut attempts);
-    println!("\npython component ({:.1} MB)", bytes.len() as f64 / 1e6);
+    println!("\n{lang} component ({:.1} MB)", bytes.len() as f64 / 1e6);
     println!("  compile:                 {:>10}", ms(compile));
     println!(
         "  load precompiled (p50):  {:>10}   (target <= 50 ms; {:.0}x faster than compiling)",

@@ -181,9 +181,12 @@ fn four_languages_from_nothing_to_one_workflow() {
 
     // All four on a running server, in one workflow.
     let server = Server::start();
-    for (_, name, component) in &components {
-        let pushed = server.cli(&["step", "push", name, component.to_str().unwrap(), "--json"]);
-        assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    let mut compile_ms = std::collections::BTreeMap::new();
+    for (lang, name, component) in &components {
+        let pushed = server
+            .cli(&["step", "push", name, component.to_str().unwrap(), "--json"])
+            .json();
+        compile_ms.insert(*lang, pushed["compile_ms"].as_f64().unwrap());
     }
     let mut workflow = String::from("id: greetings\nsteps:\n");
     for lang in LANGS {
@@ -215,6 +218,23 @@ fn four_languages_from_nothing_to_one_workflow() {
         expected.insert(lang.into(), json!({"greeting": "Hi, Ada!", "lang": lang}));
     }
     assert_eq!(run["output"], Value::Object(expected));
+    // Registration compiled the interpreters (seconds); the first attempt
+    // after it used that artifact instead of compiling again.
+    for lang in ["python", "js"] {
+        let step = run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == lang)
+            .unwrap();
+        let first = step["attempts"][0]["duration_ms"].as_f64().unwrap();
+        let compiled = compile_ms[lang];
+        assert!(compiled > 1000.0, "{lang}: compile took only {compiled} ms");
+        assert!(
+            first < compiled / 4.0,
+            "{lang}: the first attempt took {first} ms after a {compiled} ms compile"
+        );
+    }
     // The step-error path through the server: an empty name fails the
     // execution with the guest's code and message.
     let failed = server.cli(&[
