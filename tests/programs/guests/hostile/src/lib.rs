@@ -43,7 +43,7 @@ fn run(input: Input) -> Result<Value, StepError> {
         // redact it from all of them when it is a secret.
         "leak" => {
             let value = config::get("key").unwrap_or_default();
-            log::info(&format!("the key is {value}"));
+            log::info(format!("the key is {value}"));
             println!("stdout says {value}");
             if input.n == 1 {
                 return Err(StepError::fatal("leak", format!("failed with {value}")));
