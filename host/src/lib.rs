@@ -73,6 +73,7 @@ pub async fn run_with_clock(
     );
     let pool = runner::AttemptPool::new(config.workers)
         .map_err(|e| anyhow::anyhow!("cannot start the attempt threads: {e}"))?;
+    let attempt_runtime = pool.handle();
     let runner = Arc::new(runner::SandboxRunner::new(sandbox, store.clone(), pool));
     let key = secrets::load_key(
         config.secrets_key.as_ref().map(|k| k.expose()),
@@ -89,6 +90,7 @@ pub async fn run_with_clock(
         engine::Settings {
             workers: config.workers,
             max_in_flight: config.max_in_flight,
+            runtime: Some(attempt_runtime),
         },
     )
     .await

@@ -36,6 +36,11 @@ pub struct AttemptPool {
 }
 
 impl AttemptPool {
+    /// The pool's runtime.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.handle.clone()
+    }
+
     /// A pool of `threads` threads.
     pub fn new(threads: usize) -> std::io::Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()

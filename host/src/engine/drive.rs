@@ -38,11 +38,17 @@ pub(super) async fn dispatch(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<
         let Ok(permit) = inner.in_flight.clone().acquire_owned().await else {
             return;
         };
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            drive(&inner, exec).await;
-            drop(permit);
-        });
+        let task = {
+            let inner = inner.clone();
+            async move {
+                drive(&inner, exec).await;
+                drop(permit);
+            }
+        };
+        match &inner.runtime {
+            Some(rt) => drop(rt.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
     }
 }
 
@@ -559,6 +565,14 @@ impl Run {
                 return;
             }
         };
+        // The attempt may report the client's cancel before the driver's own
+        // select sees it: it is a cancel all the same, not a failure.
+        if matches!(report.outcome, Outcome::Cancelled)
+            && self.stop.is_none()
+            && self.live.cancel.is_cancelled()
+        {
+            self.halt(Stop::Cancelled);
+        }
         let finished_at = self.now();
         let mut attempt = attempt_from(
             done.number,

@@ -185,12 +185,16 @@ impl Until {
 }
 
 /// Sizing of the engine.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// How many step attempts run at once.
     pub workers: usize,
     /// How many executions are driven at once (the rest wait in the queue).
     pub max_in_flight: usize,
+    /// The runtime that drives executions; the current one when `None`.
+    /// The server puts drivers on the runtime that runs attempts, so that
+    /// an attempt and its driver hand over without crossing threads.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Where a live execution is, guarded so that cancel and start never race.
@@ -223,6 +227,7 @@ pub(crate) struct Inner {
     live: Mutex<HashMap<ExecutionId, Arc<Live>>>,
     attempts: Semaphore,
     in_flight: Arc<Semaphore>,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// The engine. Cloning shares it.
@@ -374,6 +379,7 @@ impl Engine {
                 live: Mutex::new(HashMap::new()),
                 attempts: Semaphore::new(settings.workers.max(1)),
                 in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+                runtime: settings.runtime.clone(),
             }),
         };
         let recovered = engine.inner.store.unfinished_executions().await?;
