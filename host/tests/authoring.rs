@@ -74,7 +74,9 @@ fn must(dir: &Path, args: &[&str]) -> String {
 
 /// Adds an exception and an infinite loop to a scaffolded step, the way an
 /// author edits the template: `name == "boom"` throws, `name == "loop"`
-/// never returns.
+/// never returns, and (except in Rust, whose typed input drops unknown
+/// fields; the SDK's round trip is tested with the sandbox) `name ==
+/// "echo"` returns the input as it came.
 fn add_misbehaviour(dir: &Path, lang: &str) {
     let (file, anchor, code) = match lang {
         "rust" => (
@@ -85,12 +87,12 @@ fn add_misbehaviour(dir: &Path, lang: &str) {
         "python" => (
             "app.py",
             "    salutation = stephost.config",
-            "    if name == \"boom\":\n        raise RuntimeError(\"boom from python\")\n    if name == \"loop\":\n        while True:\n            pass\n",
+            "    if name == \"echo\":\n        return request\n    if name == \"boom\":\n        raise RuntimeError(\"boom from python\")\n    if name == \"loop\":\n        while True:\n            pass\n",
         ),
         "js" => (
             "step.js",
             "  const salutation = config(",
-            "  if (name === \"boom\") {\n    throw new Error(\"boom from js\");\n  }\n  if (name === \"loop\") {\n    for (;;) {}\n  }\n",
+            "  if (name === \"echo\") {\n    return request;\n  }\n  if (name === \"boom\") {\n    throw new Error(\"boom from js\");\n  }\n  if (name === \"loop\") {\n    for (;;) {}\n  }\n",
         ),
         "c" => (
             "src/step.c",
@@ -100,13 +102,21 @@ fn add_misbehaviour(dir: &Path, lang: &str) {
         other => panic!("no language {other}"),
     };
     let path = dir.join(file);
-    let source = std::fs::read_to_string(&path).unwrap();
+    let mut source = std::fs::read_to_string(&path).unwrap();
     assert!(source.contains(anchor), "{file} lacks `{anchor}`");
-    std::fs::write(
-        &path,
-        source.replacen(anchor, &format!("{code}{anchor}"), 1),
-    )
-    .unwrap();
+    source = source.replacen(anchor, &format!("{code}{anchor}"), 1);
+    if lang == "c" {
+        // The input buffer is ours; handing it back as the output gives it
+        // to the bindings, which free it after the host copied it.
+        let at = "  step_string_free(input);\n  if (!name || !*name) {";
+        assert!(source.contains(at), "{file} lacks `{at}`");
+        source = source.replacen(
+            at,
+            &format!("  if (name && strcmp(name, \"echo\") == 0) {{\n    *ret = *input;\n    free(name);\n    return true;\n  }}\n{at}"),
+            1,
+        );
+    }
+    std::fs::write(&path, source).unwrap();
     let cases = [
         (
             "exception",
@@ -124,6 +134,13 @@ fn add_misbehaviour(dir: &Path, lang: &str) {
                    "limits": {"fuel": 100_000_000_000u64, "timeout": "1s"}}),
         ),
     ];
+    let mut cases = cases.to_vec();
+    if lang != "rust" {
+        // Exact round trip: unicode, escapes and numbers no double holds.
+        let echo = json!({"name": "echo", "s": "Zoë 🚀 \"q\" \\ ü", "big": 123456789012345678901234567890u128,
+                          "neg": -98765432109876543210i128, "n": [1, 2.5, null, true, {}]});
+        cases.push(("round_trip", json!({"input": echo, "output": echo})));
+    }
     for (name, case) in cases {
         std::fs::write(
             dir.join(format!("tests/{name}.json")),
@@ -167,7 +184,12 @@ fn four_languages_from_nothing_to_one_workflow() {
                 .clone()
         };
         assert!(ok, "{lang}: {results:#}");
-        assert_eq!(results.as_array().unwrap().len(), 5, "{lang}: {results}");
+        let expected_cases = if lang == "rust" { 5 } else { 6 };
+        assert_eq!(
+            results.as_array().unwrap().len(),
+            expected_cases,
+            "{lang}: {results}"
+        );
         assert_eq!(by_name("greets.json")["outcome"], "succeeded");
         assert_eq!(by_name("requires_a_name.json")["outcome"], "failed");
         assert_eq!(by_name("exception.json")["outcome"], "trapped");

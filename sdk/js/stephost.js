@@ -11,7 +11,10 @@
 //       (console.log and console.error go there too);
 //   config(key)   the step's configuration value (or secret), or null;
 //   runJson(handler, input)   parses input, awaits handler(request), and
-//       returns JSON.stringify(result): use it as the body of `run`.
+//       returns the result as JSON: use it as the body of `run`. Integers
+//       beyond 2^53 arrive as BigInt, and BigInts are written as JSON
+//       integers, so large numbers keep their exact value; decimals are
+//       doubles.
 import { log as hostLog } from "stephost:step/log@0.1.0";
 import { get as hostConfigGet } from "stephost:step/config@0.1.0";
 
@@ -36,15 +39,29 @@ export function config(key) {
   return hostConfigGet(key) ?? null;
 }
 
+function exactNumbers(_key, value, context) {
+  // Integer literals a double cannot hold exactly become BigInt; the
+  // source text comes from JSON.parse's reviver context.
+  if (typeof value === "number" && !Number.isSafeInteger(value) && context
+      && typeof context.source === "string" && /^-?\d+$/.test(context.source)) {
+    return BigInt(context.source);
+  }
+  return value;
+}
+
+function bigIntsAsJson(_key, value) {
+  return typeof value === "bigint" ? JSON.rawJSON(value.toString()) : value;
+}
+
 export async function runJson(handler, input) {
   let request;
   try {
-    request = JSON.parse(input);
+    request = JSON.parse(input, exactNumbers);
   } catch (e) {
     throw new StepError("invalid_input", `the input is not JSON: ${e.message}`, false);
   }
   try {
-    return JSON.stringify(await handler(request));
+    return JSON.stringify(await handler(request), bigIntsAsJson);
   } catch (e) {
     if (!(e instanceof StepError)) {
       // The glue that turns the exception into a trap loses its text, so
