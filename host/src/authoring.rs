@@ -66,7 +66,7 @@ impl Lang {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepToml {
-    /// The step's name (used by `stephost step push`).
+    /// The step's name: the name to push it under.
     pub name: String,
     /// The source language.
     pub lang: Lang,
@@ -225,9 +225,13 @@ pub fn new_step(
                     }
                 }
             };
+            // Cargo package names take no `.`.
+            let package = name.replace('.', "-");
             files.push((
                 "Cargo.toml".into(),
-                fill(RUST_CARGO).replace("__SDK__", &sdk),
+                RUST_CARGO
+                    .replace("__NAME__", &package)
+                    .replace("__SDK__", &sdk),
             ));
             files.push(("src/lib.rs".into(), fill(RUST_LIB)));
             files.push((".gitignore".into(), "/target\n".into()));
@@ -285,7 +289,7 @@ fn readme(name: &str, lang: Lang, manifest: &StepToml) -> String {
         Lang::Rust => "Rust with the `wasm32-wasip2` target",
         Lang::Python => "componentize-py 0.25.1 (`pip install componentize-py==0.25.1`)",
         Lang::Js => {
-            "jco 1.35.0 and componentize-js 0.23.0 (`npm install @bytecodealliance/jco@1.35.0 @bytecodealliance/componentize-js@0.23.0`, then put `node_modules/.bin` on PATH)"
+            "jco 1.35.0 with componentize-js 0.23.0 and preview2-shim 0.26.0, installed with the npm overrides shown in stephost's docs/steps/js.md (a plain `npm install` of jco 1.35.0 resolves componentize-js 0.22.0 and a preview2-shim that breaks `jco componentize`), with `node_modules/.bin` on PATH"
         }
         Lang::C => {
             "clang, lld and wasi-libc (`apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32` on Debian bookworm)"
@@ -420,9 +424,15 @@ pub async fn test(dir: &Path) -> anyhow::Result<Vec<CaseResult>> {
             secrets: Vec::new(),
         };
         let limits = match &case.limits {
+            // Each field the case gives replaces step.toml's; the others
+            // stay as step.toml says.
             Some(l) => {
                 let m = StepToml {
-                    limits: l.clone(),
+                    limits: LimitsToml {
+                        fuel: l.fuel.or(manifest.limits.fuel),
+                        timeout: l.timeout.clone().or(manifest.limits.timeout.clone()),
+                        memory: l.memory.clone().or(manifest.limits.memory.clone()),
+                    },
                     ..manifest.clone()
                 };
                 sandbox.limits(&m.overrides()?)?
@@ -588,7 +598,7 @@ pub fn doctor(lang: Lang) -> Vec<Check> {
             check(
                 "jco",
                 runs("jco", &["--version"]),
-                "npm install @bytecodealliance/jco@1.35.0 @bytecodealliance/componentize-js@0.23.0 && export PATH=\"$PWD/node_modules/.bin:$PATH\"",
+                "npm install of @bytecodealliance/jco@1.35.0 with componentize-js 0.23.0 and preview2-shim 0.26.0 pinned through `overrides`, as in docs/steps/js.md (or scripts/install-tools in the stephost repository); then export PATH=\"$PWD/node_modules/.bin:$PATH\"",
             ),
         ],
         Lang::C => {

@@ -1,7 +1,7 @@
 // __NAME__: a stephost step. Input {"name": "Ada"}, output
 // {"greeting": "Hello, Ada!", "lang": "js"}; the `salutation` config value
 // replaces "Hello". The helpers (StepError, log, config, runJson) are at the
-// end of this file.
+// top of this file.
 
 async function handle(request) {
   const name = request && typeof request === "object" ? request.name : undefined;
