@@ -365,7 +365,7 @@ impl Run {
                         continue;
                     }
                     if let Some(cond) = &def.steps[i].condition {
-                        let scope = self.scope(def, i, needs);
+                        let scope = self.scope(needs, i);
                         match scope.condition(cond, &format!("$.steps[{i}].if")) {
                             Ok(true) => {}
                             Ok(false) => {
@@ -411,19 +411,8 @@ impl Run {
 
     /// What templates of step `i` see: the input, the execution, the
     /// workflow, and its ancestors' results.
-    fn scope(&self, def: &Definition, i: usize, needs: &[Vec<usize>]) -> Scope {
-        let mut steps = serde_json::Map::new();
-        let mut stack = needs[i].clone();
-        while let Some(j) = stack.pop() {
-            let s = &self.exec.steps[j];
-            if steps.contains_key(&s.id) {
-                continue;
-            }
-            steps.insert(s.id.clone(), step_view(s));
-            stack.extend(needs[j].iter().copied());
-        }
-        let _ = def;
-        Scope::new(&self.root(Value::Object(steps)))
+    fn scope(&self, needs: &[Vec<usize>], i: usize) -> Scope {
+        Scope::new(&self.root(ancestor_views(&self.exec, needs, i)))
     }
 
     fn root(&self, steps: Value) -> Value {
@@ -467,7 +456,7 @@ impl Run {
     ) -> bool {
         let input = match &def.steps[i].input {
             Some(t) => self
-                .scope(def, i, needs)
+                .scope(needs, i)
                 .render(t, &format!("$.steps[{i}].input")),
             None => Ok(match needs[i].as_slice() {
                 [] => self.exec.input_data.clone(),
@@ -491,9 +480,7 @@ impl Run {
         };
         let mut config = BTreeMap::new();
         if !def.steps[i].config.is_empty() {
-            let mut root = self.root(Value::Null);
-            let steps_scope = scope_steps(&self.exec, needs, i);
-            root["steps"] = steps_scope;
+            let mut root = self.root(ancestor_views(&self.exec, needs, i));
             root["secrets"] = json!(self.secrets);
             let with_secrets = Scope::new(&root);
             for (k, v) in &def.steps[i].config {
@@ -674,8 +661,13 @@ impl Run {
                     self.exec.output = self.exec.steps.last().and_then(|s| s.output.clone());
                 }
                 Some(template) => {
-                    let all: Vec<Vec<usize>> = vec![(0..self.exec.steps.len()).collect()];
-                    let steps = scope_steps_all(&self.exec, &all[0]);
+                    let steps = Value::Object(
+                        self.exec
+                            .steps
+                            .iter()
+                            .map(|s| (s.id.clone(), step_view(s)))
+                            .collect(),
+                    );
                     match Scope::new(&self.root(steps)).render(template, "$.output") {
                         Ok(v) => self.exec.output = Some(self.redactor.redact_json(&v)),
                         Err(e) => {
@@ -706,7 +698,8 @@ fn step_view(s: &crate::model::StepRun) -> Value {
     })
 }
 
-fn scope_steps(exec: &Execution, needs: &[Vec<usize>], i: usize) -> Value {
+/// The views of step `i`'s ancestors, by step id.
+fn ancestor_views(exec: &Execution, needs: &[Vec<usize>], i: usize) -> Value {
     let mut steps = serde_json::Map::new();
     let mut stack = needs[i].clone();
     while let Some(j) = stack.pop() {
@@ -718,15 +711,6 @@ fn scope_steps(exec: &Execution, needs: &[Vec<usize>], i: usize) -> Value {
         stack.extend(needs[j].iter().copied());
     }
     Value::Object(steps)
-}
-
-fn scope_steps_all(exec: &Execution, which: &[usize]) -> Value {
-    Value::Object(
-        which
-            .iter()
-            .map(|&j| (exec.steps[j].id.clone(), step_view(&exec.steps[j])))
-            .collect(),
-    )
 }
 
 fn add(at: Timestamp, d: Duration) -> Timestamp {

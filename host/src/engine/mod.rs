@@ -444,7 +444,10 @@ impl Engine {
             let problems: Vec<Problem> = validator
                 .iter_errors(&sub.input_data)
                 .map(|e| Problem {
-                    path: format!("$.input_data{}", json_path(&e.instance_path().to_string())),
+                    path: format!(
+                        "$.input_data{}",
+                        definition::json_path(&e.instance_path().to_string())
+                    ),
                     message: e.to_string(),
                 })
                 .collect();
@@ -740,19 +743,4 @@ impl Engine {
     pub fn live_count(&self) -> usize {
         self.lock_live().len()
     }
-}
-
-/// A JSON pointer (`/a/0`) as a path suffix (`.a[0]`).
-fn json_path(pointer: &str) -> String {
-    pointer
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            if s.chars().all(|c| c.is_ascii_digit()) {
-                format!("[{s}]")
-            } else {
-                format!(".{s}")
-            }
-        })
-        .collect()
 }
