@@ -54,8 +54,15 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// How many step attempts run at once (default: the number of CPUs).
     pub workers: usize,
-    /// How many executions are driven at once; the rest wait, FIFO.
+    /// How many executions are driven at once; the other due ones wait in
+    /// the store, earliest first. Waiting and parked executions (retry
+    /// delays) do not count.
     pub max_in_flight: usize,
+    /// This node's id in the leases it takes (`STEPHOST_NODE_ID`). Without
+    /// it, an id is generated into `<data-dir>/node-id` on first start and
+    /// kept, so that a restart takes back its own leases at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
     /// `full` (fsync every commit; the default), `normal` or `off`.
     pub durability: DurabilityConfig,
     /// Seconds a synchronous call waits when the client does not say.
@@ -104,6 +111,7 @@ impl Default for Config {
             admin_token: None,
             workers: cpus,
             max_in_flight: 512,
+            node_id: None,
             durability: DurabilityConfig::Full,
             default_wait_seconds: 60,
             max_wait_seconds: 300,

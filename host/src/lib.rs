@@ -41,8 +41,35 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<store::sqlite::SqliteSt
     Ok(Arc::new(store))
 }
 
+/// The file inside the data directory that keeps a generated node id.
+pub const NODE_ID_FILE: &str = "node-id";
+
+/// This node's id: `node-id` from the configuration, else the one kept in
+/// the data directory, generated on first start.
+pub fn node_id(config: &Config) -> anyhow::Result<model::NodeId> {
+    if let Some(id) = &config.node_id {
+        let id = id.trim();
+        anyhow::ensure!(
+            !id.is_empty() && id.len() <= 128,
+            "`node-id` must be 1 to 128 characters"
+        );
+        return Ok(model::NodeId::new_unchecked(id));
+    }
+    let path = config.data_dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(model::NodeId::new_unchecked(id.trim())),
+        Ok(_) | Err(_) => {
+            let id = model::NodeId::generate();
+            std::fs::write(&path, format!("{id}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+    }
+}
+
 /// Runs the server on `listener` until `shutdown` resolves: opens the store,
-/// builds the sandbox, resumes unfinished executions and serves the API.
+/// builds the sandbox, starts the engine (which claims due work from the
+/// store as it goes) and serves the API.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -91,10 +118,13 @@ pub async fn run_with_clock(
             workers: config.workers,
             max_in_flight: config.max_in_flight,
             runtime: Some(attempt_runtime),
+            node: node_id(&config)?,
+            lease_ttl: engine::Settings::LEASE_TTL,
+            poll_interval: engine::Settings::POLL_INTERVAL,
         },
     )
     .await
-    .context("cannot resume executions")?;
+    .context("cannot start the engine")?;
     let state = api::AppState::new(
         store,
         engine,

@@ -136,7 +136,7 @@ impl StepRunner for SandboxRunner {
 
 #[async_trait::async_trait]
 impl Registrar for SandboxRunner {
-    fn check_limits(&self, overrides: &crate::sandbox::Overrides) -> Result<(), String> {
+    fn check_limits(&self, overrides: &crate::model::Overrides) -> Result<(), String> {
         self.sandbox
             .limits(overrides)
             .map(|_| ())

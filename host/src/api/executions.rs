@@ -291,7 +291,7 @@ pub async fn run_sync(
         None => Until::Terminal,
     };
     let exec = state.engine.wait(&tenant, &id, &until, wait).await?;
-    let step_done = matches!(&until, Until::Step(s) if exec.step(s).is_some_and(|s| !matches!(s.status, crate::model::StepStatus::Pending | crate::model::StepStatus::Running)));
+    let step_done = until.reached(&exec);
     Ok(if exec.status.is_terminal() {
         (StatusCode::OK, Json(exec)).into_response()
     } else if step_done {
@@ -428,7 +428,8 @@ pub async fn list(
 #[utoipa::path(post, path = "/v1/executions/{execution_id}/cancel", tag = "executions",
     params(("execution_id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Execution), (status = 404, body = super::problem::ProblemBody),
-        (status = 409, body = super::problem::ProblemBody, description = "already finished")))]
+        (status = 409, body = super::problem::ProblemBody, description = "already finished"),
+        (status = 503, body = super::problem::ProblemBody, description = "the cancel is stored but the execution did not stop within 30 s")))]
 pub async fn cancel(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -20,7 +20,7 @@ use axum::routing::{get, post, put};
 pub use self::auth::{AdminToken, generate_token, hash_token};
 pub use self::problem::{ApiError, PROBLEM_JSON};
 use crate::engine::Engine;
-use crate::sandbox::Overrides;
+use crate::model::Overrides;
 use crate::secrets::Vault;
 use crate::store::Store;
 

@@ -133,6 +133,7 @@ impl From<engine::Error> for ApiError {
                 Self::new(StatusCode::CONFLICT, e.to_string())
             }
             E::Invalid(detail, problems) => Self::invalid(detail, problems),
+            E::Busy(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             E::Store(s) => s.into(),
         }
     }

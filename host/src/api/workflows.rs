@@ -104,7 +104,7 @@ pub async fn put(
         })
         .collect();
     let registrar = state.registrar.clone();
-    let ceilings = move |o: &crate::sandbox::Overrides| registrar.check_limits(o);
+    let ceilings = move |o: &crate::model::Overrides| registrar.check_limits(o);
     let problems = def.validate(&crate::engine::definition::Context {
         path_id: id.as_str(),
         steps: &registered,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::template;
-use crate::sandbox::Overrides;
+use crate::model::Overrides;
 
 mod validate;
 

@@ -1,66 +1,92 @@
-//! The dispatcher and the per-execution driver.
+//! The per-execution driver.
 //!
 //! The driver walks the workflow's DAG: it starts every step whose `needs`
 //! have settled (in parallel, through the bounded attempt pool), evaluates
 //! conditions and templates, retries failures with backoff, and stops at the
-//! workflow deadline, a failure or a cancel.
+//! workflow deadline, a failure or a cancel. It runs only while it has
+//! something to run: when nothing can start before a later time (a retry
+//! delay), it parks the execution in the store until then and ends, giving
+//! back its slot and its memory.
 //!
 //! Persistence runs beside the driver: each state change replaces the
 //! execution's pending snapshot, and a persister task commits the newest
-//! snapshot and only then publishes it to readers and waiters. Commits thus
-//! overlap with running steps, and changes that arrive during one commit
-//! share the next. Nothing is published before it is durable, so a step
-//! that anyone saw complete never runs again after a crash; a completion not
-//! yet committed at a crash is redone, like an attempt in flight
-//! (at-least-once). The terminal state is committed before the driver ends.
+//! snapshot under the lease (version and owner checked) and only then
+//! publishes it to waiters. Commits thus overlap with running steps, and
+//! changes that arrive during one commit share the next. Nothing is
+//! published before it is durable, so a step that anyone saw complete never
+//! runs again after a crash; a completion not yet committed at a crash is
+//! redone, like an attempt in flight (at-least-once). A refused commit means
+//! another process took the execution over: the driver stops at once and
+//! commits nothing more.
+//!
+//! Events (a cancel) are read from the execution's inbox when the driver
+//! starts and whenever it is told more arrived; the commit that carries
+//! their effect consumes them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::definition::Definition;
 use super::template::Scope;
-use super::{AttemptSpec, Inner, Live, Phase, RunnerError};
+use super::watch::Published;
+use super::{AttemptSpec, Driven, Inner, RunnerError};
 use crate::model::{
-    AttemptReport, Execution, ExecutionError, Outcome, Status, StepStatus, Timestamp, attempt_from,
+    AttemptReport, Capabilities, EventKind, Execution, ExecutionError, Outcome, Redactor, Status,
+    StepStatus, Timestamp, attempt_from,
 };
-use crate::sandbox::{Capabilities, Redactor};
+use crate::store::{self, Commit, Next};
 
-/// Takes executions off the FIFO queue and drives each in its own task,
-/// with at most `max_in_flight` at once.
-pub(super) async fn dispatch(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Execution>) {
-    while let Some(exec) = rx.recv().await {
-        let Ok(permit) = inner.in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let task = {
-            let inner = inner.clone();
-            async move {
-                drive(&inner, exec).await;
-                drop(permit);
-            }
-        };
-        match &inner.runtime {
-            Some(rt) => drop(rt.spawn(task)),
-            None => drop(tokio::spawn(task)),
-        }
-    }
+/// What the driver hands the persister: the newest state, the inbox events
+/// it consumed, and what happens to the lease.
+#[derive(Clone)]
+struct Snapshot {
+    execution: Arc<Execution>,
+    consumed: u64,
+    after: After,
 }
 
-/// Persists `exec`, retrying until the store takes it: a state the store
-/// has not committed is never published.
-pub(super) async fn persist(inner: &Inner, exec: &Execution) {
+/// The lease after a snapshot's commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Hold,
+    Park(Timestamp),
+    Finish,
+}
+
+/// Commits `snapshot` at `version`, retrying store failures until the store
+/// takes it or refuses it: a state the store has not committed is never
+/// published. Returns the new version, or `None` when the lease is lost.
+async fn commit(inner: &Inner, snapshot: &Snapshot, version: u64) -> Option<u64> {
     let mut delay = Duration::from_millis(50);
     loop {
-        match inner.store.save_execution(exec).await {
-            Ok(()) => return,
+        let next = match snapshot.after {
+            After::Hold => Next::Hold {
+                until: add(inner.clock.now(), inner.lease_ttl),
+            },
+            After::Park(wake_at) => Next::Park { wake_at },
+            After::Finish => Next::Finish,
+        };
+        let commit = Commit {
+            execution: &snapshot.execution,
+            version,
+            owner: &inner.node,
+            consumed: snapshot.consumed,
+            next,
+        };
+        match inner.store.commit_execution(commit).await {
+            Ok(version) => return Some(version),
+            Err(store::Error::LeaseLost(id)) => {
+                tracing::warn!(execution = %id, "the lease was lost; another process drives this execution now");
+                return None;
+            }
             Err(e) => {
-                tracing::error!(execution = %exec.execution_id, error = %e, "persisting an execution failed; retrying");
+                tracing::error!(execution = %snapshot.execution.execution_id, error = %e, "committing an execution failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
@@ -85,37 +111,44 @@ enum Stop {
     TimedOut,
 }
 
-async fn drive(inner: &Arc<Inner>, exec: Execution) {
-    let id = exec.execution_id.clone();
-    let live = inner
-        .live
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&id)
-        .cloned();
-    let Some(live) = live else { return };
-    {
-        let mut phase = live.phase.lock().unwrap_or_else(|e| e.into_inner());
-        if *phase == Phase::CancelledWhileQueued {
-            return;
-        }
-        *phase = Phase::Started;
-    }
+/// Drives a claimed execution until it parks, finishes or loses its lease.
+/// `slot` is false for a driver started only to act on a cancel: it starts
+/// no step, and parks again at once if its inbox holds no cancel.
+pub(super) async fn drive(inner: &Arc<Inner>, exec: Execution, driven: &Arc<Driven>, slot: bool) {
     let def = inner.definition(&exec).await;
-    let (snapshots, pending) = watch::channel(Arc::new(exec.clone()));
-    let persister = tokio::spawn(persister(inner.clone(), live.clone(), pending));
+    let (snapshots, pending) = watch::channel(Snapshot {
+        execution: Arc::new(exec.clone()),
+        consumed: 0,
+        after: After::Hold,
+    });
+    let persister = tokio::spawn(persister(
+        inner.clone(),
+        driven.clone(),
+        exec.version,
+        pending,
+    ));
     let mut run = Run {
         snapshots: Some(snapshots),
         persister: Some(persister),
         inner: inner.clone(),
-        live: live.clone(),
-        attempts_cancel: live.cancel.child_token(),
+        driven: driven.clone(),
+        attempts_cancel: CancellationToken::new(),
         tasks: JoinSet::new(),
         secrets: BTreeMap::new(),
         redactor: Redactor::default(),
         stop: None,
+        consumed: 0,
         exec,
     };
+    if let Err(e) = run.read_events().await {
+        tracing::error!(execution = %run.exec.execution_id, error = %e, "reading the inbox failed; the execution is retried");
+        run.park(run.now()).await;
+        return;
+    }
+    if !slot && run.stop != Some(Stop::Cancelled) {
+        run.park(run.now()).await;
+        return;
+    }
     match def {
         Ok(def) => run.go(&def).await,
         Err(message) => {
@@ -127,40 +160,50 @@ async fn drive(inner: &Arc<Inner>, exec: Execution) {
             run.finish(Status::Failed, None).await;
         }
     }
-    inner
-        .live
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id);
 }
 
 /// Commits the newest snapshot, then publishes it; ends once the driver
-/// dropped its sender and the last snapshot is committed.
+/// dropped its sender and the last snapshot is committed, or at once when
+/// the lease is lost (after telling the driver).
 async fn persister(
     inner: Arc<Inner>,
-    live: Arc<Live>,
-    mut pending: watch::Receiver<Arc<Execution>>,
+    driven: Arc<Driven>,
+    mut version: u64,
+    mut pending: watch::Receiver<Snapshot>,
 ) {
     while pending.changed().await.is_ok() {
         let snapshot = pending.borrow_and_update().clone();
-        persist(&inner, &snapshot).await;
-        live.tx.send_replace(snapshot);
+        let Some(committed) = commit(&inner, &snapshot, version).await else {
+            driven.lost.cancel();
+            return;
+        };
+        version = committed;
+        let id = snapshot.execution.execution_id.clone();
+        inner.watchers.publish(
+            &id,
+            Published {
+                version,
+                execution: snapshot.execution,
+            },
+        );
     }
 }
 
 struct Run {
     /// The newest state for the persister.
-    snapshots: Option<watch::Sender<Arc<Execution>>>,
+    snapshots: Option<watch::Sender<Snapshot>>,
     persister: Option<JoinHandle<()>>,
     inner: Arc<Inner>,
-    live: Arc<Live>,
-    /// Cancels running attempts: on a client cancel (it is a child of the
-    /// execution's token), at the deadline, or when a step fails.
+    driven: Arc<Driven>,
+    /// Cancels running attempts: on a cancel event, at the deadline, when a
+    /// step fails, or when the lease is lost.
     attempts_cancel: CancellationToken,
     tasks: JoinSet<Done>,
     secrets: BTreeMap<String, String>,
     redactor: Redactor,
     stop: Option<Stop>,
+    /// The last inbox event acted on.
+    consumed: u64,
     exec: Execution,
 }
 
@@ -169,10 +212,18 @@ impl Run {
         self.inner.clock.now()
     }
 
-    /// Hands the current state to the persister.
+    /// Hands the current state to the persister; the lease stays held.
     fn save(&self) {
+        self.send(After::Hold);
+    }
+
+    fn send(&self, after: After) {
         if let Some(tx) = &self.snapshots {
-            tx.send_replace(Arc::new(self.exec.clone()));
+            tx.send_replace(Snapshot {
+                execution: Arc::new(self.exec.clone()),
+                consumed: self.consumed,
+                after,
+            });
         }
     }
 
@@ -185,6 +236,39 @@ impl Run {
         {
             tracing::error!(execution = %self.exec.execution_id, error = %e, "the persister failed");
         }
+    }
+
+    /// Commits the current state with the lease released, due again at
+    /// `wake_at`, and ends the drive.
+    async fn park(&mut self, wake_at: Timestamp) {
+        self.send(After::Park(wake_at));
+        self.flush().await;
+    }
+
+    /// Reads the inbox events not yet acted on and acts on them.
+    async fn read_events(&mut self) -> Result<(), store::Error> {
+        let events = self
+            .inner
+            .store
+            .events(&self.exec.execution_id, self.consumed)
+            .await?;
+        for event in events {
+            self.consumed = self.consumed.max(event.seq);
+            match event.kind {
+                EventKind::Cancel => self.halt(Stop::Cancelled),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops at once, without committing: another process holds the lease.
+    async fn abandon(&mut self) {
+        self.attempts_cancel.cancel();
+        self.snapshots = None;
+        if let Some(p) = self.persister.take() {
+            p.abort();
+        }
+        self.tasks.shutdown().await;
     }
 
     async fn go(&mut self, def: &Definition) {
@@ -203,33 +287,35 @@ impl Run {
                 s.status = StepStatus::Pending;
             }
         }
-        let names: Vec<String> = def.secret_names().into_iter().collect();
-        if !names.is_empty() {
-            match self.inner.secrets.open(&self.exec.tenant_id, &names).await {
-                Ok(values) => self.secrets = values,
-                Err(message) => {
-                    self.exec.error = Some(ExecutionError {
-                        step_name: None,
-                        message,
-                        code: "secrets_unavailable".into(),
-                    });
-                    self.finish(Status::Failed, None).await;
-                    return;
+        if self.stop.is_none() {
+            let names: Vec<String> = def.secret_names().into_iter().collect();
+            if !names.is_empty() {
+                match self.inner.secrets.open(&self.exec.tenant_id, &names).await {
+                    Ok(values) => self.secrets = values,
+                    Err(message) => {
+                        self.exec.error = Some(ExecutionError {
+                            step_name: None,
+                            message,
+                            code: "secrets_unavailable".into(),
+                        });
+                        self.finish(Status::Failed, None).await;
+                        return;
+                    }
                 }
             }
         }
         let values: Vec<String> = self.secrets.values().cloned().collect();
         self.redactor = Redactor::new(values);
-        self.exec.enter(Status::Running, now);
-        self.save();
+        if self.exec.status != Status::Running && self.stop.is_none() {
+            self.exec.enter(Status::Running, now);
+            self.save();
+        }
 
         let needs = def.needs();
         loop {
             let mut changed = false;
             if self.stop.is_none() {
-                if self.live.cancel.is_cancelled() {
-                    self.halt(Stop::Cancelled);
-                } else if self.now() >= deadline {
+                if self.now() >= deadline {
                     self.halt(Stop::TimedOut);
                 } else {
                     changed = self.schedule(def, &needs, deadline);
@@ -253,39 +339,42 @@ impl Run {
             if self.tasks.is_empty() && (self.stop.is_some() || !pending) {
                 break;
             }
-            if self.tasks.is_empty() && self.stop.is_none() && waiting_retry.is_none() && !changed {
-                // Nothing runs and nothing can start: a step waits on a
-                // dependency that will never settle. `validate` rules this
-                // out; fail rather than hang if it ever happens.
-                self.exec.error = Some(ExecutionError {
-                    step_name: None,
-                    message: "no step can start; the workflow's `needs` cannot be met".into(),
-                    code: "stuck".into(),
-                });
-                self.halt(Stop::Failed);
-                continue;
+            if self.tasks.is_empty() && self.stop.is_none() {
+                if let Some(at) = waiting_retry {
+                    // Nothing runs and nothing can start before `at`: park
+                    // until then (or the deadline), holding nothing.
+                    self.park(at.min(deadline)).await;
+                    return;
+                }
+                if !changed {
+                    // Nothing runs and nothing can start: a step waits on a
+                    // dependency that will never settle. `validate` rules
+                    // this out; fail rather than hang if it ever happens.
+                    self.exec.error = Some(ExecutionError {
+                        step_name: None,
+                        message: "no step can start; the workflow's `needs` cannot be met".into(),
+                        code: "stuck".into(),
+                    });
+                    self.halt(Stop::Failed);
+                    continue;
+                }
             }
             let clock = self.inner.clock.clone();
+            let running = self.stop.is_none();
             let retry_timer = async {
                 match waiting_retry {
-                    Some(at) if self.stop.is_none() => clock.sleep_until(at).await,
+                    Some(at) if running => clock.sleep_until(at).await,
                     _ => std::future::pending().await,
                 }
             };
             let deadline_timer = async {
-                if self.stop.is_none() {
+                if running {
                     clock.sleep_until(deadline).await;
                 } else {
                     std::future::pending::<()>().await;
                 }
             };
-            let cancelled = async {
-                if self.stop.is_none() {
-                    self.live.cancel.cancelled().await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            };
+            let driven = self.driven.clone();
             let has_tasks = !self.tasks.is_empty();
             tokio::select! {
                 done = self.tasks.join_next(), if has_tasks => {
@@ -301,7 +390,15 @@ impl Run {
                 }
                 () = retry_timer => {}
                 () = deadline_timer => self.halt(Stop::TimedOut),
-                () = cancelled => self.halt(Stop::Cancelled),
+                () = driven.events.notified() => {
+                    if let Err(e) = self.read_events().await {
+                        tracing::error!(execution = %self.exec.execution_id, error = %e, "reading the inbox failed; it is read again at the next notice");
+                    }
+                }
+                () = driven.lost.cancelled() => {
+                    self.abandon().await;
+                    return;
+                }
             }
         }
         let status = match self.stop {
@@ -355,13 +452,9 @@ impl Run {
                 }
                 StepStatus::Pending => {
                     let deps = &needs[i];
-                    let settled = |s: StepStatus| {
-                        matches!(
-                            s,
-                            StepStatus::Succeeded | StepStatus::Skipped | StepStatus::Failed
-                        )
-                    };
-                    if !deps.iter().all(|&d| settled(self.exec.steps[d].status)) {
+                    // A cancelled need cannot occur here: the execution is
+                    // stopping then, and nothing new starts.
+                    if !deps.iter().all(|&d| self.exec.steps[d].status.is_settled()) {
                         continue;
                     }
                     if let Some(cond) = &def.steps[i].condition {
@@ -552,14 +645,6 @@ impl Run {
                 return;
             }
         };
-        // The attempt may report the client's cancel before the driver's own
-        // select sees it: it is a cancel all the same, not a failure.
-        if matches!(report.outcome, Outcome::Cancelled)
-            && self.stop.is_none()
-            && self.live.cancel.is_cancelled()
-        {
-            self.halt(Stop::Cancelled);
-        }
         let finished_at = self.now();
         let mut attempt = attempt_from(
             done.number,
@@ -684,7 +769,7 @@ impl Run {
         }
         let now = self.now();
         self.exec.enter(status, now);
-        self.save();
+        self.send(After::Finish);
         self.flush().await;
     }
 }
@@ -713,7 +798,8 @@ fn ancestor_views(exec: &Execution, needs: &[Vec<usize>], i: usize) -> Value {
     Value::Object(steps)
 }
 
-fn add(at: Timestamp, d: Duration) -> Timestamp {
+/// `at + d`, saturating at the end of time.
+pub(super) fn add(at: Timestamp, d: Duration) -> Timestamp {
     jiff::SignedDuration::try_from(d)
         .ok()
         .and_then(|d| at.checked_add(d).ok())

@@ -1,9 +1,13 @@
 //! The engine: drives executions through their states.
 //!
-//! It accepts submissions, persists them before acknowledging, queues them
-//! FIFO, runs their steps through a [`StepRunner`] on a bounded pool, and
-//! publishes every persisted state to waiters (sync calls, long polls). On
-//! start it resumes every execution the store says is queued or running.
+//! It accepts submissions and persists them before acknowledging. The store
+//! owns the work: the engine claims due executions under a lease (see
+//! `work`), drives each through a [`StepRunner`] on a bounded pool, commits
+//! every state with a version check, parks an execution that has nothing to
+//! run until its next time, and publishes every committed state to waiters
+//! (sync calls, long polls). Cancel goes through the execution's inbox in
+//! the store, so it reaches an execution wherever it is. A restart holds
+//! nothing in memory: it claims due work as it goes.
 //!
 //! It knows the [`Store`] trait and the [`StepRunner`] trait; it must not
 //! know wasmtime, SQL or HTTP.
@@ -12,22 +16,23 @@ pub mod clock;
 pub mod definition;
 mod drive;
 pub mod template;
+mod watch;
+mod work;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::definition::{Definition, Problem};
 use crate::model::{
-    AttemptReport, Digest, Execution, ExecutionId, Status, StepRun, StepStatus, TenantId,
-    Timestamp, WorkflowId,
+    AttemptReport, Capabilities, Digest, EventKind, Execution, ExecutionId, NewEvent, NodeId,
+    Overrides, Status, StepRun, StepStatus, TenantId, Timestamp, WorkflowId,
 };
-use crate::sandbox::{Capabilities, Overrides};
-use crate::store::{self, Created, Idempotency, Store};
+use crate::store::{self, Created, Idempotency, Lease, Sent, Store};
 
 /// What one attempt runs with.
 #[derive(Debug, Clone)]
@@ -55,6 +60,9 @@ pub trait StepRunner: Send + Sync + 'static {
         cancel: &CancellationToken,
     ) -> Result<AttemptReport, RunnerError>;
 }
+
+/// How long a cancel waits for the execution to stop.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
 /// Where the engine gets tenant secrets' plain values.
 #[async_trait::async_trait]
@@ -112,6 +120,10 @@ pub enum Error {
     /// The execution has finished and cannot be cancelled.
     #[error("execution {0} already finished with status {1}")]
     AlreadyFinished(ExecutionId, &'static str),
+    /// The execution did not reach the state asked for in time (a cancel
+    /// whose execution is held by a process that does not answer).
+    #[error("{0}")]
+    Busy(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -167,49 +179,53 @@ pub enum Until {
 }
 
 impl Until {
-    fn reached(&self, e: &Execution) -> bool {
+    /// Whether `e` is there: terminal, or (for a step) the step settled.
+    pub fn reached(&self, e: &Execution) -> bool {
         e.status.is_terminal()
             || match self {
                 Self::Terminal => false,
-                Self::Step(id) => e.step(id).is_some_and(|s| {
-                    matches!(
-                        s.status,
-                        StepStatus::Succeeded
-                            | StepStatus::Failed
-                            | StepStatus::Skipped
-                            | StepStatus::Cancelled
-                    )
-                }),
+                Self::Step(id) => e.step(id).is_some_and(|s| s.status.is_settled()),
             }
     }
 }
 
-/// Sizing of the engine.
+/// Sizing and timing of the engine.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// How many step attempts run at once.
     pub workers: usize,
-    /// How many executions are driven at once (the rest wait in the queue).
+    /// How many executions are driven at once; the other due ones wait in
+    /// the store, earliest first.
     pub max_in_flight: usize,
     /// The runtime that drives executions; the current one when `None`.
     /// The server puts drivers on the runtime that runs attempts, so that
     /// an attempt and its driver hand over without crossing threads.
     pub runtime: Option<tokio::runtime::Handle>,
+    /// This process's id in the leases it takes.
+    pub node: NodeId,
+    /// How long a lease lasts unless renewed. Leases are renewed every
+    /// fifth of this, so a process that dies is taken over after at most
+    /// this long (plus one poll).
+    pub lease_ttl: Duration,
+    /// The longest the engine goes without looking for due work in the
+    /// store, and the longest a waiter goes without reading the store:
+    /// the fallback that makes progress independent of notifications.
+    pub poll_interval: Duration,
 }
 
-/// Where a live execution is, guarded so that cancel and start never race.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Queued,
-    Started,
-    CancelledWhileQueued,
+impl Settings {
+    /// The default lease time to live.
+    pub const LEASE_TTL: Duration = Duration::from_secs(5);
+    /// The default poll interval.
+    pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 }
 
-struct Live {
-    tenant: TenantId,
-    tx: watch::Sender<Arc<Execution>>,
-    cancel: CancellationToken,
-    phase: Mutex<Phase>,
+/// An execution this process drives.
+pub(crate) struct Driven {
+    /// Its inbox may hold events: the driver reads it.
+    events: Notify,
+    /// The lease is lost: the driver stops without committing.
+    lost: CancellationToken,
 }
 
 pub(crate) struct Inner {
@@ -223,11 +239,19 @@ pub(crate) struct Inner {
     /// Recent workflow and step lookups for submissions (see [`Recent`]).
     workflows: Recent<(TenantId, WorkflowId, Option<u32>), store::WorkflowRecord>,
     steps: Recent<(TenantId, crate::model::StepName), store::StepRecord>,
-    queue: mpsc::UnboundedSender<Execution>,
-    live: Mutex<HashMap<ExecutionId, Arc<Live>>>,
     attempts: Semaphore,
     in_flight: Arc<Semaphore>,
     runtime: Option<tokio::runtime::Handle>,
+    node: NodeId,
+    lease_ttl: Duration,
+    poll_interval: Duration,
+    /// The executions this process drives.
+    drivers: Mutex<HashMap<ExecutionId, Arc<Driven>>>,
+    /// Waiters' subscriptions to committed states, by execution.
+    watchers: watch::Watchers,
+    /// Wakes the claim loop: a permit freed, an execution parked, an event
+    /// arrived for an execution nobody drives here.
+    wake: Arc<Notify>,
 }
 
 /// The engine. Cloning shares it.
@@ -249,6 +273,18 @@ pub fn now_pub() -> Timestamp {
 }
 
 impl Inner {
+    /// A lease for this process from now.
+    fn lease(&self) -> Lease {
+        Lease {
+            owner: self.node.clone(),
+            until: drive::add(self.clock.now(), self.lease_ttl),
+        }
+    }
+
+    fn lock_drivers(&self) -> std::sync::MutexGuard<'_, HashMap<ExecutionId, Arc<Driven>>> {
+        self.drivers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The parsed definition an execution runs.
     async fn definition(&self, exec: &Execution) -> Result<Arc<Definition>, String> {
         let key = (
@@ -359,13 +395,14 @@ impl std::fmt::Debug for Services {
 }
 
 impl Engine {
-    /// Starts the engine's dispatcher and resumes every unfinished execution.
+    /// Starts the engine: releases the leases a previous life of this node
+    /// held, and starts the claim and lease-renewal loops. Nothing is loaded
+    /// up front; due work is claimed as permits allow.
     pub async fn start(
         store: Arc<dyn Store>,
         services: Services,
         settings: Settings,
     ) -> Result<Self, Error> {
-        let (tx, rx) = mpsc::unbounded_channel();
         let engine = Self {
             inner: Arc::new(Inner {
                 store,
@@ -375,51 +412,79 @@ impl Engine {
                 definitions: Mutex::new(HashMap::new()),
                 workflows: Recent::new(),
                 steps: Recent::new(),
-                queue: tx,
-                live: Mutex::new(HashMap::new()),
                 attempts: Semaphore::new(settings.workers.max(1)),
                 in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
                 runtime: settings.runtime.clone(),
+                node: settings.node.clone(),
+                lease_ttl: settings.lease_ttl.max(Duration::from_millis(100)),
+                poll_interval: settings.poll_interval.max(Duration::from_millis(1)),
+                drivers: Mutex::new(HashMap::new()),
+                watchers: watch::Watchers::default(),
+                wake: Arc::new(Notify::new()),
             }),
         };
-        let recovered = engine.inner.store.unfinished_executions().await?;
-        if !recovered.is_empty() {
-            tracing::info!(count = recovered.len(), "resuming unfinished executions");
+        let inner = &engine.inner;
+        let released = inner
+            .store
+            .release_leases(&inner.node, inner.clock.now())
+            .await?;
+        if released > 0 {
+            tracing::info!(count = released, node = %inner.node, "released the leases of this node's previous run");
         }
-        for exec in recovered {
-            engine.enqueue(exec);
-        }
-        tokio::spawn(drive::dispatch(engine.inner.clone(), rx));
+        work::start(inner);
         Ok(engine)
     }
 
-    fn lock_live(&self) -> std::sync::MutexGuard<'_, HashMap<ExecutionId, Arc<Live>>> {
-        self.inner.live.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn enqueue(&self, exec: Execution) {
-        let live = Arc::new(Live {
-            tenant: exec.tenant_id.clone(),
-            tx: watch::Sender::new(Arc::new(exec.clone())),
-            cancel: CancellationToken::new(),
-            phase: Mutex::new(Phase::Queued),
-        });
-        self.lock_live().insert(exec.execution_id.clone(), live);
-        // The receiver lives as long as the dispatcher, which lives as long
-        // as the runtime; a send can only fail during shutdown, and the
-        // execution is then resumed from the store on the next start.
-        let _ = self.inner.queue.send(exec);
-    }
-
-    /// Accepts a submission: resolves the workflow and the step versions,
-    /// persists the execution (applying idempotency), and queues it.
+    /// Accepts a submission: resolves it against the workflow and its
+    /// steps, then stores and starts it.
     pub async fn submit(
         &self,
         tenant: &TenantId,
         sub: Submission,
         idempotency: Option<Idempotency>,
     ) -> Result<Submitted, Error> {
-        let store = &self.inner.store;
+        let exec = self.resolve(tenant, sub).await?;
+        self.accept(exec, idempotency).await
+    }
+
+    /// Stores a resolved execution (applying idempotency) and starts it at
+    /// once when a driver slot is free: the new row is claimed by this
+    /// process in the same transaction, without a round trip through the
+    /// claim loop. Otherwise it waits in the store, due now.
+    pub async fn accept(
+        &self,
+        mut exec: Execution,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Submitted, Error> {
+        let permit = self.inner.in_flight.clone().try_acquire_owned().ok();
+        let lease = permit.as_ref().map(|_| self.inner.lease());
+        let created = self
+            .inner
+            .store
+            .create_execution(&exec, idempotency.as_ref(), lease.as_ref())
+            .await?;
+        match created {
+            Created::New => {
+                exec.version = 1;
+                match permit {
+                    Some(permit) => work::spawn_driver(&self.inner, exec.clone(), Some(permit)),
+                    None => self.inner.wake.notify_one(),
+                }
+                Ok(Submitted::New(exec))
+            }
+            Created::Existing(e) => Ok(Submitted::Existing(*e)),
+            Created::Conflict(e) => Err(Error::IdempotencyConflict(
+                e.execution_id.clone(),
+                e.status.as_str(),
+            )),
+            Created::KeyReused => Err(Error::IdempotencyKeyReused),
+        }
+    }
+
+    /// Resolves a submission into a queued execution, not yet stored: the
+    /// workflow version, the input against its schema, the secrets it
+    /// needs, and the digest each step runs.
+    pub async fn resolve(&self, tenant: &TenantId, sub: Submission) -> Result<Execution, Error> {
         let version = match sub.version {
             VersionSel::Latest => None,
             VersionSel::Exact(v) => Some(v),
@@ -562,38 +627,14 @@ impl Engine {
             duration_ms: None,
             history: Vec::new(),
             steps,
+            version: 0,
         };
         exec.enter(Status::Queued, at);
-        match store.create_execution(&exec, idempotency.as_ref()).await? {
-            Created::New => {
-                self.enqueue(exec.clone());
-                Ok(Submitted::New(exec))
-            }
-            Created::Existing(e) => Ok(Submitted::Existing(self.freshest(*e))),
-            Created::Conflict(e) => Err(Error::IdempotencyConflict(
-                e.execution_id.clone(),
-                e.status.as_str(),
-            )),
-            Created::KeyReused => Err(Error::IdempotencyKeyReused),
-        }
-    }
-
-    /// The live state of an execution when it is newer than the stored copy.
-    fn freshest(&self, stored: Execution) -> Execution {
-        match self.lock_live().get(&stored.execution_id) {
-            Some(live) => (**live.tx.borrow()).clone(),
-            None => stored,
-        }
+        Ok(exec)
     }
 
     /// An execution of a tenant.
     pub async fn get(&self, tenant: &TenantId, id: &ExecutionId) -> Result<Execution, Error> {
-        let live = self.lock_live().get(id).cloned();
-        if let Some(live) = live
-            && &live.tenant == tenant
-        {
-            return Ok((**live.tx.borrow()).clone());
-        }
         self.inner
             .store
             .execution(tenant, id)
@@ -601,8 +642,10 @@ impl Engine {
             .ok_or_else(|| Error::ExecutionNotFound(id.to_string()))
     }
 
-    /// Waits up to `timeout` for `until`, then returns the latest persisted
-    /// state, whether or not it was reached.
+    /// Waits up to `timeout` for `until`, then returns the latest committed
+    /// state, whether or not it was reached. Commits made in this process
+    /// wake the waiter at once; the store is read every poll interval for
+    /// executions driven elsewhere.
     pub async fn wait(
         &self,
         tenant: &TenantId,
@@ -610,83 +653,39 @@ impl Engine {
         until: &Until,
         timeout: Duration,
     ) -> Result<Execution, Error> {
-        let live = self.lock_live().get(id).cloned();
-        let Some(live) = live.filter(|l| &l.tenant == tenant) else {
-            return self.get(tenant, id).await;
-        };
-        let mut rx = live.tx.subscribe();
-        drop(live);
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let current = rx.borrow_and_update().clone();
-            if until.reached(&current) {
-                return Ok((*current).clone());
-            }
-            tokio::select! {
-                changed = rx.changed() => {
-                    if changed.is_err() {
-                        // The driver finished and dropped the sender after
-                        // publishing the final state.
-                        let last = rx.borrow().clone();
-                        return Ok((*last).clone());
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => return Ok((*current).clone()),
-            }
-        }
+        watch::wait(&self.inner, tenant, id, until, timeout).await
     }
 
-    /// Cancels a queued or running execution and returns its final record.
+    /// Cancels an unfinished execution and returns its final record.
     /// Cancelling an already cancelled execution returns it unchanged.
+    ///
+    /// The cancel is stored in the execution's inbox first, so it reaches
+    /// the execution wherever it is driven. An execution nobody drives is
+    /// claimed here at once to act on it, without waiting for a free slot.
     pub async fn cancel(&self, tenant: &TenantId, id: &ExecutionId) -> Result<Execution, Error> {
-        let live = self.lock_live().get(id).cloned();
-        let Some(live) = live.filter(|l| &l.tenant == tenant) else {
-            let exec = self.get(tenant, id).await?;
-            return match exec.status {
-                Status::Cancelled => Ok(exec),
-                s if s.is_terminal() => Err(Error::AlreadyFinished(exec.execution_id, s.as_str())),
-                // Not live but unfinished: accepted by a previous process and
-                // not resumed yet. It is resumed at start, so this is rare.
-                _ => Err(Error::Unprocessable(format!(
-                    "execution {id} is not running in this server yet; retry shortly"
-                ))),
-            };
+        let event = NewEvent {
+            kind: EventKind::Cancel,
+            name: None,
+            payload: None,
+            idempotency_key: None,
+            at: self.inner.clock.now(),
         };
-        let cancelled_while_queued = {
-            let mut phase = live.phase.lock().unwrap_or_else(|e| e.into_inner());
-            if *phase == Phase::Queued {
-                *phase = Phase::CancelledWhileQueued;
-                true
-            } else {
-                false
-            }
-        };
-        if cancelled_while_queued {
-            let mut exec = (**live.tx.borrow()).clone();
-            exec.enter(Status::Cancelled, self.inner.clock.now());
-            for s in &mut exec.steps {
-                s.status = StepStatus::Cancelled;
-            }
-            drive::persist(&self.inner, &exec).await;
-            live.tx.send_replace(Arc::new(exec.clone()));
-            self.lock_live().remove(id);
-            return Ok(exec);
+        match self.inner.store.send_event(tenant, id, &event).await? {
+            Sent::NotFound => return Err(Error::ExecutionNotFound(id.to_string())),
+            Sent::Finished(Status::Cancelled) => return self.get(tenant, id).await,
+            Sent::Finished(s) => return Err(Error::AlreadyFinished(id.clone(), s.as_str())),
+            Sent::Stored(_) | Sent::Duplicate(_) => {}
         }
-        let current = (**live.tx.borrow()).clone();
-        if current.status.is_terminal() {
-            return match current.status {
-                Status::Cancelled => Ok(current),
-                s => Err(Error::AlreadyFinished(current.execution_id, s.as_str())),
-            };
-        }
-        live.cancel.cancel();
-        let exec = self
-            .wait(tenant, id, &Until::Terminal, Duration::from_secs(30))
-            .await?;
+        work::deliver(&self.inner, tenant, id).await?;
+        let exec = self.wait(tenant, id, &Until::Terminal, CANCEL_WAIT).await?;
         match exec.status {
             Status::Cancelled => Ok(exec),
             s if s.is_terminal() => Err(Error::AlreadyFinished(exec.execution_id, s.as_str())),
-            _ => Ok(exec),
+            _ => Err(Error::Busy(format!(
+                "the cancel of execution {id} is stored and will take effect, but the execution \
+                 did not stop within {} s; poll it",
+                CANCEL_WAIT.as_secs()
+            ))),
         }
     }
 
@@ -739,8 +738,13 @@ impl Engine {
             .forget(|(t, n)| !(t == tenant && n == name));
     }
 
-    /// How many executions are queued or running in this process.
+    /// How many executions this process drives right now.
     pub fn live_count(&self) -> usize {
-        self.lock_live().len()
+        self.inner.lock_drivers().len()
+    }
+
+    /// This process's node id.
+    pub fn node(&self) -> &NodeId {
+        &self.inner.node
     }
 }

@@ -49,6 +49,11 @@ id_type!(
     ExecutionId
 );
 id_type!(
+    /// An engine process's id, recorded in the leases it holds (config
+    /// `node-id`).
+    NodeId
+);
+id_type!(
     /// A registered step's name, unique within a tenant.
     StepName
 );
@@ -61,6 +66,13 @@ impl TenantId {
     /// A fresh, time-ordered tenant id.
     pub fn generate() -> Self {
         Self(format!("ten_{}", uuid::Uuid::now_v7().simple()))
+    }
+}
+
+impl NodeId {
+    /// A fresh, unique node id.
+    pub fn generate() -> Self {
+        Self(format!("node_{}", uuid::Uuid::now_v7().simple()))
     }
 }
 
@@ -186,6 +198,18 @@ pub enum StepStatus {
     /// The execution stopped (cancel, deadline, another step's failure)
     /// before or while this step ran.
     Cancelled,
+}
+
+impl StepStatus {
+    /// Whether the step has settled: it will not run again in this
+    /// execution. `wait_until_step`, the driver's `needs` and fail-fast all
+    /// use this one rule; a step that waits for a retry has not settled.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled
+        )
+    }
 }
 
 /// One entry of an execution's status history.
@@ -323,6 +347,12 @@ pub struct Execution {
     pub history: Vec<HistoryEntry>,
     /// Its steps, in workflow order.
     pub steps: Vec<StepRun>,
+    /// The store's version of this record: set by the store when it reads
+    /// the record, bumped by every commit and claim, and checked by every
+    /// commit (fencing). Never shown in the API.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub version: u64,
 }
 
 fn no_tenant() -> TenantId {
@@ -392,4 +422,64 @@ pub fn attempt_from(
         logs,
         input: None,
     }
+}
+
+/// What an event asks of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Stop the execution: running attempts are interrupted, nothing new
+    /// starts, and it ends `cancelled`.
+    Cancel,
+}
+
+impl EventKind {
+    /// The snake_case name used in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancel => "cancel",
+        }
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cancel" => Ok(Self::Cancel),
+            other => Err(format!("`{other}` is not an event kind")),
+        }
+    }
+}
+
+/// An event for an execution, as a client sends it. The store keeps it in
+/// the execution's inbox until the execution's driver consumes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// What it asks.
+    pub kind: EventKind,
+    /// A name (a signal's), when the kind has one.
+    pub name: Option<String>,
+    /// A payload (a signal's), when the kind has one.
+    pub payload: Option<serde_json::Value>,
+    /// The client's key: an event with a key already in the inbox (or
+    /// consumed from it) is stored once.
+    pub idempotency_key: Option<String>,
+    /// When it was sent.
+    pub at: Timestamp,
+}
+
+/// An event in an execution's inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Its position: events are consumed in `seq` order.
+    pub seq: u64,
+    /// What it asks.
+    pub kind: EventKind,
+    /// Its name, when the kind has one.
+    pub name: Option<String>,
+    /// Its payload, when the kind has one.
+    pub payload: Option<serde_json::Value>,
+    /// When it was sent.
+    pub at: Timestamp,
 }

@@ -6,7 +6,10 @@
 //! serialised and compared.
 
 mod execution;
+mod limits;
+mod redact;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub use self::execution::*;
+pub use self::limits::{AboveCeiling, Limits, Overrides};
+pub use self::redact::{REDACTED, Redactor};
 
 /// The SHA-256 digest of a component's bytes, shown as `sha256:<hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -262,4 +267,14 @@ mod tests {
         let json = serde_json::to_value(Outcome::MemoryLimit).unwrap();
         assert_eq!(json["kind"], "memory_limit");
     }
+}
+
+/// What a step gets besides its input: its configuration map and the
+/// secret values to redact from everything it reports.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    /// Values returned by the `config` import.
+    pub config: BTreeMap<String, String>,
+    /// Secret values; redacted from logs and error messages.
+    pub secrets: Vec<String>,
 }

@@ -29,7 +29,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::sandbox::logs::{AttemptLog, Redactor};
+    use crate::model::Redactor;
+    use crate::sandbox::logs::AttemptLog;
 
     fn host() -> StepHost {
         StepHost {

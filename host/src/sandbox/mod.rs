@@ -20,7 +20,7 @@ mod run;
 mod state;
 mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,12 +30,12 @@ use wasmtime::component::Linker;
 
 pub use self::cache::Source;
 pub use self::engine::{MAX_WASM_STACK, PoolSize};
-pub use self::limits::{AboveCeiling, Limits, Overrides};
-pub use self::logs::{REDACTED, Redactor};
 pub use self::run::Cancel;
 use self::state::State;
 use crate::model::Digest;
-pub use crate::model::{AttemptReport, Outcome};
+pub use crate::model::{
+    AboveCeiling, AttemptReport, Capabilities, Limits, Outcome, Overrides, REDACTED, Redactor,
+};
 
 /// Errors of the caller or the host. A guest misbehaving is never one of
 /// these: it is an [`Outcome`].
@@ -137,16 +137,6 @@ impl std::fmt::Debug for Prepared {
             .field("source", &self.source)
             .finish_non_exhaustive()
     }
-}
-
-/// What a step gets besides its input: its configuration map and the
-/// secret values to redact from everything it reports.
-#[derive(Debug, Clone, Default)]
-pub struct Capabilities {
-    /// Values returned by the `config` import.
-    pub config: BTreeMap<String, String>,
-    /// Secret values; redacted from logs and error messages.
-    pub secrets: Vec<String>,
 }
 
 /// The step sandbox. One per process: it owns the wasmtime engine, the linker,

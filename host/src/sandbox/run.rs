@@ -9,9 +9,10 @@ use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline, WasmBackt
 
 use super::engine::EPOCH_TICK;
 use super::limits::MemoryMeter;
-use super::logs::{AttemptLog, Redactor};
+use super::logs::AttemptLog;
 use super::state::State;
 use super::{Capabilities, Error, Limits, Prepared, Sandbox};
+use crate::model::Redactor;
 use crate::model::{AttemptReport, Metering, Outcome, StepError};
 
 /// A handle that interrupts a running attempt from outside; cancelling it

@@ -6,6 +6,8 @@
 //! contract in the trait's terms only: it must not look at tables, files or
 //! anything else a particular backend keeps.
 
+pub(crate) mod work;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -14,11 +16,12 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    Created, Error, ExecutionFilter, Idempotency, OnConflict, StepVersion, Store, Tenant, TokenHash,
+    Commit, Created, Error, ExecutionFilter, Idempotency, Lease, Next, OnConflict, StepVersion,
+    Store, Tenant, TokenHash,
 };
 use crate::model::{
-    Digest, Execution, ExecutionId, Status, StepName, StepRun, StepStatus, TenantId, Timestamp,
-    WorkflowId,
+    Digest, Execution, ExecutionId, NodeId, Status, StepName, StepRun, StepStatus, TenantId,
+    Timestamp, WorkflowId,
 };
 
 /// Opens stores of one backend for the suite.
@@ -37,16 +40,32 @@ macro_rules! conformance_tests {
             tenants, tokens, components, step_versions, workflows, execution_round_trip,
             listing_filters, paging_is_stable, bad_cursor, idempotency,
             concurrent_idempotent_creates, group_commit, failed_writes_spare_their_batch,
-            unfinished_executions, survives_reopen, secrets);
+            survives_reopen, secrets,
+            work::claim_order, work::one_owner_at_a_time, work::a_lapsed_lease_is_taken_over,
+            work::a_stale_commit_is_refused, work::parking_releases_until_wake_at,
+            work::renewal_keeps_the_lease, work::released_leases_are_due,
+            work::finished_executions_leave_the_claim_path, work::a_new_execution_can_be_held,
+            work::the_inbox_keeps_events_in_order, work::events_make_a_parked_execution_due,
+            work::an_unconsumed_event_defeats_a_park, work::claiming_one_execution);
     };
-    (@each $harness:expr; $($name:ident),*) => {
+    (@each $harness:expr; $($($path:ident)::+),*) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let harness = $harness;
-                $crate::store::conformance::$name(&harness).await;
-            }
+            $crate::store::conformance::conformance_tests!(@one $harness; $($path)::+);
         )*
+    };
+    (@one $harness:expr; $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let harness = $harness;
+            $crate::store::conformance::$name(&harness).await;
+        }
+    };
+    (@one $harness:expr; $module:ident :: $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let harness = $harness;
+            $crate::store::conformance::$module::$name(&harness).await;
+        }
     };
 }
 pub(crate) use conformance_tests;
@@ -107,6 +126,8 @@ fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp) -> Execut
             output: None,
             attempts: Vec::new(),
         }],
+        // A new execution is stored at version 1.
+        version: 1,
     };
     execution.enter(Status::Queued, created_at);
     execution
@@ -114,10 +135,57 @@ fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp) -> Execut
 
 async fn create(store: &dyn Store, execution: &Execution) {
     let created = store
-        .create_execution(execution, None)
+        .create_execution(execution, None, None)
         .await
         .expect("created");
     assert_eq!(created, Created::New);
+}
+
+/// The owner the suite's helpers commit as.
+fn tester() -> NodeId {
+    NodeId::new_unchecked("conformance")
+}
+
+/// A lease of `owner` that lasts as long as a test.
+fn long_lease(owner: &NodeId) -> Lease {
+    Lease {
+        owner: owner.clone(),
+        until: later(Timestamp::now(), 3600),
+    }
+}
+
+/// Commits `exec` as a driver would: claims it for [`tester`] unless that
+/// owner holds it already, then commits it (held, or finished when its
+/// status is terminal). `exec.version` follows the store.
+async fn save(store: &dyn Store, exec: &mut Execution) {
+    let lease = long_lease(&tester());
+    let claimed = store
+        .claim_execution(
+            &lease,
+            Timestamp::now(),
+            &exec.tenant_id,
+            &exec.execution_id,
+        )
+        .await
+        .expect("the claim runs");
+    if let Some(claimed) = claimed {
+        exec.version = claimed.version;
+    }
+    let next = if exec.status.is_terminal() {
+        Next::Finish
+    } else {
+        Next::Hold { until: lease.until }
+    };
+    exec.version = store
+        .commit_execution(Commit {
+            execution: exec,
+            version: exec.version,
+            owner: &lease.owner,
+            consumed: 0,
+            next,
+        })
+        .await
+        .expect("the commit is taken");
 }
 
 fn ids(executions: &[Execution]) -> Vec<ExecutionId> {
@@ -306,15 +374,23 @@ pub(crate) async fn execution_round_trip(h: &dyn Harness) {
     exec.steps[0].output = Some(json!({"n": 0.1}));
     exec.enter(Status::Succeeded, Timestamp::now());
     exec.output = Some(json!({"n": 0.1}));
-    store.save_execution(&exec).await.unwrap();
+    save(&*store, &mut exec).await;
     assert_eq!(store.execution(&acme, &id).await.unwrap(), Some(exec));
 
-    // Saving needs the execution to exist, under its own tenant.
-    let mut stranger = execution(&acme, "orders", Timestamp::now());
-    assert!(store.save_execution(&stranger).await.is_err());
-    stranger.execution_id = id.clone();
-    stranger.tenant_id = other;
-    assert!(store.save_execution(&stranger).await.is_err());
+    // Committing needs the execution to exist.
+    let stranger = execution(&acme, "orders", Timestamp::now());
+    let refused = store
+        .commit_execution(Commit {
+            execution: &stranger,
+            version: 1,
+            owner: &tester(),
+            consumed: 0,
+            next: Next::Hold {
+                until: later(Timestamp::now(), 60),
+            },
+        })
+        .await;
+    assert!(matches!(refused, Err(Error::LeaseLost(_))), "{refused:?}");
 }
 
 /// Filters narrow the listing; time bounds are strict.
@@ -450,7 +526,7 @@ pub(crate) async fn idempotency(h: &dyn Harness) {
     let submit = async |tenant: &TenantId, idempotency: Idempotency| {
         let exec = execution(tenant, "orders", Timestamp::now());
         let created = store
-            .create_execution(&exec, Some(&idempotency))
+            .create_execution(&exec, Some(&idempotency), None)
             .await
             .unwrap();
         let stored = store.execution(tenant, &exec.execution_id).await.unwrap();
@@ -481,11 +557,11 @@ pub(crate) async fn idempotency(h: &dyn Harness) {
     // Once the first has finished, `FailOnRunning` starts a new one and the
     // key follows it.
     first.enter(Status::Running, Timestamp::now());
-    store.save_execution(&first).await.unwrap();
+    save(&*store, &mut first).await;
     let (_, created) = submit(&acme, key(OnConflict::FailOnRunning)).await;
     assert_eq!(created, Created::Conflict(Box::new(first.clone())));
     first.enter(Status::Failed, Timestamp::now());
-    store.save_execution(&first).await.unwrap();
+    save(&*store, &mut first).await;
     let (_, created) = submit(&acme, key(OnConflict::Fail)).await;
     assert_eq!(created, Created::Conflict(Box::new(first.clone())));
     let (second, created) = submit(&acme, key(OnConflict::FailOnRunning)).await;
@@ -516,7 +592,10 @@ pub(crate) async fn concurrent_idempotent_creates(h: &dyn Harness) {
             let (store, key) = (Arc::clone(&store), key.clone());
             let exec = execution(&acme, "orders", Timestamp::now());
             tokio::spawn(async move {
-                let created = store.create_execution(&exec, Some(&key)).await.unwrap();
+                let created = store
+                    .create_execution(&exec, Some(&key), None)
+                    .await
+                    .unwrap();
                 (exec.execution_id, created)
             })
         })
@@ -546,17 +625,18 @@ pub(crate) async fn group_commit(h: &dyn Harness) {
     const N: usize = 2000;
     let store = h.open().await;
     let acme = new_tenant(&*store, "acme").await;
-    let spawn_all = |executions: Vec<Execution>, save: bool| {
+    let spawn_all = |executions: Vec<Execution>, commit: bool| {
         executions
             .into_iter()
             .map(|exec| {
                 let store = Arc::clone(&store);
+                let mut exec = exec;
                 tokio::spawn(async move {
-                    if save {
-                        store.save_execution(&exec).await.unwrap();
+                    if commit {
+                        save(&*store, &mut exec).await;
                     } else {
                         assert_eq!(
-                            store.create_execution(&exec, None).await.unwrap(),
+                            store.create_execution(&exec, None, None).await.unwrap(),
                             Created::New
                         );
                     }
@@ -643,30 +723,6 @@ pub(crate) async fn failed_writes_spare_their_batch(h: &dyn Harness) {
     assert!(first_fresh.is_some());
 }
 
-/// Recovery finds queued and running executions of every tenant, oldest
-/// first.
-pub(crate) async fn unfinished_executions(h: &dyn Harness) {
-    let store = h.open().await;
-    let acme = new_tenant(&*store, "acme").await;
-    let other = new_tenant(&*store, "other").await;
-    let t0 = Timestamp::now();
-    let queued = execution(&acme, "orders", t0);
-    let mut running = execution(&other, "orders", later(t0, 1));
-    running.enter(Status::Running, later(t0, 2));
-    let mut done = execution(&acme, "orders", later(t0, 2));
-    done.enter(Status::Cancelled, later(t0, 3));
-    let mut finishing = execution(&acme, "orders", later(t0, 3));
-    for e in [&queued, &running, &done, &finishing] {
-        create(&*store, e).await;
-    }
-    finishing.enter(Status::TimedOut, later(t0, 4));
-    store.save_execution(&finishing).await.unwrap();
-
-    let unfinished = store.unfinished_executions().await.unwrap();
-    assert_eq!(unfinished, vec![queued, running]);
-    assert_eq!(unfinished[1].tenant_id, other);
-}
-
 /// Everything acknowledged is still there after the store is reopened.
 pub(crate) async fn survives_reopen(h: &dyn Harness) {
     let store = h.open().await;
@@ -721,7 +777,12 @@ pub(crate) async fn survives_reopen(h: &dyn Harness) {
         store.execution(&acme, &exec.execution_id).await.unwrap(),
         Some(exec.clone())
     );
-    assert_eq!(store.unfinished_executions().await.unwrap(), vec![exec]);
+    // Still due, and claimable.
+    let claimed = store
+        .claim_due(&long_lease(&tester()), Timestamp::now(), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), vec![exec.execution_id.clone()]);
 }
 
 /// Sealed secrets are kept per tenant and name, replaced, listed by name

@@ -6,6 +6,17 @@
 //! durable when the returned future resolves: the API acknowledges nothing
 //! the store has not committed.
 //!
+//! The store also owns the work. Each unfinished execution has a `wake_at`
+//! (when it is next due), a lease (owner and expiry) and a version. Engines
+//! claim due executions under a lease, commit each state change with a
+//! version and owner check (fencing: a process that lost its lease cannot
+//! overwrite newer state), and park an execution by committing its next
+//! `wake_at` and releasing the lease. Events from outside (cancel, and later
+//! signals, pause, resume) go to the execution's inbox in the transaction
+//! that makes it due; the driver consumes them in order in the commit that
+//! acts on them. Terminal executions have no `wake_at` and leave the claim
+//! path.
+//!
 //! This module knows SQL; it must not know HTTP or wasmtime.
 
 #[cfg(test)]
@@ -15,7 +26,8 @@ pub mod sqlite;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Digest, Execution, ExecutionId, Status, StepName, TenantId, Timestamp, WorkflowId,
+    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Status, StepName, TenantId, Timestamp,
+    WorkflowId,
 };
 
 /// Errors of the store.
@@ -33,19 +45,14 @@ pub enum Error {
     /// The store has shut down.
     #[error("the store is closed")]
     Closed,
+    /// A commit was refused: the execution's version or lease owner is not
+    /// the one the committer holds, so another owner has taken it over.
+    #[error("execution {0} is no longer held by this owner")]
+    LeaseLost(ExecutionId),
 }
 
 /// Result alias for store calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Who a bearer token belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// May manage tenants.
-    Admin,
-    /// May use the tenant's own resources.
-    Tenant(TenantId),
-}
 
 /// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +143,75 @@ pub enum Created {
     KeyReused,
 }
 
+/// A lease to take: who holds it and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The holder.
+    pub owner: NodeId,
+    /// When it lapses unless renewed; after that another owner may claim.
+    pub until: Timestamp,
+}
+
+/// What happens to an execution's lease and `wake_at` with a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The committer goes on driving; the lease is renewed until `until`.
+    Hold {
+        /// The lease's new expiry.
+        until: Timestamp,
+    },
+    /// Nothing can run before `wake_at`: the lease is released. If the inbox
+    /// holds an event the commit did not consume, the execution is due at
+    /// once instead (no event is missed between "check" and "park").
+    Park {
+        /// When it is next due.
+        wake_at: Timestamp,
+    },
+    /// The execution is terminal: it leaves the claim path, the lease is
+    /// released and its inbox is emptied.
+    Finish,
+}
+
+/// One fenced state change of an execution.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    /// The new state.
+    pub execution: &'a Execution,
+    /// The version the committer holds: the commit is refused with
+    /// [`Error::LeaseLost`] unless the stored version and lease owner still
+    /// match.
+    pub version: u64,
+    /// The committer.
+    pub owner: &'a NodeId,
+    /// Inbox events with `seq` up to this one were acted on by this state
+    /// and are deleted with it (0: none).
+    pub consumed: u64,
+    /// What happens to the lease.
+    pub next: Next,
+}
+
+/// An execution whose lease a renewal extended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Its id.
+    pub id: ExecutionId,
+    /// Whether its inbox holds events (the driver should read them).
+    pub has_events: bool,
+}
+
+/// What `send_event` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sent {
+    /// The event is in the inbox with this `seq`, and the execution is due.
+    Stored(u64),
+    /// An event with the same idempotency key was stored before.
+    Duplicate(u64),
+    /// The execution has finished; nothing was stored.
+    Finished(Status),
+    /// No such execution for this tenant.
+    NotFound,
+}
+
 /// Filters for listing executions.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter {
@@ -211,15 +287,59 @@ pub trait Store: Send + Sync + 'static {
     /// The latest version of every workflow of a tenant, by id.
     async fn workflows(&self, tenant: &TenantId) -> Result<Vec<WorkflowRecord>>;
 
-    /// Stores a new execution, applying the idempotency rules atomically:
-    /// concurrent identical requests create exactly one execution.
+    /// Stores a new execution at version 1, due at its `created_at`,
+    /// applying the idempotency rules atomically: concurrent identical
+    /// requests create exactly one execution. With `lease`, the new
+    /// execution is claimed by its holder in the same transaction.
     async fn create_execution(
         &self,
         execution: &Execution,
         idempotency: Option<&Idempotency>,
+        lease: Option<&Lease>,
     ) -> Result<Created>;
-    /// Replaces the stored document of an existing execution.
-    async fn save_execution(&self, execution: &Execution) -> Result<()>;
+    /// Claims up to `limit` executions due at `now` (`wake_at <= now`) that
+    /// nobody holds or whose lease lapsed before `now`, earliest `wake_at`
+    /// first (then oldest first). Each comes with its version, bumped by the
+    /// claim.
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Execution>>;
+    /// Claims one unfinished execution of a tenant, due or not, unless
+    /// another owner holds a lease on it that has not lapsed at `now`.
+    async fn claim_execution(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        tenant: &TenantId,
+        id: &ExecutionId,
+    ) -> Result<Option<Execution>>;
+    /// Commits a state change under the version and owner check; returns
+    /// the new version.
+    async fn commit_execution(&self, commit: Commit<'_>) -> Result<u64>;
+    /// Extends the lease of those of `ids` that `lease.owner` still holds;
+    /// the ones missing from the answer are lost.
+    async fn renew_leases(&self, lease: &Lease, ids: &[ExecutionId]) -> Result<Vec<Held>>;
+    /// Releases every lease `owner` holds, making those executions due at
+    /// `now` (a restarted process releases its previous life's leases);
+    /// returns how many.
+    async fn release_leases(&self, owner: &NodeId, now: Timestamp) -> Result<u64>;
+    /// The earliest time an execution not held by `owner` is due: its
+    /// `wake_at`, or when its lease lapses.
+    async fn next_wake_at(&self, owner: &NodeId) -> Result<Option<Timestamp>>;
+    /// Puts an event into an unfinished execution's inbox and makes the
+    /// execution due at `event.at` (if it was due later), in one
+    /// transaction.
+    async fn send_event(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+        event: &NewEvent,
+    ) -> Result<Sent>;
+    /// The events in an execution's inbox with `seq` after `after`, in order.
+    async fn events(&self, id: &ExecutionId, after: u64) -> Result<Vec<Event>>;
     /// An execution of a tenant.
     async fn execution(&self, tenant: &TenantId, id: &ExecutionId) -> Result<Option<Execution>>;
     /// A page of a tenant's executions, newest first. The cursor is opaque
@@ -231,10 +351,6 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Page>;
-    /// Every execution that is queued or running, oldest first (for
-    /// recovery at start).
-    async fn unfinished_executions(&self) -> Result<Vec<Execution>>;
-
     /// Stores a sealed (encrypted) secret value, replacing any earlier one.
     /// The store never sees plain values.
     async fn put_secret(&self, tenant: &TenantId, name: &str, sealed: &[u8]) -> Result<()>;

@@ -13,6 +13,7 @@
 mod connections;
 mod rows;
 mod schema;
+mod work;
 
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
@@ -25,10 +26,13 @@ use self::rows::{
     load_steps, load_tenant, load_workflow, nanos, to_json, workflow_row,
 };
 use super::{
-    Created, Error, ExecutionFilter, Idempotency, OnConflict, Page, Result, StepRecord,
-    StepVersion, Store, Tenant, TokenHash, WorkflowRecord,
+    Commit, Created, Error, ExecutionFilter, Held, Idempotency, Lease, OnConflict, Page, Result,
+    Sent, StepRecord, StepVersion, Store, Tenant, TokenHash, WorkflowRecord,
 };
-use crate::model::{Digest, Execution, ExecutionId, StepName, TenantId, Timestamp, WorkflowId};
+use crate::model::{
+    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, StepName, TenantId, Timestamp,
+    WorkflowId,
+};
 
 /// How hard SQLite works to keep each commit (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -303,13 +307,15 @@ impl Store for SqliteStore {
         &self,
         execution: &Execution,
         idempotency: Option<&Idempotency>,
+        lease: Option<&Lease>,
     ) -> Result<Created> {
         let row = ExecutionRow::of(execution)?;
         let idempotency = idempotency.cloned();
+        let lease = lease.cloned();
         self.writer
             .run(move |conn| {
                 let Some(idempotency) = idempotency else {
-                    row.insert(conn)?;
+                    row.insert(conn, lease.as_ref())?;
                     return Ok(Created::New);
                 };
                 let earlier: Option<(Vec<u8>, String)> = conn
@@ -336,7 +342,7 @@ impl Store for SqliteStore {
                         Ok(Created::Conflict(Box::new(e)))
                     }
                     (Some(_) | None, _) => {
-                        row.insert(conn)?;
+                        row.insert(conn, lease.as_ref())?;
                         row.claim_key(conn, &idempotency)?;
                         Ok(Created::New)
                     }
@@ -345,23 +351,74 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn save_execution(&self, execution: &Execution) -> Result<()> {
-        let row = ExecutionRow::of(execution)?;
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Execution>> {
+        let lease = lease.clone();
         self.writer
-            .run(move |conn| {
-                let updated = conn
-                .prepare_cached(
-                    "UPDATE executions SET status = ?1, doc = ?2 WHERE id = ?3 AND tenant_id = ?4",
-                )?
-                .execute(params![row.status, row.doc, row.id, row.tenant])?;
-                if updated == 0 {
-                    return Err(Error::Backend(format!(
-                        "execution {} of tenant {} was never created",
-                        row.id, row.tenant
-                    )));
-                }
-                Ok(())
-            })
+            .run(move |conn| work::claim_due(conn, &lease, now, limit))
+            .await
+    }
+
+    async fn claim_execution(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        tenant: &TenantId,
+        id: &ExecutionId,
+    ) -> Result<Option<Execution>> {
+        let (lease, tenant, id) = (lease.clone(), tenant.clone(), id.clone());
+        self.writer
+            .run(move |conn| work::claim_execution(conn, &lease, now, &tenant, &id))
+            .await
+    }
+
+    async fn commit_execution(&self, commit: Commit<'_>) -> Result<u64> {
+        let change = work::Change::of(&commit)?;
+        self.writer.run(move |conn| change.apply(conn)).await
+    }
+
+    async fn renew_leases(&self, lease: &Lease, ids: &[ExecutionId]) -> Result<Vec<Held>> {
+        let (lease, ids) = (lease.clone(), ids.to_vec());
+        self.writer
+            .run(move |conn| work::renew_leases(conn, &lease, &ids))
+            .await
+    }
+
+    async fn release_leases(&self, owner: &NodeId, now: Timestamp) -> Result<u64> {
+        let owner = owner.clone();
+        self.writer
+            .run(move |conn| work::release_leases(conn, &owner, now))
+            .await
+    }
+
+    async fn next_wake_at(&self, owner: &NodeId) -> Result<Option<Timestamp>> {
+        let owner = owner.clone();
+        self.readers
+            .run(move |conn| work::next_wake_at(conn, &owner))
+            .await
+    }
+
+    async fn send_event(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+        event: &NewEvent,
+    ) -> Result<Sent> {
+        let (tenant, id, event) = (tenant.clone(), id.clone(), event.clone());
+        let payload = event.payload.as_ref().map(to_json).transpose()?;
+        self.writer
+            .run(move |conn| work::send_event(conn, &tenant, &id, &event, payload.as_deref()))
+            .await
+    }
+
+    async fn events(&self, id: &ExecutionId, after: u64) -> Result<Vec<Event>> {
+        let id = id.clone();
+        self.readers
+            .run(move |conn| work::events(conn, &id, after))
             .await
     }
 
@@ -382,7 +439,7 @@ impl Store for SqliteStore {
     ) -> Result<Page> {
         // Each filter adds a condition; the few shapes this yields are all
         // kept in the statement cache.
-        let mut sql = String::from("SELECT seq, doc FROM executions WHERE tenant_id = ?");
+        let mut sql = String::from("SELECT seq, doc, version FROM executions WHERE tenant_id = ?");
         let mut args = vec![Value::Text(tenant.as_str().to_owned())];
         let mut condition = |clause: &str, arg: Value| {
             sql.push_str(clause);
@@ -430,30 +487,13 @@ impl Store for SqliteStore {
                     items.push(decode_execution(
                         tenant.as_str(),
                         &row.get::<_, String>(1)?,
+                        row.get(2)?,
                     )?);
                 }
                 Ok(Page {
                     items,
                     next_cursor: None,
                 })
-            })
-            .await
-    }
-
-    async fn unfinished_executions(&self) -> Result<Vec<Execution>> {
-        self.readers
-            .run(|conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT tenant_id, doc FROM executions
-                 WHERE status IN ('queued', 'running') ORDER BY seq",
-                )?;
-                let mut rows = stmt.query([])?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    let (tenant, doc): (String, String) = (row.get(0)?, row.get(1)?);
-                    out.push(decode_execution(&tenant, &doc)?);
-                }
-                Ok(out)
             })
             .await
     }
@@ -584,6 +624,52 @@ mod tests {
         drop(conn);
         let err = SqliteStore::open(&path, Durability::Full).unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    /// A database of schema 1 (before the store owned the work) keeps its
+    /// unfinished executions through the upgrade: they are due at their
+    /// creation time, claimable, and the finished ones are not.
+    #[tokio::test]
+    async fn an_upgrade_from_schema_1_keeps_unfinished_work_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let tenant = TenantId::generate();
+        let mut ids = Vec::new();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(super::schema::SCHEMA_1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            for (i, status) in ["queued", "running", "succeeded"].iter().enumerate() {
+                let id = ExecutionId::generate();
+                let doc = serde_json::json!({
+                    "execution_id": id, "workflow_id": "w", "workflow_version": 1,
+                    "status": status, "input_data": null, "output": null, "error": null,
+                    "custom_data": null, "created_at": "2026-01-01T00:00:00Z",
+                    "started_at": null, "finished_at": null, "duration_ms": null,
+                    "history": [], "steps": []});
+                conn.execute(
+                    "INSERT INTO executions (id, tenant_id, workflow_id, status, created_ns, doc)
+                     VALUES (?1, ?2, 'w', ?3, ?4, ?5)",
+                    params![
+                        id.as_str(),
+                        tenant.as_str(),
+                        status,
+                        i as i64,
+                        doc.to_string()
+                    ],
+                )
+                .unwrap();
+                ids.push(id);
+            }
+        }
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        let lease = crate::store::Lease {
+            owner: NodeId::new_unchecked("upgraded"),
+            until: Timestamp::now(),
+        };
+        let claimed = store.claim_due(&lease, Timestamp::now(), 10).await.unwrap();
+        let claimed: Vec<ExecutionId> = claimed.into_iter().map(|e| e.execution_id).collect();
+        assert_eq!(claimed, ids[..2]);
     }
 
     #[test]

@@ -8,8 +8,9 @@ pub const ADMIN: &str = "test-admin-token";
 pub struct Server {
     pub url: String,
     pub client: Client,
-    _dir: tempfile::TempDir,
+    dir: std::sync::Arc<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stopped: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Server {
@@ -26,18 +27,38 @@ pub async fn start() -> Server {
 
 /// A server whose engine reads time from `clock`.
 pub async fn start_with_clock(clock: std::sync::Arc<dyn stephost::engine::Clock>) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let config: stephost::config::Config = serde_json::from_value(json!({
+    start_with(clock, json!({}), None).await
+}
+
+/// A server with `config` over the test defaults, on the data directory of
+/// `after` when given (a restart), else on a new one.
+pub async fn start_with(
+    clock: std::sync::Arc<dyn stephost::engine::Clock>,
+    config: Value,
+    after: Option<Server>,
+) -> Server {
+    let dir = match after {
+        Some(mut old) => {
+            let dir = old.dir.clone();
+            old.shutdown().await;
+            dir
+        }
+        None => std::sync::Arc::new(tempfile::tempdir().unwrap()),
+    };
+    let mut settings = json!({
         "listen": "127.0.0.1:0",
         "data-dir": dir.path(),
         "admin-token": ADMIN,
         "workers": 2,
-    }))
-    .unwrap();
+    });
+    for (k, v) in config.as_object().unwrap() {
+        settings[k] = v.clone();
+    }
+    let config: stephost::config::Config = serde_json::from_value(settings).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let stopped = tokio::spawn(async move {
         stephost::run_with_clock(
             config,
             listener,
@@ -52,8 +73,9 @@ pub async fn start_with_clock(clock: std::sync::Arc<dyn stephost::engine::Clock>
     Server {
         url,
         client: Client::new(),
-        _dir: dir,
+        dir,
         stop: Some(tx),
+        stopped: Some(stopped),
     }
 }
 
@@ -65,6 +87,16 @@ pub struct Resp {
 }
 
 impl Server {
+    /// Stops the server and waits until it has stopped serving.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(stopped) = self.stopped.take() {
+            stopped.await.unwrap();
+        }
+    }
+
     pub async fn call(
         &self,
         method: Method,

@@ -6,3 +6,4 @@ mod dag;
 mod definitions;
 mod executions;
 mod resources;
+mod work;

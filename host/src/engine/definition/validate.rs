@@ -10,8 +10,8 @@ use super::{
     parse_duration, problem,
 };
 use crate::engine::template;
+use crate::model::Overrides;
 use crate::model::{Digest, StepName, check_name};
-use crate::sandbox::Overrides;
 
 /// What validation needs to know about the tenant and the server.
 pub struct Context<'a> {

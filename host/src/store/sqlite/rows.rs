@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{Execution, StepName, TenantId, Timestamp, WorkflowId};
 use crate::store::{
-    Error, Idempotency, Result, StepRecord, StepVersion, Tenant, TokenHash, WorkflowRecord,
+    Error, Idempotency, Lease, Result, StepRecord, StepVersion, Tenant, TokenHash, WorkflowRecord,
 };
 
 /// Reads column `idx` as text and parses it.
@@ -44,6 +44,12 @@ pub(super) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String>
 pub(super) fn nanos(at: Timestamp) -> i64 {
     let ns = at.as_nanosecond();
     i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The timestamp `nanos` made.
+pub(super) fn from_nanos(ns: i64) -> Result<Timestamp> {
+    Timestamp::from_nanosecond(i128::from(ns))
+        .map_err(|e| Error::Backend(format!("a stored time is out of range: {e}")))
 }
 
 pub(super) fn encode_cursor(seq: i64) -> String {
@@ -82,10 +88,18 @@ impl ExecutionRow {
         })
     }
 
-    pub(super) fn insert(&self, conn: &Connection) -> Result<()> {
+    /// Inserts the execution at version 1: due at its creation, or held by
+    /// `lease` (and then due again when the lease lapses).
+    pub(super) fn insert(&self, conn: &Connection, lease: Option<&Lease>) -> Result<()> {
+        let (owner, until) = match lease {
+            Some(l) => (Some(l.owner.as_str()), Some(nanos(l.until))),
+            None => (None, None),
+        };
         conn.prepare_cached(
-            "INSERT INTO executions (id, tenant_id, workflow_id, status, created_ns, doc)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO executions
+                 (id, tenant_id, workflow_id, status, created_ns, doc, version, wake_ns,
+                  lease_owner, lease_until_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, COALESCE(?8, ?5), ?7, ?8)",
         )?
         .execute(params![
             self.id,
@@ -93,7 +107,9 @@ impl ExecutionRow {
             self.workflow,
             self.status,
             self.created_ns,
-            self.doc
+            self.doc,
+            owner,
+            until
         ])?;
         Ok(())
     }
@@ -116,11 +132,13 @@ impl ExecutionRow {
     }
 }
 
-/// Decodes a stored document; the tenant is not part of it.
-pub(super) fn decode_execution(tenant: &str, doc: &str) -> Result<Execution> {
+/// Decodes a stored document; the tenant and the version are columns, not
+/// part of it.
+pub(super) fn decode_execution(tenant: &str, doc: &str, version: i64) -> Result<Execution> {
     let mut execution: Execution = serde_json::from_str(doc)
         .map_err(|e| Error::Backend(format!("a stored execution is not valid: {e}")))?;
     execution.tenant_id = TenantId::new_unchecked(tenant);
+    execution.version = u64::try_from(version).unwrap_or(0);
     Ok(execution)
 }
 
@@ -129,11 +147,12 @@ pub(super) fn load_execution(
     tenant: &str,
     id: &str,
 ) -> Result<Option<Execution>> {
-    let doc: Option<String> = conn
-        .prepare_cached("SELECT doc FROM executions WHERE id = ?1 AND tenant_id = ?2")?
-        .query_row(params![id, tenant], |row| row.get(0))
+    let row: Option<(String, i64)> = conn
+        .prepare_cached("SELECT doc, version FROM executions WHERE id = ?1 AND tenant_id = ?2")?
+        .query_row(params![id, tenant], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    doc.map(|doc| decode_execution(tenant, &doc)).transpose()
+    row.map(|(doc, version)| decode_execution(tenant, &doc, version))
+        .transpose()
 }
 
 fn tenant_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {

@@ -8,12 +8,12 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
-/// The schema. Executions keep their whole record in `doc`; the other
+/// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
 /// the rowid `seq` implicitly, so `(tenant_id)` serves "by tenant, by seq".
-const SCHEMA: &str = "
+pub(super) const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -76,8 +76,44 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 ";
 
-/// Creates what is missing and records the version; refuses a database
-/// written by a newer build.
+/// Version 2: the store owns the work. Every execution has a `version`
+/// (bumped by each commit and claim), a lease (`lease_owner`,
+/// `lease_until_ns`) and `wake_ns`: when it is next due if nobody holds it,
+/// when its lease lapses if somebody does, and NULL once it is terminal. The
+/// partial index on `wake_ns` is the queue; terminal executions are not in
+/// it. The inbox holds events not yet consumed; `event_keys` remembers the
+/// idempotency keys of every event ever stored, consumed or not.
+const SCHEMA_2: &str = "
+ALTER TABLE executions ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE executions ADD COLUMN wake_ns INTEGER;
+ALTER TABLE executions ADD COLUMN lease_owner TEXT;
+ALTER TABLE executions ADD COLUMN lease_until_ns INTEGER;
+UPDATE executions SET wake_ns = created_ns WHERE status IN ('queued', 'running');
+DROP INDEX IF EXISTS executions_unfinished;
+CREATE INDEX executions_due ON executions (wake_ns, seq) WHERE wake_ns IS NOT NULL;
+CREATE INDEX executions_by_owner ON executions (lease_owner) WHERE lease_owner IS NOT NULL;
+CREATE TABLE inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    execution_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT,
+    payload TEXT,
+    created_ns INTEGER NOT NULL
+);
+CREATE INDEX inbox_by_execution ON inbox (execution_id, seq);
+CREATE TABLE event_keys (
+    execution_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (execution_id, key)
+) WITHOUT ROWID;
+";
+
+/// The upgrades in order: entry `i` brings version `i` to `i + 1`.
+const MIGRATIONS: [&str; 2] = [SCHEMA_1, SCHEMA_2];
+
+/// Applies the upgrades the database lacks, in one transaction, and records
+/// the version; refuses a database written by a newer build.
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
@@ -86,8 +122,10 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
              {SCHEMA_VERSION}"
         )));
     }
+    let from = usize::try_from(version).unwrap_or(0);
+    let upgrades: String = MIGRATIONS[from..].concat();
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {upgrades} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))?;
     Ok(())
 }

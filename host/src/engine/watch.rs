@@ -1,0 +1,131 @@
+//! Waiting for an execution to change: sync calls, long polls and
+//! `wait_until_step`.
+//!
+//! A waiter subscribes to the execution's committed states before it reads
+//! the store, so no commit falls between the read and the subscription.
+//! Drivers in this process publish every state right after the store
+//! committed it; for executions driven elsewhere the waiter reads the store
+//! every poll interval. A state is taken only if its version is newer than
+//! the one the waiter has.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{Error, Inner, Until};
+use crate::model::{Execution, ExecutionId, TenantId};
+
+/// A committed state of an execution, with the version the commit gave it.
+#[derive(Debug, Clone)]
+pub(super) struct Published {
+    pub(super) version: u64,
+    pub(super) execution: Arc<Execution>,
+}
+
+/// The subscriptions, by execution. An entry exists only while a waiter
+/// holds a receiver.
+#[derive(Default)]
+pub(super) struct Watchers {
+    senders: Mutex<HashMap<ExecutionId, watch::Sender<Option<Published>>>>,
+}
+
+impl Watchers {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<ExecutionId, watch::Sender<Option<Published>>>> {
+        self.senders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes a committed state to the execution's waiters, if any.
+    pub(super) fn publish(&self, id: &ExecutionId, state: Published) {
+        if let Some(tx) = self.lock().get(id) {
+            tx.send_replace(Some(state));
+        }
+    }
+
+    fn subscribe<'a>(&'a self, id: &ExecutionId) -> Subscription<'a> {
+        let rx = self
+            .lock()
+            .entry(id.clone())
+            .or_insert_with(|| watch::Sender::new(None))
+            .subscribe();
+        Subscription {
+            watchers: self,
+            id: id.clone(),
+            rx: Some(rx),
+        }
+    }
+}
+
+/// A waiter's receiver; dropping it removes the entry once nobody else
+/// waits for the execution.
+struct Subscription<'a> {
+    watchers: &'a Watchers,
+    id: ExecutionId,
+    rx: Option<watch::Receiver<Option<Published>>>,
+}
+
+impl Drop for Subscription<'_> {
+    fn drop(&mut self) {
+        let mut senders = self.watchers.lock();
+        self.rx = None;
+        if senders
+            .get(&self.id)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            senders.remove(&self.id);
+        }
+    }
+}
+
+/// Waits up to `timeout` for `until`; returns the newest state seen.
+pub(super) async fn wait(
+    inner: &Inner,
+    tenant: &TenantId,
+    id: &ExecutionId,
+    until: &Until,
+    timeout: Duration,
+) -> Result<Execution, Error> {
+    let mut sub = inner.watchers.subscribe(id);
+    let read = || async {
+        inner
+            .store
+            .execution(tenant, id)
+            .await?
+            .ok_or_else(|| Error::ExecutionNotFound(id.to_string()))
+    };
+    let mut current = read().await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let Some(rx) = sub.rx.as_mut() else {
+        return Ok(current);
+    };
+    loop {
+        if until.reached(&current) {
+            return Ok(current);
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return Ok(current);
+                }
+                let published = rx.borrow_and_update().clone();
+                if let Some(p) = published
+                    && p.version > current.version
+                {
+                    let mut newer = (*p.execution).clone();
+                    newer.version = p.version;
+                    current = newer;
+                }
+            }
+            () = tokio::time::sleep(inner.poll_interval) => {
+                let stored = read().await?;
+                if stored.version > current.version {
+                    current = stored;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => return Ok(current),
+        }
+    }
+}

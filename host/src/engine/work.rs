@@ -1,0 +1,213 @@
+//! How this process takes work from the store: the claim loop, lease
+//! renewal, and handing events to the driver of an execution.
+//!
+//! The claim loop takes due executions as driver slots (`max_in_flight`
+//! permits) free up, earliest first. It sleeps until the earliest `wake_at`
+//! the store knows of (on the engine's clock, so a manual clock in tests
+//! wakes timers when it moves), until it is woken in-process (a slot freed,
+//! an execution parked, an event arrived), or for at most the poll interval:
+//! the fallback that finds work other processes made due. The renewal loop
+//! extends every lease this process holds in one batch, every fifth of the
+//! lease time, and stops the driver of any lease it finds lost.
+//!
+//! Both loops hold the engine only weakly between rounds, so they end when
+//! the engine is dropped.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+
+use super::{Clock, Driven, Error, Inner, drive};
+use crate::model::{Execution, ExecutionId, TenantId, Timestamp};
+
+/// The most executions one claim takes.
+const CLAIM_BATCH: usize = 64;
+
+/// Starts the claim and renewal loops.
+pub(super) fn start(inner: &Arc<Inner>) {
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(claim_loop(
+        weak.clone(),
+        inner.wake.clone(),
+        inner.clock.clone(),
+        inner.poll_interval,
+    ));
+    tokio::spawn(renew_loop(weak, inner.lease_ttl / 5));
+}
+
+/// Registers and starts the driver of a claimed execution. Without a permit
+/// the driver only acts on a cancel (see [`deliver`]).
+pub(super) fn spawn_driver(
+    inner: &Arc<Inner>,
+    exec: Execution,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let id = exec.execution_id.clone();
+    let driven = Arc::new(Driven {
+        events: Notify::new(),
+        lost: CancellationToken::new(),
+    });
+    inner.lock_drivers().insert(id.clone(), driven.clone());
+    let task = {
+        let inner = inner.clone();
+        async move {
+            let slot = permit.is_some();
+            drive::drive(&inner, exec, &driven, slot).await;
+            {
+                let mut drivers = inner.lock_drivers();
+                if drivers.get(&id).is_some_and(|d| Arc::ptr_eq(d, &driven)) {
+                    drivers.remove(&id);
+                }
+            }
+            drop(permit);
+            // A slot is free, or the execution parked: either way the claim
+            // loop has something to look at.
+            inner.wake.notify_one();
+        }
+    };
+    match &inner.runtime {
+        Some(rt) => drop(rt.spawn(task)),
+        None => drop(tokio::spawn(task)),
+    }
+}
+
+/// Makes the driver of an execution read its inbox: the one in this
+/// process if there is one, else a driver started here for the purpose
+/// (claimed without a slot, since acting on a cancel runs nothing). If
+/// another process holds the execution, its renewal finds the event.
+pub(super) async fn deliver(
+    inner: &Arc<Inner>,
+    tenant: &TenantId,
+    id: &ExecutionId,
+) -> Result<(), Error> {
+    if let Some(d) = inner.lock_drivers().get(id) {
+        d.events.notify_one();
+        return Ok(());
+    }
+    let claimed = inner
+        .store
+        .claim_execution(&inner.lease(), inner.clock.now(), tenant, id)
+        .await?;
+    match claimed {
+        Some(exec) => spawn_driver(inner, exec, None),
+        None => {
+            // Claimed by this process's claim loop meanwhile (its driver
+            // reads the inbox when it starts), or held elsewhere.
+            if let Some(d) = inner.lock_drivers().get(id) {
+                d.events.notify_one();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What one round of the claim loop found.
+enum Round {
+    /// The batch was full: claim again at once.
+    Again,
+    /// Sleep until this time (or a wake-up, or the poll interval).
+    Until(Option<Timestamp>),
+}
+
+async fn claim_loop(
+    weak: Weak<Inner>,
+    wake: Arc<Notify>,
+    clock: Arc<dyn Clock>,
+    poll_interval: Duration,
+) {
+    loop {
+        let round = {
+            let Some(inner) = weak.upgrade() else { return };
+            match claim_round(&inner).await {
+                Ok(round) => round,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming due executions failed; retrying");
+                    Round::Until(None)
+                }
+            }
+        };
+        match round {
+            Round::Again => tokio::task::yield_now().await,
+            Round::Until(at) => {
+                let timer = async {
+                    match at {
+                        Some(at) => clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = timer => {}
+                    () = tokio::time::sleep(poll_interval) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn claim_round(inner: &Arc<Inner>) -> Result<Round, Error> {
+    let mut permits = Vec::new();
+    while permits.len() < CLAIM_BATCH {
+        match inner.in_flight.clone().try_acquire_owned() {
+            Ok(p) => permits.push(p),
+            Err(_) => break,
+        }
+    }
+    if permits.is_empty() {
+        // Every slot is taken; a driver that ends wakes the loop.
+        return Ok(Round::Until(None));
+    }
+    let wanted = permits.len();
+    let now = inner.clock.now();
+    let claimed = inner.store.claim_due(&inner.lease(), now, wanted).await?;
+    let full = claimed.len() == wanted;
+    for exec in claimed {
+        let permit = permits.pop();
+        spawn_driver(inner, exec, permit);
+    }
+    drop(permits);
+    if full {
+        return Ok(Round::Again);
+    }
+    let next = inner.store.next_wake_at(&inner.node).await?;
+    // A due time already past that the claim did not take (a lease held
+    // elsewhere that lapses at a time this clock already shows) is
+    // retried at the next poll, not in a busy loop.
+    Ok(Round::Until(next.filter(|&at| at > now)))
+}
+
+async fn renew_loop(weak: Weak<Inner>, every: Duration) {
+    let every = every.max(Duration::from_millis(20));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = weak.upgrade() else { return };
+        let held: Vec<(ExecutionId, Arc<Driven>)> = inner
+            .lock_drivers()
+            .iter()
+            .map(|(id, d)| (id.clone(), d.clone()))
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        let ids: Vec<ExecutionId> = held.iter().map(|(id, _)| id.clone()).collect();
+        match inner.store.renew_leases(&inner.lease(), &ids).await {
+            Ok(renewed) => {
+                let renewed: std::collections::HashMap<ExecutionId, bool> =
+                    renewed.into_iter().map(|h| (h.id, h.has_events)).collect();
+                for (id, driven) in held {
+                    match renewed.get(&id) {
+                        Some(true) => driven.events.notify_one(),
+                        Some(false) => {}
+                        // Not renewed: taken over, or released by a driver
+                        // that ended since the list was made (its token is
+                        // then no longer looked at).
+                        None => driven.lost.cancel(),
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "renewing leases failed; retrying"),
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The work the SQLite store owns: claims, leases, fenced commits, parking
+//! and the event inbox.
+//!
+//! `wake_ns` is the queue. For an execution nobody holds it is when the
+//! execution is next due; for a held one it is when the lease lapses (so the
+//! due scan skips held rows without looking at them, and finds a lapsed
+//! lease by the same index); for a terminal one it is NULL, which takes the
+//! row out of the partial index. Writes here run on the writer thread, so
+//! each function's reads and writes are atomic with respect to every other
+//! write.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::rows::{decode_execution, from_nanos, nanos, to_json};
+use crate::model::{Event, Execution, ExecutionId, NewEvent, NodeId, Status, TenantId, Timestamp};
+use crate::store::{Commit, Error, Held, Lease, Next, Result, Sent};
+
+/// Claims up to `limit` due executions for `lease`, earliest first. Rows the
+/// owner itself holds are never claimed again, even when their lease looks
+/// lapsed (a clock moved ahead of the renewals): the owner still drives them.
+pub(super) fn claim_due(
+    conn: &Connection,
+    lease: &Lease,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<Execution>> {
+    let due: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT seq FROM executions
+             WHERE wake_ns IS NOT NULL AND wake_ns <= ?2
+               AND (lease_owner IS NULL OR (lease_owner != ?1 AND lease_until_ns < ?2))
+             ORDER BY wake_ns, seq LIMIT ?3",
+        )?
+        .query_map(
+            params![
+                lease.owner.as_str(),
+                nanos(now),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |row| row.get(0),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut take = conn.prepare_cached(
+        "UPDATE executions
+         SET lease_owner = ?1, lease_until_ns = ?2, wake_ns = ?2, version = version + 1
+         WHERE seq = ?3
+         RETURNING tenant_id, doc, version",
+    )?;
+    let until = nanos(lease.until);
+    let mut claimed = Vec::with_capacity(due.len());
+    for seq in due {
+        let (tenant, doc, version): (String, String, i64) = take
+            .query_row(params![lease.owner.as_str(), until, seq], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        claimed.push(decode_execution(&tenant, &doc, version)?);
+    }
+    Ok(claimed)
+}
+
+/// Claims one unfinished execution unless another owner's lease on it is
+/// live at `now`.
+pub(super) fn claim_execution(
+    conn: &Connection,
+    lease: &Lease,
+    now: Timestamp,
+    tenant: &TenantId,
+    id: &ExecutionId,
+) -> Result<Option<Execution>> {
+    let until = nanos(lease.until);
+    let row: Option<(String, i64)> = conn
+        .prepare_cached(
+            "UPDATE executions
+             SET lease_owner = ?1, lease_until_ns = ?2, wake_ns = ?2, version = version + 1
+             WHERE id = ?3 AND tenant_id = ?4 AND wake_ns IS NOT NULL
+               AND (lease_owner IS NULL OR (lease_owner != ?1 AND lease_until_ns < ?5))
+             RETURNING doc, version",
+        )?
+        .query_row(
+            params![
+                lease.owner.as_str(),
+                until,
+                id.as_str(),
+                tenant.as_str(),
+                nanos(now)
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(doc, version)| decode_execution(tenant.as_str(), &doc, version))
+        .transpose()
+}
+
+/// A commit encoded on the caller's thread, so that the writer only runs
+/// SQL.
+pub(super) struct Change {
+    id: String,
+    status: &'static str,
+    doc: String,
+    version: i64,
+    owner: String,
+    consumed: i64,
+    next: Next,
+}
+
+impl Change {
+    pub(super) fn of(commit: &Commit<'_>) -> Result<Self> {
+        if matches!(commit.next, Next::Finish) != commit.execution.status.is_terminal() {
+            return Err(Error::Backend(format!(
+                "execution {} in status {} cannot be committed with {:?}",
+                commit.execution.execution_id,
+                commit.execution.status.as_str(),
+                commit.next
+            )));
+        }
+        Ok(Self {
+            id: commit.execution.execution_id.as_str().to_owned(),
+            status: commit.execution.status.as_str(),
+            doc: to_json(commit.execution)?,
+            version: i64::try_from(commit.version).unwrap_or(i64::MAX),
+            owner: commit.owner.as_str().to_owned(),
+            consumed: i64::try_from(commit.consumed).unwrap_or(i64::MAX),
+            next: commit.next,
+        })
+    }
+
+    /// Applies the change if the version and owner still match; returns the
+    /// new version.
+    pub(super) fn apply(self, conn: &Connection) -> Result<u64> {
+        // Parking takes the earliest event the commit did not consume into
+        // account, so an event sent while the driver decided to park makes
+        // the execution due at once.
+        let (owner, until, wake): (Option<&str>, Option<i64>, Option<i64>) = match self.next {
+            Next::Hold { until } => (Some(&self.owner), Some(nanos(until)), Some(nanos(until))),
+            Next::Park { wake_at } => {
+                let pending: Option<i64> = conn
+                    .prepare_cached(
+                        "SELECT MIN(created_ns) FROM inbox WHERE execution_id = ?1 AND seq > ?2",
+                    )?
+                    .query_row(params![self.id, self.consumed], |row| row.get(0))?;
+                let wake = nanos(wake_at);
+                (None, None, Some(pending.map_or(wake, |p| p.min(wake))))
+            }
+            Next::Finish => (None, None, None),
+        };
+        let version: Option<i64> = conn
+            .prepare_cached(
+                "UPDATE executions
+                 SET status = ?1, doc = ?2, version = version + 1,
+                     lease_owner = ?3, lease_until_ns = ?4, wake_ns = ?5
+                 WHERE id = ?6 AND version = ?7 AND lease_owner = ?8
+                 RETURNING version",
+            )?
+            .query_row(
+                params![
+                    self.status,
+                    self.doc,
+                    owner,
+                    until,
+                    wake,
+                    self.id,
+                    self.version,
+                    self.owner
+                ],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let Some(version) = version else {
+            return Err(Error::LeaseLost(ExecutionId::new_unchecked(self.id)));
+        };
+        let consumed = if matches!(self.next, Next::Finish) {
+            i64::MAX
+        } else {
+            self.consumed
+        };
+        if consumed > 0 {
+            conn.prepare_cached("DELETE FROM inbox WHERE execution_id = ?1 AND seq <= ?2")?
+                .execute(params![self.id, consumed])?;
+        }
+        Ok(u64::try_from(version).unwrap_or(0))
+    }
+}
+
+/// Extends the leases `lease.owner` still holds among `ids`.
+pub(super) fn renew_leases(
+    conn: &Connection,
+    lease: &Lease,
+    ids: &[ExecutionId],
+) -> Result<Vec<Held>> {
+    let until = nanos(lease.until);
+    let mut renew = conn.prepare_cached(
+        "UPDATE executions SET lease_until_ns = ?1, wake_ns = ?1
+         WHERE id = ?2 AND lease_owner = ?3
+         RETURNING EXISTS (SELECT 1 FROM inbox WHERE execution_id = ?2)",
+    )?;
+    let mut held = Vec::with_capacity(ids.len());
+    for id in ids {
+        let has_events: Option<bool> = renew
+            .query_row(params![until, id.as_str(), lease.owner.as_str()], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        if let Some(has_events) = has_events {
+            held.push(Held {
+                id: id.clone(),
+                has_events,
+            });
+        }
+    }
+    Ok(held)
+}
+
+/// Releases every lease of `owner`; the executions are due at `now`.
+pub(super) fn release_leases(conn: &Connection, owner: &NodeId, now: Timestamp) -> Result<u64> {
+    let released = conn
+        .prepare_cached(
+            "UPDATE executions SET lease_owner = NULL, lease_until_ns = NULL, wake_ns = ?2
+             WHERE lease_owner = ?1",
+        )?
+        .execute(params![owner.as_str(), nanos(now)])?;
+    Ok(released as u64)
+}
+
+/// The earliest `wake_ns` of a row `owner` does not hold.
+pub(super) fn next_wake_at(conn: &Connection, owner: &NodeId) -> Result<Option<Timestamp>> {
+    let ns: Option<i64> = conn
+        .prepare_cached(
+            "SELECT wake_ns FROM executions
+             WHERE wake_ns IS NOT NULL AND (lease_owner IS NULL OR lease_owner != ?1)
+             ORDER BY wake_ns LIMIT 1",
+        )?
+        .query_row([owner.as_str()], |row| row.get(0))
+        .optional()?;
+    ns.map(from_nanos).transpose()
+}
+
+/// Stores an event for an unfinished execution and makes it due.
+pub(super) fn send_event(
+    conn: &Connection,
+    tenant: &TenantId,
+    id: &ExecutionId,
+    event: &NewEvent,
+    payload: Option<&str>,
+) -> Result<Sent> {
+    let row: Option<(String, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT status, lease_owner FROM executions WHERE id = ?1 AND tenant_id = ?2",
+        )?
+        .query_row(params![id.as_str(), tenant.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let Some((status, owner)) = row else {
+        return Ok(Sent::NotFound);
+    };
+    let status: Status = status.parse().map_err(Error::Backend)?;
+    if status.is_terminal() {
+        return Ok(Sent::Finished(status));
+    }
+    if let Some(key) = &event.idempotency_key {
+        let earlier: Option<i64> = conn
+            .prepare_cached("SELECT seq FROM event_keys WHERE execution_id = ?1 AND key = ?2")?
+            .query_row(params![id.as_str(), key], |row| row.get(0))
+            .optional()?;
+        if let Some(seq) = earlier {
+            return Ok(Sent::Duplicate(u64::try_from(seq).unwrap_or(0)));
+        }
+    }
+    let at = nanos(event.at);
+    let seq: i64 = conn
+        .prepare_cached(
+            "INSERT INTO inbox (execution_id, kind, name, payload, created_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",
+        )?
+        .query_row(
+            params![id.as_str(), event.kind.as_str(), event.name, payload, at],
+            |row| row.get(0),
+        )?;
+    if let Some(key) = &event.idempotency_key {
+        conn.prepare_cached("INSERT INTO event_keys (execution_id, key, seq) VALUES (?1, ?2, ?3)")?
+            .execute(params![id.as_str(), key, seq])?;
+    }
+    // A held execution's holder is told in-process or by its next renewal;
+    // its `wake_ns` stays its lease expiry, so that if the holder dies the
+    // execution is claimed when the lease lapses.
+    if owner.is_none() {
+        conn.prepare_cached("UPDATE executions SET wake_ns = MIN(wake_ns, ?2) WHERE id = ?1")?
+            .execute(params![id.as_str(), at])?;
+    }
+    Ok(Sent::Stored(u64::try_from(seq).unwrap_or(0)))
+}
+
+/// The inbox of an execution after `after`, in order.
+pub(super) fn events(conn: &Connection, id: &ExecutionId, after: u64) -> Result<Vec<Event>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, kind, name, payload, created_ns FROM inbox
+         WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(params![
+        id.as_str(),
+        i64::try_from(after).unwrap_or(i64::MAX)
+    ])?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(1)?;
+        let payload: Option<String> = row.get(3)?;
+        events.push(Event {
+            seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+            kind: kind.parse().map_err(Error::Backend)?,
+            name: row.get(2)?,
+            payload: payload
+                .map(|p| serde_json::from_str(&p))
+                .transpose()
+                .map_err(|e| Error::Backend(format!("a stored event payload is not JSON: {e}")))?,
+            at: from_nanos(row.get(4)?)?,
+        });
+    }
+    Ok(events)
+}

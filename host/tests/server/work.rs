@@ -1,0 +1,285 @@
+//! Work owned by the store, end to end: retry delays park the execution
+//! and free its slot, cancel reaches an execution wherever it is (parked,
+//! queued behind a full engine), `wait_until_step` waits while the step
+//! retries, and a restart claims parked work from the store as it comes due.
+//! Time is a manual clock: nothing here sleeps for a retry delay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use stephost::engine::ManualClock;
+
+use crate::common::{Server, start_with};
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new("2030-01-01T00:00:00Z".parse().unwrap()))
+}
+
+/// One driver slot and one worker: anything that holds a slot while it
+/// waits blocks everything else.
+fn one_slot() -> Value {
+    json!({"workers": 1, "max-in-flight": 1})
+}
+
+/// A workflow whose only step fails with a retryable error and retries
+/// once, an hour later (well within the workflow's 3 h timeout).
+async fn flaky(s: &Server, t: &str) {
+    let r = s
+        .workflow(
+            t,
+            "flaky",
+            json!({"timeout": "3h", "steps": [{"id": "call", "step": "hostile",
+                "input": {"op": "error", "text": "upstream down"},
+                "retry": {"max_attempts": 2, "initial_delay": "1h", "max_delay": "1h",
+                          "jitter": 0}}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
+
+async fn submit(s: &Server, t: &str, workflow: &str) -> String {
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/executions/async",
+            Some(t),
+            Some(json!({"workflow_id": workflow})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    r.body["execution_id"].as_str().unwrap().to_owned()
+}
+
+async fn get(s: &Server, t: &str, id: &str) -> Value {
+    let r = s
+        .call(Method::GET, &format!("/v1/executions/{id}"), Some(t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body
+}
+
+/// Polls until `done` holds (at most 30 s of real time).
+async fn wait_for(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = get(s, t, id).await;
+        if done(&e) {
+            return e;
+        }
+        assert!(std::time::Instant::now() < deadline, "gave up waiting: {e}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn retrying(e: &Value) -> bool {
+    e["steps"][0]["status"] == "retrying"
+}
+
+async fn live_executions(s: &Server) -> u64 {
+    let r = s.call(Method::GET, "/health/ready", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body["live_executions"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_delay_parks_the_execution_and_frees_its_slot() {
+    let clock = clock();
+    let s = start_with(clock.clone(), one_slot(), None).await;
+    let t = s.fixture("acme").await;
+    flaky(&s, &t).await;
+    let id = submit(&s, &t, "flaky").await;
+    let parked = wait_for(&s, &t, &id, retrying).await;
+    assert_eq!(parked["status"], "running");
+    assert_eq!(parked["steps"][0]["attempts"].as_array().unwrap().len(), 1);
+    // Parked: nothing in memory, and the only slot runs another execution.
+    assert_eq!(live_executions(&s).await, 0);
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/executions?wait_for_seconds=30",
+            Some(&t),
+            Some(json!({"workflow_id": "three", "input_data": {"n": 1}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "succeeded");
+    // Nothing retries before its time; then it does, once.
+    clock.advance(Duration::from_secs(3599));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let early = get(&s, &t, &id).await;
+    assert_eq!(
+        early["steps"][0]["attempts"].as_array().unwrap().len(),
+        1,
+        "{early}"
+    );
+    clock.advance(Duration::from_secs(1));
+    let done = wait_for(&s, &t, &id, |e| e["status"] == "failed").await;
+    let attempts = done["steps"][0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{done}");
+    assert_eq!(attempts[1]["started_at"], "2030-01-01T01:00:00Z");
+    let running = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["status"] == "running")
+        .count();
+    assert_eq!(
+        running, 1,
+        "a resumed drive is not a new transition: {done}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_a_parked_execution() {
+    let clock = clock();
+    let s = start_with(clock.clone(), one_slot(), None).await;
+    let t = s.fixture("acme").await;
+    flaky(&s, &t).await;
+    let id = submit(&s, &t, "flaky").await;
+    wait_for(&s, &t, &id, retrying).await;
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/executions/{id}/cancel"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "cancelled");
+    assert_eq!(r.body["steps"][0]["status"], "cancelled");
+    // The retry never happens.
+    clock.advance(Duration::from_secs(7200));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = get(&s, &t, &id).await;
+    assert_eq!(later["status"], "cancelled");
+    assert_eq!(later["steps"][0]["attempts"].as_array().unwrap().len(), 1);
+    // Cancelling again answers with the same record; other tenants see
+    // nothing.
+    let again = s
+        .call(
+            Method::POST,
+            &format!("/v1/executions/{id}/cancel"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["history"], later["history"]);
+    let other = s.fixture("other").await;
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/executions/{id}/cancel"),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_a_queued_execution_while_every_slot_is_busy() {
+    let s = start_with(clock(), one_slot(), None).await;
+    let t = s.fixture("acme").await;
+    let busy = submit(&s, &t, "slow").await;
+    wait_for(&s, &t, &busy, |e| e["status"] == "running").await;
+    let queued = submit(&s, &t, "three").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(&s, &t, &queued).await["status"], "queued");
+    let started = std::time::Instant::now();
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/executions/{queued}/cancel"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.body["status"], "cancelled");
+    assert!(r.body["started_at"].is_null(), "{:?}", r.body);
+    for step in r.body["steps"].as_array().unwrap() {
+        assert_eq!(step["status"], "cancelled");
+        assert!(step["attempts"].as_array().unwrap().is_empty());
+    }
+    assert_eq!(get(&s, &t, &busy).await["status"], "running");
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/v1/executions/{busy}/cancel"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["status"], "cancelled", "{:?}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_until_step_waits_while_the_step_retries() {
+    let clock = clock();
+    let s = start_with(clock.clone(), json!({}), None).await;
+    let t = s.fixture("acme").await;
+    flaky(&s, &t).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/executions?wait_for_seconds=1&wait_until_step=call",
+            Some(&t),
+            Some(json!({"workflow_id": "flaky"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let id = r.body["execution_id"].as_str().unwrap().to_owned();
+    assert!(retrying(&get(&s, &t, &id).await));
+    // Once the step has settled (failed for good), the sync call would
+    // answer: check the record the long poll returns.
+    clock.advance(Duration::from_secs(3600));
+    let r = s
+        .call(
+            Method::GET,
+            &format!("/v1/executions/{id}?wait_for_seconds=30"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["status"], "failed", "{:?}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_claims_parked_work_as_it_comes_due() {
+    const N: usize = 20;
+    let clock = clock();
+    let s = start_with(clock.clone(), json!({}), None).await;
+    let t = s.fixture("acme").await;
+    flaky(&s, &t).await;
+    let mut ids = Vec::new();
+    for _ in 0..N {
+        ids.push(submit(&s, &t, "flaky").await);
+    }
+    for id in &ids {
+        wait_for(&s, &t, id, retrying).await;
+    }
+    let s = start_with(clock.clone(), json!({}), Some(s)).await;
+    // Nothing is loaded at start: parked work stays in the store.
+    assert_eq!(live_executions(&s).await, 0);
+    for id in &ids {
+        assert!(retrying(&get(&s, &t, id).await));
+    }
+    clock.advance(Duration::from_secs(3600));
+    for id in &ids {
+        let e = wait_for(&s, &t, id, |e| e["status"] == "failed").await;
+        assert_eq!(
+            e["steps"][0]["attempts"].as_array().unwrap().len(),
+            2,
+            "{e}"
+        );
+    }
+}
