@@ -139,8 +139,8 @@ pub enum ExecCommand {
     },
     /// List executions, newest first.
     List {
-        /// Only executions with this status (queued, running, succeeded,
-        /// failed, cancelled, timed_out).
+        /// Only executions with this status (queued, running, waiting,
+        /// succeeded, partially_succeeded, failed, cancelled, timed_out).
         #[arg(long)]
         status: Option<Status>,
         /// Only executions of this workflow.
@@ -166,6 +166,23 @@ pub enum ExecCommand {
         /// The execution id.
         #[arg(value_parser = parse_execution_id)]
         id: ExecutionId,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Deliver a signal to an execution, for the wait step that waits for
+    /// its name. Prints its sequence number once it is stored.
+    Signal {
+        /// The execution id.
+        #[arg(value_parser = parse_execution_id)]
+        id: ExecutionId,
+        /// The signal's name.
+        name: String,
+        /// The payload, as JSON.
+        #[arg(long, default_value = "null", value_parser = parse_json)]
+        payload: Value,
+        /// Deduplicates deliveries: a retry with the same key counts once.
+        #[arg(long)]
+        idempotency_key: Option<String>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -237,6 +254,13 @@ pub async fn exec(cmd: ExecCommand) -> anyhow::Result<ExitCode> {
             exec_list(&query, &conn).await
         }
         ExecCommand::Cancel { id, conn } => exec_cancel(&id, &conn).await,
+        ExecCommand::Signal {
+            id,
+            name,
+            payload,
+            idempotency_key,
+            conn,
+        } => exec_signal(&id, &name, &payload, idempotency_key.as_deref(), &conn).await,
     })
 }
 
@@ -408,11 +432,20 @@ async fn workflow_get(
     println!();
     let mut steps = vec![cells(["ID", "STEP", "INPUT"])];
     steps.extend(view.definition.steps.iter().map(|s| {
-        let input = s
-            .input
-            .as_ref()
-            .map_or_else(|| "(previous output)".to_owned(), Value::to_string);
-        cells([&s.id, &s.step, &input])
+        let (step, input) = match (&s.step, &s.wait) {
+            (Some(step), _) => (
+                step.clone(),
+                s.input
+                    .as_ref()
+                    .map_or_else(|| "(previous output)".to_owned(), Value::to_string),
+            ),
+            (None, Some(wait)) => (
+                crate::engine::WAIT_STEP.to_owned(),
+                serde_json::to_string(wait).unwrap_or_default(),
+            ),
+            (None, None) => (String::new(), String::new()),
+        };
+        cells([&s.id, &step, &input])
     }));
     print!("{}", table(&steps));
     Ok(ExitCode::SUCCESS)
@@ -500,9 +533,11 @@ struct ExecutionPage {
 fn exit_code(status: Status) -> ExitCode {
     match status {
         Status::Failed | Status::Cancelled | Status::TimedOut => ExitCode::FAILURE,
-        Status::Queued | Status::Running | Status::Succeeded | Status::PartiallySucceeded => {
-            ExitCode::SUCCESS
-        }
+        Status::Queued
+        | Status::Running
+        | Status::Waiting
+        | Status::Succeeded
+        | Status::PartiallySucceeded => ExitCode::SUCCESS,
     }
 }
 
@@ -628,6 +663,45 @@ async fn exec_cancel(id: &ExecutionId, conn: &Conn) -> Result<ExitCode, Error> {
         print_execution(&answer.parse("an execution")?);
     }
     // The user asked for the cancellation; getting it is success.
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The answer to a signal delivery.
+#[derive(Debug, Deserialize)]
+struct SignalAccepted {
+    sequence: u64,
+    duplicate: bool,
+}
+
+async fn exec_signal(
+    id: &ExecutionId,
+    name: &str,
+    payload: &Value,
+    key: Option<&str>,
+    conn: &Conn,
+) -> Result<ExitCode, Error> {
+    let client = Client::new(conn)?;
+    let mut req = client
+        .request(
+            Method::POST,
+            &["v1", "executions", id.as_str(), "signals", name],
+        )
+        .json(payload);
+    if let Some(key) = key {
+        req = req.header("idempotency-key", key);
+    }
+    let answer = client.send(req).await?;
+    if conn.json {
+        answer.print_json()?;
+    } else {
+        let sent: SignalAccepted = answer.parse("a signal delivery")?;
+        let what = if sent.duplicate {
+            "already stored"
+        } else {
+            "stored"
+        };
+        println!("signal {name} {what} as #{}", sent.sequence);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -73,6 +73,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest component upload in bytes.
     pub max_component_bytes: usize,
+    /// Largest signal payload in bytes.
+    pub max_signal_bytes: usize,
     /// The key that encrypts tenant secrets at rest: 32 bytes, base64
     /// (`STEPHOST_SECRETS_KEY`). Without it, a key is generated into
     /// `<data-dir>/secrets.key` on first start.
@@ -117,6 +119,7 @@ impl Default for Config {
             max_wait_seconds: 300,
             max_body_bytes: 1 << 20,
             max_component_bytes: 64 << 20,
+            max_signal_bytes: 256 << 10,
             secrets_key: None,
         }
     }

@@ -137,6 +137,7 @@ pub async fn run_with_clock(
         api::Settings {
             max_body_bytes: config.max_body_bytes,
             max_component_bytes: config.max_component_bytes,
+            max_signal_bytes: config.max_signal_bytes,
             default_wait: Duration::from_secs(config.default_wait_seconds),
             max_wait: Duration::from_secs(config.max_wait_seconds),
         },

@@ -112,6 +112,40 @@ fn the_client_drives_steps_workflows_and_executions() {
         cancelled.stderr
     );
 
+    // A wait step takes a signal sent from the command line.
+    let gate = server.path("gate.yaml");
+    write(
+        &gate,
+        "steps:\n  - id: gate\n    wait:\n      signal: go\n      schema: {type: object, required: [ok]}\n",
+    );
+    assert_eq!(server.cli(&["workflow", "apply", "-f", &gate]).code, 0);
+    let waiting = server.cli(&["exec", "start", "gate"]);
+    let gate_id = waiting.stdout.trim().to_owned();
+    let refused = server.cli(&["exec", "signal", &gate_id, "go", "--payload", "{}"]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(refused.stderr.contains("422"), "{}", refused.stderr);
+    let sent = server.cli(&[
+        "exec",
+        "signal",
+        &gate_id,
+        "go",
+        "--payload",
+        r#"{"ok":true}"#,
+        "--idempotency-key",
+        "once",
+    ]);
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    assert!(
+        sent.stdout.starts_with("signal go stored as #"),
+        "{}",
+        sent.stdout
+    );
+    let done = server
+        .cli(&["exec", "get", &gate_id, "--wait", "10", "--json"])
+        .json();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"], json!({"ok": true}));
+
     let denied = stephost(
         &["exec", "list"],
         &[

@@ -7,6 +7,7 @@ mod health;
 mod openapi;
 mod problem;
 mod secrets;
+mod signals;
 mod steps;
 mod tenants;
 mod workflows;
@@ -31,6 +32,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Largest component upload.
     pub max_component_bytes: usize,
+    /// Largest signal payload.
+    pub max_signal_bytes: usize,
     /// How long a sync call waits when the client does not say.
     pub default_wait: std::time::Duration,
     /// The longest wait a client may ask for.
@@ -160,6 +163,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/executions/{execution_id}/cancel",
             post(executions::cancel),
+        )
+        .route(
+            "/v1/executions/{execution_id}/signals/{name}",
+            post(signals::send),
         )
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()

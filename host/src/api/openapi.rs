@@ -32,7 +32,7 @@ impl Modify for Bearer {
         super::steps::put, super::steps::list, super::steps::get, super::steps::delete,
         super::workflows::put, super::workflows::list, super::workflows::get,
         super::executions::run_sync, super::executions::run_async, super::executions::get,
-        super::executions::list, super::executions::cancel,
+        super::executions::list, super::executions::cancel, super::signals::send,
         super::secrets::put, super::secrets::list, super::secrets::delete,
     ),
     tags(

@@ -81,8 +81,13 @@ pub struct StepDef {
     /// Unique within the workflow.
     pub id: String,
     /// The registered step to run: `name`, or `name@sha256:…` to pin one
-    /// version.
-    pub step: String,
+    /// version. A step has either `step` or `wait`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// A built-in wait instead of a component: for a time, until a time, or
+    /// for a signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitDef>,
     /// The input: a template, or a JSON value containing templates. Without
     /// it, a step with no `needs` gets `input_data`, a step with one gets
     /// that step's output, and a step with several gets an object of their
@@ -111,6 +116,33 @@ pub struct StepDef {
     /// then ends `partially_succeeded`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub continue_on_error: bool,
+}
+
+/// What a wait step waits for: exactly one of `for`, `until` and `signal`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitDef {
+    /// How long to wait, such as `10m` or `PT24H`.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// When to stop waiting: an RFC 3339 time, usually a template such as
+    /// `{{ input.send_at }}`. A time already past ends the wait at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// The name of the signal to wait for. The step's output is the
+    /// signal's payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// With `signal`: how long to wait for it; the step then fails with
+    /// code `signal_timeout`. Without it, the workflow's deadline bounds the
+    /// wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// With `signal`: a JSON Schema the payload must satisfy; a signal that
+    /// does not is refused with 422 and not consumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Value>,
 }
 
 /// Limits of one step's attempts.
@@ -471,6 +503,7 @@ fn check_step_shape(i: usize, step: &Value, problems: &mut Vec<Problem>) {
     const STEP: &[&str] = &[
         "id",
         "step",
+        "wait",
         "input",
         "needs",
         "if",
@@ -480,17 +513,39 @@ fn check_step_shape(i: usize, step: &Value, problems: &mut Vec<Problem>) {
         "continue_on_error",
     ];
     unknown_keys(obj, STEP, &at, problems);
-    for key in ["id", "step"] {
-        match obj.get(key) {
-            None => problems.push(problem(
-                format!("{at}.{key}"),
-                format!("missing field `{key}`"),
-            )),
-            Some(v) if !v.is_string() => problems.push(problem(
-                format!("{at}.{key}"),
-                format!("`{key}` must be a string"),
-            )),
-            Some(_) => {}
+    match obj.get("id") {
+        None => problems.push(problem(format!("{at}.id"), "missing field `id`")),
+        Some(v) if !v.is_string() => {
+            problems.push(problem(format!("{at}.id"), "`id` must be a string"));
+        }
+        Some(_) => {}
+    }
+    match (obj.get("step"), obj.get("wait")) {
+        (None, None) => problems.push(problem(
+            format!("{at}.step"),
+            "missing field `step` (or `wait` for a built-in wait)",
+        )),
+        (Some(_), Some(_)) => problems.push(problem(
+            format!("{at}.wait"),
+            "a step has either `step` or `wait`, not both",
+        )),
+        (Some(v), None) if !v.is_string() => {
+            problems.push(problem(format!("{at}.step"), "`step` must be a string"));
+        }
+        (Some(_), None) => {}
+        (None, Some(_)) => {
+            let wait: Option<WaitDef> = field(obj, "wait", &at, problems);
+            for key in ["input", "config", "limits", "retry"] {
+                if obj.contains_key(key) {
+                    problems.push(problem(
+                        format!("{at}.{key}"),
+                        format!("a wait step has no `{key}`"),
+                    ));
+                }
+            }
+            if let Some(w) = wait {
+                check_wait_shape(&w, &format!("{at}.wait"), problems);
+            }
         }
     }
     let _: Option<Vec<String>> = field(obj, "needs", &at, problems);
@@ -499,6 +554,55 @@ fn check_step_shape(i: usize, step: &Value, problems: &mut Vec<Problem>) {
     let _: Option<StepLimits> = field(obj, "limits", &at, problems);
     let _: Option<RetryPolicy> = field(obj, "retry", &at, problems);
     let _: Option<bool> = field(obj, "continue_on_error", &at, problems);
+}
+
+/// Checks that a wait names exactly one thing to wait for, and that its
+/// durations and schema are well formed.
+fn check_wait_shape(w: &WaitDef, at: &str, problems: &mut Vec<Problem>) {
+    let kinds = [w.duration.is_some(), w.until.is_some(), w.signal.is_some()];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        problems.push(problem(
+            at,
+            "a wait has exactly one of `for`, `until` and `signal`",
+        ));
+    }
+    if let Some(d) = &w.duration
+        && let Err(m) = parse_duration(d)
+    {
+        problems.push(problem(format!("{at}.for"), m));
+    }
+    if w.signal.is_none() {
+        for key in ["timeout", "schema"] {
+            let given = match key {
+                "timeout" => w.timeout.is_some(),
+                _ => w.schema.is_some(),
+            };
+            if given {
+                problems.push(problem(
+                    format!("{at}.{key}"),
+                    format!("`{key}` applies only to a wait for a `signal`"),
+                ));
+            }
+        }
+    }
+    if let Some(name) = &w.signal
+        && let Err(m) = crate::model::check_name("signal name", name)
+    {
+        problems.push(problem(format!("{at}.signal"), m));
+    }
+    if let Some(t) = &w.timeout
+        && let Err(m) = parse_duration(t)
+    {
+        problems.push(problem(format!("{at}.timeout"), m));
+    }
+    if let Some(schema) = &w.schema
+        && let Err(e) = jsonschema::validator_for(schema)
+    {
+        problems.push(problem(
+            format!("{at}.schema"),
+            format!("not a valid JSON Schema: {e}"),
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -596,6 +700,6 @@ mod tests {
     #[test]
     fn yaml_is_accepted() {
         let d = Definition::parse("steps:\n  - id: a\n    step: echo\n", true).unwrap();
-        assert_eq!(d.steps[0].step, "echo");
+        assert_eq!(d.steps[0].step.as_deref(), Some("echo"));
     }
 }

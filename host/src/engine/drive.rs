@@ -32,13 +32,13 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::definition::Definition;
+use super::definition::{Definition, parse_duration};
 use super::template::Scope;
 use super::watch::Published;
 use super::{AttemptSpec, Driven, Inner, RunnerError};
 use crate::model::{
-    AttemptReport, Capabilities, EventKind, Execution, ExecutionError, Outcome, Redactor, Status,
-    StepStatus, Timestamp, attempt_from,
+    AttemptReport, Capabilities, EventKind, Execution, ExecutionError, Outcome, PendingSignal,
+    Redactor, Status, StepStatus, Timestamp, Waiting, attempt_from,
 };
 use crate::store::{self, Commit, Next};
 
@@ -213,7 +213,8 @@ impl Run {
     }
 
     /// Hands the current state to the persister; the lease stays held.
-    fn save(&self) {
+    fn save(&mut self) {
+        self.settle_status();
         self.send(After::Hold);
     }
 
@@ -241,24 +242,159 @@ impl Run {
     /// Commits the current state with the lease released, due again at
     /// `wake_at`, and ends the drive.
     async fn park(&mut self, wake_at: Timestamp) {
+        self.settle_status();
         self.send(After::Park(wake_at));
         self.flush().await;
     }
 
-    /// Reads the inbox events not yet acted on and acts on them.
-    async fn read_events(&mut self) -> Result<(), store::Error> {
+    /// Reads the inbox events not yet acted on and acts on them: a cancel
+    /// stops the execution; a signal joins `pending_signals`, where a wait
+    /// step takes it. Returns whether the state changed.
+    async fn read_events(&mut self) -> Result<bool, store::Error> {
         let events = self
             .inner
             .store
             .events(&self.exec.execution_id, self.consumed)
             .await?;
+        let changed = !events.is_empty();
         for event in events {
             self.consumed = self.consumed.max(event.seq);
             match event.kind {
                 EventKind::Cancel => self.halt(Stop::Cancelled),
+                EventKind::Signal => self.exec.pending_signals.push(PendingSignal {
+                    sequence: event.seq,
+                    name: event.name.unwrap_or_default(),
+                    payload: event.payload.unwrap_or(Value::Null),
+                    received_at: event.at,
+                }),
             }
         }
-        Ok(())
+        Ok(changed)
+    }
+
+    /// Ends the waits that are over: a signal arrived (the oldest of that
+    /// name is taken), a time was reached, or a signal's timeout passed.
+    /// Returns whether anything changed.
+    fn settle_waits(&mut self, def: &Definition) -> bool {
+        let now = self.now();
+        let mut changed = false;
+        for i in 0..self.exec.steps.len() {
+            if self.stop.is_some() {
+                break;
+            }
+            let step = &self.exec.steps[i];
+            let Some(waiting) = step
+                .waiting
+                .clone()
+                .filter(|_| step.status == StepStatus::Waiting)
+            else {
+                continue;
+            };
+            if let Some(name) = &waiting.signal {
+                if let Some(k) = self
+                    .exec
+                    .pending_signals
+                    .iter()
+                    .position(|p| &p.name == name)
+                {
+                    let signal = self.exec.pending_signals.remove(k);
+                    let step = &mut self.exec.steps[i];
+                    step.status = StepStatus::Succeeded;
+                    step.output = Some(self.redactor.redact_json(&signal.payload));
+                    changed = true;
+                } else if waiting.until.is_some_and(|t| t <= now) {
+                    let error = ExecutionError {
+                        step_name: Some(self.exec.steps[i].id.clone()),
+                        message: format!("no signal `{name}` arrived in time"),
+                        code: "signal_timeout".into(),
+                    };
+                    self.fail_step(def, i, error);
+                    changed = true;
+                }
+            } else if waiting.until.is_none_or(|t| t <= now) {
+                let waited = now.duration_since(waiting.since).as_millis().max(0);
+                let step = &mut self.exec.steps[i];
+                step.status = StepStatus::Succeeded;
+                step.output = Some(json!({ "waited_ms": waited }));
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Starts wait step `i`: works out until when it waits, and takes a
+    /// signal already delivered at once.
+    fn begin_wait(&mut self, def: &Definition, needs: &[Vec<usize>], i: usize) {
+        let Some(wait) = &def.steps[i].wait else {
+            return;
+        };
+        let now = self.now();
+        let until = if let Some(d) = &wait.duration {
+            parse_duration(d).ok().map(|d| add(now, d))
+        } else if let Some(t) = &wait.until {
+            let at = format!("$.steps[{i}].wait.until");
+            let rendered = match self.scope(needs, i).render(&Value::String(t.clone()), &at) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.fail_before_attempt(def, i, e.to_string());
+                    return;
+                }
+            };
+            match rendered.as_str().map(str::parse::<Timestamp>) {
+                Some(Ok(ts)) => Some(ts),
+                _ => {
+                    let error = ExecutionError {
+                        step_name: Some(self.exec.steps[i].id.clone()),
+                        message: format!(
+                            "`wait.until` must give an RFC 3339 time such as \
+                             `2030-01-01T09:00:00Z`, not {rendered}"
+                        ),
+                        code: "invalid_wait".into(),
+                    };
+                    self.fail_step(def, i, error);
+                    return;
+                }
+            }
+        } else {
+            wait.timeout
+                .as_deref()
+                .and_then(|t| parse_duration(t).ok())
+                .map(|d| add(now, d))
+        };
+        let step = &mut self.exec.steps[i];
+        step.status = StepStatus::Waiting;
+        step.waiting = Some(Waiting {
+            since: now,
+            signal: wait.signal.clone(),
+            until,
+        });
+    }
+
+    /// `waiting` while every unfinished step waits (none runs or retries
+    /// soon), `running` otherwise; each change is a history entry.
+    fn settle_status(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        let waits = self
+            .exec
+            .steps
+            .iter()
+            .any(|s| s.status == StepStatus::Waiting);
+        let works = self
+            .exec
+            .steps
+            .iter()
+            .any(|s| matches!(s.status, StepStatus::Running | StepStatus::Retrying));
+        let want = if waits && !works {
+            Status::Waiting
+        } else {
+            Status::Running
+        };
+        if self.exec.status != want {
+            let now = self.now();
+            self.exec.enter(want, now);
+        }
     }
 
     /// Stops at once, without committing: another process holds the lease.
@@ -306,7 +442,7 @@ impl Run {
         }
         let values: Vec<String> = self.secrets.values().cloned().collect();
         self.redactor = Redactor::new(values);
-        if self.exec.status != Status::Running && self.stop.is_none() {
+        if self.exec.status == Status::Queued && self.stop.is_none() {
             self.exec.enter(Status::Running, now);
             self.save();
         }
@@ -324,45 +460,56 @@ impl Run {
             if changed {
                 self.save();
             }
-            let waiting_retry = self
+            // The next time something can happen: a retry, or the end of a
+            // wait or of a signal's timeout.
+            let next_time = self
                 .exec
                 .steps
                 .iter()
-                .filter(|s| s.status == StepStatus::Retrying)
-                .filter_map(|s| s.next_attempt_at)
+                .filter_map(|s| match s.status {
+                    StepStatus::Retrying => s.next_attempt_at,
+                    StepStatus::Waiting => s.waiting.as_ref().and_then(|w| w.until),
+                    _ => None,
+                })
                 .min();
-            let pending = self
+            let waiting = self
                 .exec
                 .steps
                 .iter()
-                .any(|s| matches!(s.status, StepStatus::Pending | StepStatus::Retrying));
+                .any(|s| s.status == StepStatus::Waiting);
+            let pending = self.exec.steps.iter().any(|s| {
+                matches!(
+                    s.status,
+                    StepStatus::Pending | StepStatus::Retrying | StepStatus::Waiting
+                )
+            });
             if self.tasks.is_empty() && (self.stop.is_some() || !pending) {
                 break;
             }
-            if self.tasks.is_empty() && self.stop.is_none() {
-                if let Some(at) = waiting_retry {
-                    // Nothing runs and nothing can start before `at`: park
-                    // until then (or the deadline), holding nothing.
-                    self.park(at.min(deadline)).await;
-                    return;
-                }
-                if !changed {
-                    // Nothing runs and nothing can start: a step waits on a
-                    // dependency that will never settle. `validate` rules
-                    // this out; fail rather than hang if it ever happens.
-                    self.exec.error = Some(ExecutionError {
-                        step_name: None,
-                        message: "no step can start; the workflow's `needs` cannot be met".into(),
-                        code: "stuck".into(),
-                    });
-                    self.halt(Stop::Failed);
-                    continue;
-                }
+            if self.tasks.is_empty() && self.stop.is_none() && (next_time.is_some() || waiting) {
+                // Nothing runs and nothing can start before the next time
+                // (or a signal): park until then (or the deadline), holding
+                // nothing.
+                let at = next_time.map_or(deadline, |t| t.min(deadline));
+                self.park(at).await;
+                return;
+            }
+            if self.tasks.is_empty() && self.stop.is_none() && !changed {
+                // Nothing runs and nothing can start: a step waits on a
+                // dependency that will never settle. `validate` rules this
+                // out; fail rather than hang if it ever happens.
+                self.exec.error = Some(ExecutionError {
+                    step_name: None,
+                    message: "no step can start; the workflow's `needs` cannot be met".into(),
+                    code: "stuck".into(),
+                });
+                self.halt(Stop::Failed);
+                continue;
             }
             let clock = self.inner.clock.clone();
             let running = self.stop.is_none();
             let retry_timer = async {
-                match waiting_retry {
+                match next_time {
                     Some(at) if running => clock.sleep_until(at).await,
                     _ => std::future::pending().await,
                 }
@@ -391,8 +538,10 @@ impl Run {
                 () = retry_timer => {}
                 () = deadline_timer => self.halt(Stop::TimedOut),
                 () = driven.events.notified() => {
-                    if let Err(e) = self.read_events().await {
-                        tracing::error!(execution = %self.exec.execution_id, error = %e, "reading the inbox failed; it is read again at the next notice");
+                    match self.read_events().await {
+                        Ok(true) => self.save(),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(execution = %self.exec.execution_id, error = %e, "reading the inbox failed; it is read again at the next notice"),
                     }
                 }
                 () = driven.lost.cancelled() => {
@@ -437,7 +586,7 @@ impl Run {
     /// that must be persisted (skips and failures before any attempt).
     fn schedule(&mut self, def: &Definition, needs: &[Vec<usize>], deadline: Timestamp) -> bool {
         let now = self.now();
-        let mut changed = false;
+        let mut changed = self.settle_waits(def);
         for i in 0..self.exec.steps.len() {
             if self.stop.is_some() {
                 break;
@@ -488,7 +637,15 @@ impl Run {
                         changed = true;
                         continue;
                     }
-                    changed |= self.start(def, needs, i, deadline);
+                    if def.steps[i].wait.is_some() {
+                        self.begin_wait(def, needs, i);
+                        // A wait already over, or a signal already here,
+                        // ends at once.
+                        self.settle_waits(def);
+                        changed = true;
+                    } else {
+                        changed |= self.start(def, needs, i, deadline);
+                    }
                 }
                 _ => {}
             }
@@ -547,6 +704,10 @@ impl Run {
         i: usize,
         deadline: Timestamp,
     ) -> bool {
+        let Some(digest) = self.exec.steps[i].digest else {
+            self.fail_before_attempt(def, i, "the step has no component version".into());
+            return true;
+        };
         let input = match &def.steps[i].input {
             Some(t) => self
                 .scope(needs, i)
@@ -611,7 +772,6 @@ impl Run {
         };
         let inner = self.inner.clone();
         let tenant = self.exec.tenant_id.clone();
-        let digest = step.digest;
         let cancel = self.attempts_cancel.clone();
         self.tasks.spawn(async move {
             let result = {
@@ -732,7 +892,10 @@ impl Run {
         for s in &mut self.exec.steps {
             if matches!(
                 s.status,
-                StepStatus::Pending | StepStatus::Running | StepStatus::Retrying
+                StepStatus::Pending
+                    | StepStatus::Running
+                    | StepStatus::Retrying
+                    | StepStatus::Waiting
             ) {
                 s.status = StepStatus::Cancelled;
                 s.next_attempt_at = None;

@@ -61,6 +61,9 @@ pub trait StepRunner: Send + Sync + 'static {
     ) -> Result<AttemptReport, RunnerError>;
 }
 
+/// What the record shows as the `step` of a wait step.
+pub const WAIT_STEP: &str = "wait";
+
 /// How long a cancel waits for the execution to stop.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
@@ -167,6 +170,16 @@ impl Submitted {
             Self::New(e) | Self::Existing(e) => e,
         }
     }
+}
+
+/// What delivering a signal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalSent {
+    /// The signal's position among the execution's events.
+    pub sequence: u64,
+    /// An earlier delivery with the same idempotency key was stored; this
+    /// one changed nothing.
+    pub duplicate: bool,
 }
 
 /// What a waiter waits for.
@@ -553,9 +566,26 @@ impl Engine {
         // One lookup per distinct step name.
         let mut records: HashMap<String, Option<store::StepRecord>> = HashMap::new();
         for (i, s) in def.steps.iter().enumerate() {
-            let (name, pinned) = match s.step.split_once('@') {
+            let run = |step: String, digest: Option<Digest>| StepRun {
+                id: s.id.clone(),
+                step,
+                digest,
+                needs: needs[i].iter().map(|&j| def.steps[j].id.clone()).collect(),
+                status: StepStatus::Pending,
+                skipped_reason: None,
+                next_attempt_at: None,
+                error: None,
+                output: None,
+                attempts: Vec::new(),
+                waiting: None,
+            };
+            let Some(step_ref) = &s.step else {
+                steps.push(run(WAIT_STEP.to_owned(), None));
+                continue;
+            };
+            let (name, pinned) = match step_ref.split_once('@') {
                 Some((n, d)) => (n, Some(d)),
-                None => (s.step.as_str(), None),
+                None => (step_ref.as_str(), None),
             };
             let name: crate::model::StepName =
                 name.parse().map_err(|e: String| Error::Unprocessable(e))?;
@@ -570,7 +600,7 @@ impl Engine {
             let record = record.ok_or_else(|| {
                 Error::Unprocessable(format!(
                     "step `{}` of workflow `{}` (step id `{}`) is no longer registered",
-                    s.step, sub.workflow_id, s.id
+                    step_ref, sub.workflow_id, s.id
                 ))
             })?;
             let digest = match pinned {
@@ -580,8 +610,8 @@ impl Engine {
                         .map_err(|e| Error::Unprocessable(format!("step `{}`: {e}", s.id)))?;
                     if !record.versions.iter().any(|v| v.digest == d) {
                         return Err(Error::Unprocessable(format!(
-                            "step `{}` pins `{}`, which is no longer registered",
-                            s.id, s.step
+                            "step `{}` pins `{step_ref}`, which is no longer registered",
+                            s.id
                         )));
                     }
                     d
@@ -591,23 +621,12 @@ impl Engine {
                         .versions
                         .last()
                         .ok_or_else(|| {
-                            Error::Unprocessable(format!("step `{}` has no versions", s.step))
+                            Error::Unprocessable(format!("step `{step_ref}` has no versions"))
                         })?
                         .digest
                 }
             };
-            steps.push(StepRun {
-                id: s.id.clone(),
-                step: s.step.clone(),
-                digest,
-                needs: needs[i].iter().map(|&j| def.steps[j].id.clone()).collect(),
-                status: StepStatus::Pending,
-                skipped_reason: None,
-                next_attempt_at: None,
-                error: None,
-                output: None,
-                attempts: Vec::new(),
-            });
+            steps.push(run(step_ref.clone(), Some(digest)));
         }
         let at = self.inner.clock.now();
         let mut exec = Execution {
@@ -627,6 +646,7 @@ impl Engine {
             duration_ms: None,
             history: Vec::new(),
             steps,
+            pending_signals: Vec::new(),
             version: 0,
         };
         exec.enter(Status::Queued, at);
@@ -687,6 +707,88 @@ impl Engine {
                 CANCEL_WAIT.as_secs()
             ))),
         }
+    }
+
+    /// Delivers a signal: stores it in the execution's inbox (once per
+    /// idempotency key) and wakes the execution. A payload that does not fit
+    /// the schema of the wait step it is for is refused and not stored. The
+    /// wait step it is for is the first in the workflow that waits for this
+    /// name and has not settled (else the first that waits for it); a
+    /// signal no step waits for is kept in `pending_signals`.
+    pub async fn signal(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+        name: &str,
+        payload: serde_json::Value,
+        idempotency_key: Option<String>,
+    ) -> Result<SignalSent, Error> {
+        let exec = self.get(tenant, id).await?;
+        if exec.status.is_terminal() {
+            return Err(Error::AlreadyFinished(id.clone(), exec.status.as_str()));
+        }
+        let def = self
+            .inner
+            .definition(&exec)
+            .await
+            .map_err(Error::Unprocessable)?;
+        let waits_for = |i: &usize| {
+            def.steps[*i]
+                .wait
+                .as_ref()
+                .is_some_and(|w| w.signal.as_deref() == Some(name))
+        };
+        let target = (0..def.steps.len())
+            .filter(waits_for)
+            .find(|&i| !exec.steps[i].status.is_settled())
+            .or_else(|| (0..def.steps.len()).find(waits_for));
+        if let Some(i) = target
+            && let Some(schema) = def.steps[i].wait.as_ref().and_then(|w| w.schema.as_ref())
+        {
+            let validator = jsonschema::validator_for(schema).map_err(|e| {
+                Error::Unprocessable(format!(
+                    "the schema of step `{}` is invalid: {e}",
+                    def.steps[i].id
+                ))
+            })?;
+            let problems: Vec<Problem> = validator
+                .iter_errors(&payload)
+                .map(|e| Problem {
+                    path: format!("${}", definition::json_path(&e.instance_path().to_string())),
+                    message: e.to_string(),
+                })
+                .collect();
+            if !problems.is_empty() {
+                return Err(Error::Invalid(
+                    format!(
+                        "the payload does not match the `schema` of step `{}`, which waits for \
+                         signal `{name}`; it was not delivered",
+                        def.steps[i].id
+                    ),
+                    problems,
+                ));
+            }
+        }
+        let event = NewEvent {
+            kind: EventKind::Signal,
+            name: Some(name.to_owned()),
+            payload: Some(payload),
+            idempotency_key,
+            at: self.inner.clock.now(),
+        };
+        let (sequence, duplicate) = match self.inner.store.send_event(tenant, id, &event).await? {
+            Sent::Stored(seq) => (seq, false),
+            Sent::Duplicate(seq) => (seq, true),
+            Sent::NotFound => return Err(Error::ExecutionNotFound(id.to_string())),
+            Sent::Finished(s) => return Err(Error::AlreadyFinished(id.clone(), s.as_str())),
+        };
+        if !duplicate {
+            work::nudge(&self.inner, id);
+        }
+        Ok(SignalSent {
+            sequence,
+            duplicate,
+        })
     }
 
     async fn workflow_record(

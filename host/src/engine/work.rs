@@ -103,6 +103,17 @@ pub(super) async fn deliver(
     Ok(())
 }
 
+/// Tells whoever should act on a new event for an execution that it is
+/// there: its driver in this process, else the claim loop (the event made
+/// the execution due). Another process holding it finds the event at its
+/// next renewal.
+pub(super) fn nudge(inner: &Inner, id: &ExecutionId) {
+    match inner.lock_drivers().get(id) {
+        Some(d) => d.events.notify_one(),
+        None => inner.wake.notify_one(),
+    }
+}
+
 /// What one round of the claim loop found.
 enum Round {
     /// The batch was full: claim again at once.

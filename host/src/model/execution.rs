@@ -125,6 +125,9 @@ pub enum Status {
     Queued,
     /// A worker is running its steps.
     Running,
+    /// Nothing runs: a step waits for a time or a signal, and the
+    /// execution holds no worker until then.
+    Waiting,
     /// Every step succeeded or was skipped.
     Succeeded,
     /// The workflow finished, but steps marked `continue_on_error` failed.
@@ -140,7 +143,7 @@ pub enum Status {
 impl Status {
     /// Whether the execution can no longer change.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running)
+        !matches!(self, Self::Queued | Self::Running | Self::Waiting)
     }
 
     /// The snake_case name used in the API and the store.
@@ -148,6 +151,7 @@ impl Status {
         match self {
             Self::Queued => "queued",
             Self::Running => "running",
+            Self::Waiting => "waiting",
             Self::Succeeded => "succeeded",
             Self::PartiallySucceeded => "partially_succeeded",
             Self::Failed => "failed",
@@ -163,6 +167,7 @@ impl FromStr for Status {
         Ok(match s {
             "queued" => Self::Queued,
             "running" => Self::Running,
+            "waiting" => Self::Waiting,
             "succeeded" => Self::Succeeded,
             "partially_succeeded" => Self::PartiallySucceeded,
             "failed" => Self::Failed,
@@ -170,8 +175,8 @@ impl FromStr for Status {
             "timed_out" => Self::TimedOut,
             other => {
                 return Err(format!(
-                    "`{other}` is not a status; expected one of queued, running, succeeded, \
-                     partially_succeeded, failed, cancelled, timed_out"
+                    "`{other}` is not a status; expected one of queued, running, waiting, \
+                     succeeded, partially_succeeded, failed, cancelled, timed_out"
                 ));
             }
         })
@@ -186,6 +191,8 @@ pub enum StepStatus {
     Pending,
     /// An attempt is running.
     Running,
+    /// A wait step waits for its time or its signal (see `waiting`).
+    Waiting,
     /// An attempt failed and the next one waits until `next_attempt_at`.
     Retrying,
     /// The step produced its output.
@@ -275,9 +282,10 @@ pub struct StepRun {
     pub id: String,
     /// The registered step it runs.
     pub step: String,
-    /// The component version chosen at submission.
-    #[schema(value_type = String)]
-    pub digest: Digest,
+    /// The component version chosen at submission; absent for a wait step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub digest: Option<Digest>,
     /// The step ids it runs after.
     #[serde(default)]
     pub needs: Vec<String>,
@@ -298,6 +306,39 @@ pub struct StepRun {
     pub output: Option<serde_json::Value>,
     /// Every attempt, oldest first.
     pub attempts: Vec<Attempt>,
+    /// What a wait step waits for, once it started waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// What a wait step waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Waiting {
+    /// When it started waiting.
+    #[schema(value_type = String, format = DateTime)]
+    pub since: Timestamp,
+    /// The signal it waits for, if it waits for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// When the wait ends: the time waited for, or the signal's timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub until: Option<Timestamp>,
+}
+
+/// A signal delivered to an execution that no wait step has taken yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PendingSignal {
+    /// Its position among the execution's events.
+    pub sequence: u64,
+    /// Its name.
+    pub name: String,
+    /// Its payload.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// When it was delivered.
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: Timestamp,
 }
 
 /// An execution of a workflow: the record the API returns.
@@ -347,6 +388,9 @@ pub struct Execution {
     pub history: Vec<HistoryEntry>,
     /// Its steps, in workflow order.
     pub steps: Vec<StepRun>,
+    /// Signals delivered and not yet taken by a wait step, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_signals: Vec<PendingSignal>,
     /// The store's version of this record: set by the store when it reads
     /// the record, bumped by every commit and claim, and checked by every
     /// commit (fencing). Never shown in the API.
@@ -431,6 +475,8 @@ pub enum EventKind {
     /// Stop the execution: running attempts are interrupted, nothing new
     /// starts, and it ends `cancelled`.
     Cancel,
+    /// A named signal with a payload, for a wait step.
+    Signal,
 }
 
 impl EventKind {
@@ -438,6 +484,7 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Cancel => "cancel",
+            Self::Signal => "signal",
         }
     }
 }
@@ -447,6 +494,7 @@ impl FromStr for EventKind {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "cancel" => Ok(Self::Cancel),
+            "signal" => Ok(Self::Signal),
             other => Err(format!("`{other}` is not an event kind")),
         }
     }

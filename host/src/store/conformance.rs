@@ -117,7 +117,7 @@ fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp) -> Execut
         steps: vec![StepRun {
             id: "first".into(),
             step: "double".into(),
-            digest: Digest::of(b"double"),
+            digest: Some(Digest::of(b"double")),
             needs: Vec::new(),
             status: StepStatus::Pending,
             skipped_reason: None,
@@ -125,7 +125,9 @@ fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp) -> Execut
             error: None,
             output: None,
             attempts: Vec::new(),
+            waiting: None,
         }],
+        pending_signals: Vec::new(),
         // A new execution is stored at version 1.
         version: 1,
     };

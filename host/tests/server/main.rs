@@ -6,4 +6,5 @@ mod dag;
 mod definitions;
 mod executions;
 mod resources;
+mod waits;
 mod work;

@@ -83,7 +83,9 @@ impl Definition {
                     format!("duplicate step id `{}`", step.id),
                 ));
             }
-            check_step_ref(&step.step, cx, &format!("{at}.step"), &mut problems);
+            if let Some(r) = &step.step {
+                check_step_ref(r, cx, &format!("{at}.step"), &mut problems);
+            }
             if let Some(r) = &step.retry {
                 check_retry(r, &format!("{at}.retry"), &mut problems);
             }
@@ -127,6 +129,9 @@ impl Definition {
             let mut found = Vec::new();
             if let Some(input) = &step.input {
                 template::strings_in(input, &format!("{at}.input"), &mut found);
+            }
+            if let Some(until) = step.wait.as_ref().and_then(|w| w.until.as_ref()) {
+                found.push((format!("{at}.wait.until"), until.as_str()));
             }
             self.check_templates(&found, &ancestors[i], false, false, &mut problems);
             let mut found = Vec::new();
