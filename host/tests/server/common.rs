@@ -233,3 +233,69 @@ pub fn assert_problem(r: &Resp, status: StatusCode, needle: &str) {
     assert!(detail.contains(needle), "`{detail}` lacks `{needle}`");
     assert_eq!(r.body["status"], status.as_u16());
 }
+
+/// A manual clock at 2030-01-01T00:00:00Z, for tests of retries and waits.
+pub fn manual_clock() -> std::sync::Arc<stephost::engine::ManualClock> {
+    std::sync::Arc::new(stephost::engine::ManualClock::new(
+        "2030-01-01T00:00:00Z".parse().unwrap(),
+    ))
+}
+
+/// Stores a workflow definition, expecting 201.
+pub async fn apply(s: &Server, t: &str, id: &str, def: Value) {
+    let r = s.workflow(t, id, def).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
+
+/// Starts `workflow` asynchronously with `input`; returns the execution id.
+pub async fn submit(s: &Server, t: &str, workflow: &str, input: Value) -> String {
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/executions/async",
+            Some(t),
+            Some(json!({"workflow_id": workflow, "input_data": input})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    r.body["execution_id"].as_str().unwrap().to_owned()
+}
+
+/// An execution's record, expecting 200.
+pub async fn get(s: &Server, t: &str, id: &str) -> Value {
+    let r = s
+        .call(Method::GET, &format!("/v1/executions/{id}"), Some(t), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body
+}
+
+/// Polls an execution until `done` holds (at most 30 s of real time).
+pub async fn wait_for(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let e = get(s, t, id).await;
+        if done(&e) {
+            return e;
+        }
+        assert!(std::time::Instant::now() < deadline, "gave up waiting: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The step with workflow id `id` in an execution record.
+pub fn step<'a>(exec: &'a Value, id: &str) -> &'a Value {
+    exec["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in {exec}"))
+}
+
+/// How many executions the server drives right now (`/health/ready`).
+pub async fn live_executions(s: &Server) -> u64 {
+    let r = s.call(Method::GET, "/health/ready", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body["live_executions"].as_u64().unwrap()
+}

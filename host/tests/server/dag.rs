@@ -10,12 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use stephost::engine::ManualClock;
 
-use crate::common::{Resp, Server, assert_problem, start, start_with_clock};
-
-async fn apply(s: &Server, t: &str, id: &str, def: Value) {
-    let r = s.workflow(t, id, def).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-}
+use crate::common::{Server, apply, assert_problem, get, start, start_with_clock, step, wait_for};
 
 /// Runs `workflow` synchronously (waiting up to 60 s) and returns the record.
 async fn run(s: &Server, t: &str, workflow: &str, input: Value) -> Value {
@@ -29,15 +24,6 @@ async fn run(s: &Server, t: &str, workflow: &str, input: Value) -> Value {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     r.body
-}
-
-fn step<'a>(exec: &'a Value, id: &str) -> &'a Value {
-    exec["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("no step {id} in {exec}"))
 }
 
 fn ts(v: &Value) -> jiff::Timestamp {
@@ -493,14 +479,6 @@ async fn secrets_reach_the_guest_and_never_leave() {
     assert_problem(&bad, StatusCode::BAD_REQUEST, "secret name");
 }
 
-async fn get(s: &Server, t: &str, id: &str) -> Value {
-    let r: Resp = s
-        .call(Method::GET, &format!("/v1/executions/{id}"), Some(t), None)
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
-    r.body
-}
-
 async fn get_text(s: &Server, t: &str, path: &str) -> String {
     let r = s
         .client
@@ -511,17 +489,4 @@ async fn get_text(s: &Server, t: &str, path: &str) -> String {
         .unwrap();
     assert!(r.status().is_success(), "{path}");
     r.text().await.unwrap()
-}
-
-/// Polls an execution until `done` holds (at most 30 s of real time).
-async fn wait_for(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let e = get(s, t, id).await;
-        if done(&e) {
-            return e;
-        }
-        assert!(std::time::Instant::now() < deadline, "gave up waiting: {e}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

@@ -3,65 +3,15 @@
 //! templated time, signals sent before the step waits, idempotency keys,
 //! payload schemas, signal timeouts, and the API's refusals.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use stephost::engine::ManualClock;
 
-use crate::common::{Resp, Server, assert_problem, start_with};
-
-fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new("2030-01-01T00:00:00Z".parse().unwrap()))
-}
-
-async fn apply(s: &Server, t: &str, id: &str, def: Value) {
-    let r = s.workflow(t, id, def).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-}
-
-async fn submit(s: &Server, t: &str, workflow: &str, input: Value) -> String {
-    let r = s
-        .call(
-            Method::POST,
-            "/v1/executions/async",
-            Some(t),
-            Some(json!({"workflow_id": workflow, "input_data": input})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
-    r.body["execution_id"].as_str().unwrap().to_owned()
-}
-
-async fn get(s: &Server, t: &str, id: &str) -> Value {
-    let r = s
-        .call(Method::GET, &format!("/v1/executions/{id}"), Some(t), None)
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    r.body
-}
-
-async fn wait_for(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let e = get(s, t, id).await;
-        if done(&e) {
-            return e;
-        }
-        assert!(std::time::Instant::now() < deadline, "gave up waiting: {e}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn step<'a>(e: &'a Value, id: &str) -> &'a Value {
-    e["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("no step {id} in {e}"))
-}
+use crate::common::{
+    Resp, Server, apply, assert_problem, get, manual_clock as clock, start_with, step, submit,
+    wait_for,
+};
 
 fn history(e: &Value) -> Vec<String> {
     e["history"]

@@ -4,18 +4,14 @@
 //! retries, and a restart claims parked work from the store as it comes due.
 //! Time is a manual clock: nothing here sleeps for a retry delay.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use stephost::engine::ManualClock;
 
-use crate::common::{Server, start_with};
-
-fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new("2030-01-01T00:00:00Z".parse().unwrap()))
-}
+use crate::common::{
+    Server, get, live_executions, manual_clock as clock, start_with, submit, wait_for,
+};
 
 /// One driver slot and one worker: anything that holds a slot while it
 /// waits blocks everything else.
@@ -39,48 +35,8 @@ async fn flaky(s: &Server, t: &str) {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
 
-async fn submit(s: &Server, t: &str, workflow: &str) -> String {
-    let r = s
-        .call(
-            Method::POST,
-            "/v1/executions/async",
-            Some(t),
-            Some(json!({"workflow_id": workflow})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
-    r.body["execution_id"].as_str().unwrap().to_owned()
-}
-
-async fn get(s: &Server, t: &str, id: &str) -> Value {
-    let r = s
-        .call(Method::GET, &format!("/v1/executions/{id}"), Some(t), None)
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    r.body
-}
-
-/// Polls until `done` holds (at most 30 s of real time).
-async fn wait_for(s: &Server, t: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let e = get(s, t, id).await;
-        if done(&e) {
-            return e;
-        }
-        assert!(std::time::Instant::now() < deadline, "gave up waiting: {e}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn retrying(e: &Value) -> bool {
     e["steps"][0]["status"] == "retrying"
-}
-
-async fn live_executions(s: &Server) -> u64 {
-    let r = s.call(Method::GET, "/health/ready", None, None).await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    r.body["live_executions"].as_u64().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +45,7 @@ async fn a_retry_delay_parks_the_execution_and_frees_its_slot() {
     let s = start_with(clock.clone(), one_slot(), None).await;
     let t = s.fixture("acme").await;
     flaky(&s, &t).await;
-    let id = submit(&s, &t, "flaky").await;
+    let id = submit(&s, &t, "flaky", Value::Null).await;
     let parked = wait_for(&s, &t, &id, retrying).await;
     assert_eq!(parked["status"], "running");
     assert_eq!(parked["steps"][0]["attempts"].as_array().unwrap().len(), 1);
@@ -137,7 +93,7 @@ async fn cancel_reaches_a_parked_execution() {
     let s = start_with(clock.clone(), one_slot(), None).await;
     let t = s.fixture("acme").await;
     flaky(&s, &t).await;
-    let id = submit(&s, &t, "flaky").await;
+    let id = submit(&s, &t, "flaky", Value::Null).await;
     wait_for(&s, &t, &id, retrying).await;
     let r = s
         .call(
@@ -184,9 +140,9 @@ async fn cancel_reaches_a_parked_execution() {
 async fn cancel_reaches_a_queued_execution_while_every_slot_is_busy() {
     let s = start_with(clock(), one_slot(), None).await;
     let t = s.fixture("acme").await;
-    let busy = submit(&s, &t, "slow").await;
+    let busy = submit(&s, &t, "slow", Value::Null).await;
     wait_for(&s, &t, &busy, |e| e["status"] == "running").await;
-    let queued = submit(&s, &t, "three").await;
+    let queued = submit(&s, &t, "three", Value::Null).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(get(&s, &t, &queued).await["status"], "queued");
     let started = std::time::Instant::now();
@@ -262,7 +218,7 @@ async fn a_restart_claims_parked_work_as_it_comes_due() {
     flaky(&s, &t).await;
     let mut ids = Vec::new();
     for _ in 0..N {
-        ids.push(submit(&s, &t, "flaky").await);
+        ids.push(submit(&s, &t, "flaky", Value::Null).await);
     }
     for id in &ids {
         wait_for(&s, &t, id, retrying).await;

@@ -1,0 +1,170 @@
+//! Resolving a submission: the workflow version, the input against its
+//! schema, the secrets it needs and the component each step runs. The
+//! scheduler reuses it for every tick.
+
+use std::collections::HashMap;
+
+use super::{Engine, Error, Problem, Submission, VersionSel, WAIT_STEP, definition};
+use crate::model::{Digest, Execution, ExecutionId, Status, StepRun, StepStatus, TenantId};
+use crate::store;
+
+impl Engine {
+    /// Resolves a submission into a queued execution, not yet stored: the
+    /// workflow version, the input against its schema, the secrets it
+    /// needs, and the digest each step runs.
+    pub async fn resolve(&self, tenant: &TenantId, sub: Submission) -> Result<Execution, Error> {
+        let version = match sub.version {
+            VersionSel::Latest => None,
+            VersionSel::Exact(v) => Some(v),
+        };
+        let wf = self
+            .workflow_record(tenant, &sub.workflow_id, version)
+            .await?
+            .ok_or_else(|| {
+                Error::WorkflowNotFound(match version {
+                    Some(v) => format!("{}` version `{v}", sub.workflow_id),
+                    None => sub.workflow_id.to_string(),
+                })
+            })?;
+        let def = self
+            .inner
+            .parsed(tenant, &wf.workflow_id, wf.version, &wf.definition)
+            .map_err(Error::Unprocessable)?;
+        if let Some(schema) = &def.input_schema {
+            let validator = jsonschema::validator_for(schema).map_err(|e| {
+                Error::Unprocessable(format!("the workflow's `input_schema` is invalid: {e}"))
+            })?;
+            let problems: Vec<Problem> = validator
+                .iter_errors(&sub.input_data)
+                .map(|e| Problem {
+                    path: format!(
+                        "$.input_data{}",
+                        definition::json_path(&e.instance_path().to_string())
+                    ),
+                    message: e.to_string(),
+                })
+                .collect();
+            if !problems.is_empty() {
+                return Err(Error::Invalid(
+                    "`input_data` does not match the workflow's `input_schema`".into(),
+                    problems,
+                ));
+            }
+        }
+        let wanted: Vec<String> = def.secret_names().into_iter().collect();
+        if !wanted.is_empty() {
+            let have = self
+                .inner
+                .secrets
+                .open(tenant, &wanted)
+                .await
+                .map_err(Error::Unprocessable)?;
+            let missing: Vec<Problem> = wanted
+                .iter()
+                .filter(|n| !have.contains_key(*n))
+                .map(|n| Problem {
+                    path: format!("secrets.{n}"),
+                    message: format!(
+                        "the workflow's config uses secret `{n}`, which this tenant does not have"
+                    ),
+                })
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::Invalid(
+                    "the workflow refers to missing secrets".into(),
+                    missing,
+                ));
+            }
+        }
+        let mut steps = Vec::with_capacity(def.steps.len());
+        let needs = def.needs();
+        // One lookup per distinct step name.
+        let mut records: HashMap<String, Option<store::StepRecord>> = HashMap::new();
+        for (i, s) in def.steps.iter().enumerate() {
+            let run = |step: String, digest: Option<Digest>| StepRun {
+                id: s.id.clone(),
+                step,
+                digest,
+                needs: needs[i].iter().map(|&j| def.steps[j].id.clone()).collect(),
+                status: StepStatus::Pending,
+                skipped_reason: None,
+                next_attempt_at: None,
+                error: None,
+                output: None,
+                attempts: Vec::new(),
+                waiting: None,
+            };
+            let Some(step_ref) = &s.step else {
+                steps.push(run(WAIT_STEP.to_owned(), None));
+                continue;
+            };
+            let (name, pinned) = match step_ref.split_once('@') {
+                Some((n, d)) => (n, Some(d)),
+                None => (step_ref.as_str(), None),
+            };
+            let name: crate::model::StepName =
+                name.parse().map_err(|e: String| Error::Unprocessable(e))?;
+            let record = match records.get(name.as_str()) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = self.step_record(tenant, &name).await?;
+                    records.insert(name.to_string(), r.clone());
+                    r
+                }
+            };
+            let record = record.ok_or_else(|| {
+                Error::Unprocessable(format!(
+                    "step `{}` of workflow `{}` (step id `{}`) is no longer registered",
+                    step_ref, sub.workflow_id, s.id
+                ))
+            })?;
+            let digest = match pinned {
+                Some(d) => {
+                    let d: Digest = d
+                        .parse()
+                        .map_err(|e| Error::Unprocessable(format!("step `{}`: {e}", s.id)))?;
+                    if !record.versions.iter().any(|v| v.digest == d) {
+                        return Err(Error::Unprocessable(format!(
+                            "step `{}` pins `{step_ref}`, which is no longer registered",
+                            s.id
+                        )));
+                    }
+                    d
+                }
+                None => {
+                    record
+                        .versions
+                        .last()
+                        .ok_or_else(|| {
+                            Error::Unprocessable(format!("step `{step_ref}` has no versions"))
+                        })?
+                        .digest
+                }
+            };
+            steps.push(run(step_ref.clone(), Some(digest)));
+        }
+        let at = self.inner.clock.now();
+        let mut exec = Execution {
+            execution_id: ExecutionId::generate(),
+            tenant_id: tenant.clone(),
+            workflow_id: sub.workflow_id,
+            workflow_version: wf.version,
+            status: Status::Queued,
+            input_data: sub.input_data,
+            output: None,
+            error: None,
+            custom_data: sub.custom_data,
+            created_at: at,
+            started_at: None,
+            finished_at: None,
+            deadline_at: None,
+            duration_ms: None,
+            history: Vec::new(),
+            steps,
+            pending_signals: Vec::new(),
+            version: 0,
+        };
+        exec.enter(Status::Queued, at);
+        Ok(exec)
+    }
+}
