@@ -140,7 +140,7 @@ pub enum ExecCommand {
     /// List executions, newest first.
     List {
         /// Only executions with this status (queued, running, waiting,
-        /// succeeded, partially_succeeded, failed, cancelled, timed_out).
+        /// paused, succeeded, partially_succeeded, failed, cancelled, timed_out).
         #[arg(long)]
         status: Option<Status>,
         /// Only executions of this workflow.
@@ -163,6 +163,25 @@ pub enum ExecCommand {
     },
     /// Cancel a queued or running execution.
     Cancel {
+        /// The execution id.
+        #[arg(value_parser = parse_execution_id)]
+        id: ExecutionId,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Pause an execution: no new step starts (a running attempt finishes)
+    /// until it is resumed.
+    Pause {
+        /// The execution id.
+        #[arg(value_parser = parse_execution_id)]
+        id: ExecutionId,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Resume an execution: continue a paused one, end a waiting one's time
+    /// waits now, or restart a failed, cancelled or timed-out one from the
+    /// steps that did not succeed.
+    Resume {
         /// The execution id.
         #[arg(value_parser = parse_execution_id)]
         id: ExecutionId,
@@ -253,7 +272,9 @@ pub async fn exec(cmd: ExecCommand) -> anyhow::Result<ExitCode> {
             };
             exec_list(&query, &conn).await
         }
-        ExecCommand::Cancel { id, conn } => exec_cancel(&id, &conn).await,
+        ExecCommand::Cancel { id, conn } => exec_change(&id, "cancel", &conn).await,
+        ExecCommand::Pause { id, conn } => exec_change(&id, "pause", &conn).await,
+        ExecCommand::Resume { id, conn } => exec_change(&id, "resume", &conn).await,
         ExecCommand::Signal {
             id,
             name,
@@ -536,6 +557,7 @@ fn exit_code(status: Status) -> ExitCode {
         Status::Queued
         | Status::Running
         | Status::Waiting
+        | Status::Paused
         | Status::Succeeded
         | Status::PartiallySucceeded => ExitCode::SUCCESS,
     }
@@ -653,16 +675,22 @@ async fn exec_list(query: &ListQuery<'_>, conn: &Conn) -> Result<ExitCode, Error
     Ok(ExitCode::SUCCESS)
 }
 
-async fn exec_cancel(id: &ExecutionId, conn: &Conn) -> Result<ExitCode, Error> {
+/// `exec cancel|pause|resume`: `action` is the path segment.
+async fn exec_change(id: &ExecutionId, action: &str, conn: &Conn) -> Result<ExitCode, Error> {
     let client = Client::new(conn)?;
-    let req = client.request(Method::POST, &["v1", "executions", id.as_str(), "cancel"]);
+    let req = client.request(Method::POST, &["v1", "executions", id.as_str(), action]);
     let answer = client.send(req).await?;
     if conn.json {
         answer.print_json()?;
     } else {
         print_execution(&answer.parse("an execution")?);
+        if answer.status == StatusCode::ACCEPTED {
+            eprintln!(
+                "the {action} is stored and will take effect; follow it with `stephost exec get {id}`"
+            );
+        }
     }
-    // The user asked for the cancellation; getting it is success.
+    // The user asked for the change; getting it is success.
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 mod cli_support;
 
@@ -145,6 +145,47 @@ fn the_client_drives_steps_workflows_and_executions() {
         .json();
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["output"], json!({"ok": true}));
+
+    // Pause and resume from the command line: a paused wait for an hour,
+    // resumed (still waiting), resumed again (the wait ends now).
+    let nap = server.path("nap.yaml");
+    write(&nap, "steps:\n  - id: nap\n    wait:\n      for: 1h\n");
+    assert_eq!(server.cli(&["workflow", "apply", "-f", &nap]).code, 0);
+    let nap_id = server
+        .cli(&["exec", "start", "nap"])
+        .stdout
+        .trim()
+        .to_owned();
+    let waiting = server.cli(&["exec", "get", &nap_id, "--json"]).json();
+    assert!(
+        ["queued", "running", "waiting"].contains(&waiting["status"].as_str().unwrap()),
+        "{waiting}"
+    );
+    let paused = server.cli(&["exec", "pause", &nap_id, "--json"]);
+    assert_eq!(paused.code, 0, "{}", paused.stderr);
+    assert_eq!(paused.json()["status"], "paused");
+    let again = server.cli(&["exec", "pause", &nap_id]);
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("409") && again.stderr.contains("already paused"),
+        "{}",
+        again.stderr
+    );
+    let resumed = server.cli(&["exec", "resume", &nap_id, "--json"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let resumed = server.cli(&["exec", "resume", &nap_id]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let done = server
+        .cli(&["exec", "get", &nap_id, "--wait", "10", "--json"])
+        .json();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let reasons: Vec<&Value> = done["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["reason"] == "resume")
+        .collect();
+    assert_eq!(reasons.len(), 2, "{done}");
 
     let denied = stephost(
         &["exec", "list"],

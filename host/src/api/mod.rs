@@ -4,6 +4,7 @@
 mod auth;
 mod executions;
 mod health;
+mod lifecycle;
 mod openapi;
 mod problem;
 mod secrets;
@@ -163,6 +164,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/executions/{execution_id}/cancel",
             post(executions::cancel),
+        )
+        .route(
+            "/v1/executions/{execution_id}/pause",
+            post(lifecycle::pause),
+        )
+        .route(
+            "/v1/executions/{execution_id}/resume",
+            post(lifecycle::resume),
         )
         .route(
             "/v1/executions/{execution_id}/signals/{name}",

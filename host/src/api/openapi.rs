@@ -33,6 +33,7 @@ impl Modify for Bearer {
         super::workflows::put, super::workflows::list, super::workflows::get,
         super::executions::run_sync, super::executions::run_async, super::executions::get,
         super::executions::list, super::executions::cancel, super::signals::send,
+        super::lifecycle::pause, super::lifecycle::resume,
         super::secrets::put, super::secrets::list, super::secrets::delete,
     ),
     tags(

@@ -129,7 +129,7 @@ impl From<engine::Error> for ApiError {
             E::Unprocessable(_) | E::IdempotencyKeyReused => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
-            E::IdempotencyConflict(..) | E::AlreadyFinished(..) => {
+            E::IdempotencyConflict(..) | E::AlreadyFinished(..) | E::NotAllowed(_) => {
                 Self::new(StatusCode::CONFLICT, e.to_string())
             }
             E::Invalid(detail, problems) => Self::invalid(detail, problems),

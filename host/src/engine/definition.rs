@@ -273,12 +273,24 @@ fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
     }
 }
 
-/// Parses `30s`, `5m`, `1h 30m`, `250ms` or ISO 8601 (`PT1H`).
+/// Parses `30s`, `5m`, `1h 30m`, `250ms`, `7d`, `2w` or ISO 8601 (`PT1H`,
+/// `P1D`). Days are 24 hours and weeks 7 days; months and years are refused
+/// (their length depends on the date).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d: jiff::SignedDuration = text
-        .trim()
-        .parse()
-        .map_err(|e| format!("`{text}` is not a duration such as `30s`, `5m` or `PT1H`: {e}"))?;
+    let trimmed = text.trim();
+    let d = match trimmed.parse::<jiff::SignedDuration>() {
+        Ok(d) => d,
+        Err(e) => trimmed
+            .parse::<jiff::Span>()
+            .ok()
+            .and_then(|span| {
+                span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                    .ok()
+            })
+            .ok_or_else(|| {
+                format!("`{text}` is not a duration such as `30s`, `5m`, `7d` or `PT1H`: {e}")
+            })?,
+    };
     Duration::try_from(d).map_err(|_| format!("`{text}` is negative"))
 }
 
@@ -695,6 +707,15 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("PT2M").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("soon").is_err());
+        let day = Duration::from_secs(86_400);
+        assert_eq!(parse_duration("7d").unwrap(), 7 * day);
+        assert_eq!(parse_duration("1d 12h").unwrap(), day + day / 2);
+        assert_eq!(parse_duration("2w").unwrap(), 14 * day);
+        assert_eq!(parse_duration("P1D").unwrap(), day);
+        let month = parse_duration("1mo").unwrap_err();
+        assert!(month.contains("`7d`"), "{month}");
+        assert!(parse_duration("P1Y").is_err());
+        assert!(parse_duration("-1d").is_err());
     }
 
     #[test]

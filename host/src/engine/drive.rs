@@ -19,9 +19,14 @@
 //! another process took the execution over: the driver stops at once and
 //! commits nothing more.
 //!
-//! Events (a cancel) are read from the execution's inbox when the driver
-//! starts and whenever it is told more arrived; the commit that carries
-//! their effect consumes them.
+//! Events (cancel, signal, pause, resume) are read from the execution's
+//! inbox when the driver starts and whenever it is told more arrived; each
+//! event's effect is applied to the execution's record at once, and the
+//! commit that carries the record consumes them, so an event is never
+//! consumed without its effect being stored.
+//!
+//! A paused execution starts no new step; attempts already running finish,
+//! and then it parks until its deadline (which keeps running) or an event.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -114,8 +119,9 @@ enum Stop {
 }
 
 /// Drives a claimed execution until it parks, finishes or loses its lease.
-/// `slot` is false for a driver started only to act on a cancel: it starts
-/// no step, and parks again at once if its inbox holds no cancel.
+/// `slot` is false for a driver started only to act on a cancel or a pause:
+/// it starts no step, and otherwise parks again at once (due now, so that a
+/// driver with a slot takes over).
 pub(super) async fn drive(inner: &Arc<Inner>, exec: Execution, driven: &Arc<Driven>, slot: bool) {
     let def = inner.definition(&exec).await;
     let (snapshots, pending) = watch::channel(Snapshot {
@@ -147,8 +153,20 @@ pub(super) async fn drive(inner: &Arc<Inner>, exec: Execution, driven: &Arc<Driv
         run.park(run.now()).await;
         return;
     }
+    if run.exec.status.is_terminal() {
+        // Claimed with nothing that reopens it (a resume does): put it back
+        // off the claim path unchanged.
+        run.send(After::Finish);
+        run.flush().await;
+        return;
+    }
     if !slot && run.stop != Some(Stop::Cancelled) {
-        run.park(run.now()).await;
+        let now = run.now();
+        let at = match run.exec.status {
+            Status::Paused => run.exec.deadline_at.unwrap_or(now),
+            _ => now,
+        };
+        run.park(at).await;
         return;
     }
     match def {
@@ -251,7 +269,8 @@ impl Run {
 
     /// Reads the inbox events not yet acted on and acts on them: a cancel
     /// stops the execution; a signal joins `pending_signals`, where a wait
-    /// step takes it. Returns whether the state changed.
+    /// step takes it; a pause or a resume changes the status (see
+    /// [`Run::pause`], [`Run::resume`]). Returns whether the state changed.
     async fn read_events(&mut self) -> Result<bool, store::Error> {
         let events = self
             .inner
@@ -269,9 +288,75 @@ impl Run {
                     payload: event.payload.unwrap_or(Value::Null),
                     received_at: event.at,
                 }),
+                EventKind::Pause => self.pause(),
+                EventKind::Resume => self.resume(),
             }
         }
         Ok(changed)
+    }
+
+    /// Enters `paused` unless the execution is stopping or paused already.
+    fn pause(&mut self) {
+        if self.stop.is_none()
+            && !self.exec.status.is_terminal()
+            && self.exec.status != Status::Paused
+        {
+            let now = self.now();
+            self.exec.enter(Status::Paused, now);
+        }
+    }
+
+    /// Continues a paused execution; ends a waiting execution's time waits
+    /// now; restarts an execution that ended failed, cancelled or timed out
+    /// from every step that did not succeed, with a fresh deadline and
+    /// retry budget. Each is a history entry with reason `resume`, entering
+    /// `running` (the driver moves on to `waiting` if a wait remains). Any
+    /// other state has nothing to resume: the event changes nothing.
+    fn resume(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        let now = self.now();
+        match self.exec.status {
+            Status::Paused => {}
+            Status::Waiting => {
+                let mut ended = false;
+                for s in &mut self.exec.steps {
+                    if s.status == StepStatus::Waiting
+                        && let Some(w) = &mut s.waiting
+                        && w.signal.is_none()
+                    {
+                        w.until = Some(now);
+                        ended = true;
+                    }
+                }
+                if !ended {
+                    return;
+                }
+            }
+            s if s.is_restartable() => {
+                for step in &mut self.exec.steps {
+                    if step.status != StepStatus::Succeeded {
+                        step.status = StepStatus::Pending;
+                        step.error = None;
+                        step.output = None;
+                        step.skipped_reason = None;
+                        step.next_attempt_at = None;
+                        step.waiting = None;
+                        step.attempts_before_resume =
+                            u32::try_from(step.attempts.len()).unwrap_or(u32::MAX);
+                    }
+                }
+                let exec = &mut self.exec;
+                exec.error = None;
+                exec.output = None;
+                exec.finished_at = None;
+                exec.duration_ms = None;
+                exec.deadline_at = None;
+            }
+            _ => return,
+        }
+        self.exec.enter_because(Status::Running, now, Some(RESUME));
     }
 
     /// Stops at once, without committing: another process holds the lease.
@@ -327,10 +412,11 @@ impl Run {
         let needs = def.needs();
         loop {
             let mut changed = false;
+            let paused = self.exec.status == Status::Paused;
             if self.stop.is_none() {
                 if self.now() >= deadline {
                     self.halt(Stop::TimedOut);
-                } else {
+                } else if !paused {
                     changed = self.schedule(def, &needs, deadline);
                 }
             }
@@ -363,6 +449,12 @@ impl Run {
             if self.tasks.is_empty() && (self.stop.is_some() || !pending) {
                 break;
             }
+            if self.tasks.is_empty() && self.stop.is_none() && paused {
+                // Paused, and the attempts that were running have finished:
+                // park until the deadline or an event (a resume, a cancel).
+                self.park(deadline).await;
+                return;
+            }
             if self.tasks.is_empty() && self.stop.is_none() && (next_time.is_some() || waiting) {
                 // Nothing runs and nothing can start before the next time
                 // (or a signal): park until then (or the deadline), holding
@@ -385,9 +477,10 @@ impl Run {
             }
             let clock = self.inner.clock.clone();
             let running = self.stop.is_none();
+            let retries = running && !paused;
             let retry_timer = async {
                 match next_time {
-                    Some(at) if running => clock.sleep_until(at).await,
+                    Some(at) if retries => clock.sleep_until(at).await,
                     _ => std::future::pending().await,
                 }
             };
@@ -742,9 +835,13 @@ impl Run {
                     Outcome::Failed { error } => error.retryable,
                     _ => policy.retry_on.iter().any(|r| r.outcome() == outcome_kind),
                 };
-                if retryable && done.number < policy.max_attempts && self.stop.is_none() {
+                // Attempts before the last resume do not count.
+                let made = done
+                    .number
+                    .saturating_sub(self.exec.steps[i].attempts_before_resume);
+                if retryable && made < policy.max_attempts && self.stop.is_none() {
                     let random = random_unit();
-                    let delay = policy.jittered(policy.delay_after(done.number), random);
+                    let delay = policy.jittered(policy.delay_after(made), random);
                     let step = &mut self.exec.steps[i];
                     step.status = StepStatus::Retrying;
                     step.next_attempt_at = Some(add(finished_at, delay));
@@ -837,6 +934,9 @@ fn ancestor_views(exec: &Execution, needs: &[Vec<usize>], i: usize) -> Value {
     }
     Value::Object(steps)
 }
+
+/// The history reason of a transition a client's resume caused.
+pub(super) const RESUME: &str = "resume";
 
 /// `at + d`, saturating at the end of time.
 pub(super) fn add(at: Timestamp, d: Duration) -> Timestamp {

@@ -31,7 +31,7 @@ pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::definition::{Definition, Problem};
 use crate::model::{
     AttemptReport, Capabilities, Digest, EventKind, Execution, ExecutionId, NewEvent, NodeId,
-    Overrides, Status, TenantId, Timestamp, WorkflowId,
+    Overrides, Status, StepStatus, TenantId, Timestamp, WorkflowId,
 };
 use crate::store::{self, Created, Idempotency, Lease, Sent, Store};
 
@@ -64,6 +64,10 @@ pub trait StepRunner: Send + Sync + 'static {
 
 /// What the record shows as the `step` of a wait step.
 pub const WAIT_STEP: &str = "wait";
+
+/// How long a pause or a resume waits for the execution to act on it
+/// before answering that it is stored and pending.
+const CHANGE_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a cancel waits for the execution to stop.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
@@ -124,6 +128,10 @@ pub enum Error {
     /// The execution has finished and cannot be cancelled.
     #[error("execution {0} already finished with status {1}")]
     AlreadyFinished(ExecutionId, &'static str),
+    /// The execution's state does not allow what was asked (resuming a
+    /// running execution, pausing a paused one).
+    #[error("{0}")]
+    NotAllowed(String),
     /// The execution did not reach the state asked for in time (a cancel
     /// whose execution is held by a process that does not answer).
     #[error("{0}")]
@@ -190,16 +198,29 @@ pub enum Until {
     Terminal,
     /// The step with this workflow id finishing (or a terminal status).
     Step(String),
+    /// More than this many `paused` entries in the history (or a terminal
+    /// status).
+    Paused(usize),
+    /// More than this many history entries with reason `resume`.
+    Resumed(usize),
 }
 
 impl Until {
-    /// Whether `e` is there: terminal, or (for a step) the step settled.
+    /// Whether `e` is there.
     pub fn reached(&self, e: &Execution) -> bool {
-        e.status.is_terminal()
-            || match self {
-                Self::Terminal => false,
-                Self::Step(id) => e.step(id).is_some_and(|s| s.status.is_settled()),
+        let entries = |f: &dyn Fn(&crate::model::HistoryEntry) -> bool| {
+            e.history.iter().filter(|h| f(h)).count()
+        };
+        match self {
+            Self::Terminal => e.status.is_terminal(),
+            Self::Step(id) => {
+                e.status.is_terminal() || e.step(id).is_some_and(|s| s.status.is_settled())
             }
+            Self::Paused(n) => {
+                e.status.is_terminal() || entries(&|h| h.status == Status::Paused) > *n
+            }
+            Self::Resumed(n) => entries(&|h| h.reason.as_deref() == Some(drive::RESUME)) > *n,
+        }
     }
 }
 
@@ -548,6 +569,119 @@ impl Engine {
                  did not stop within {} s; poll it",
                 CANCEL_WAIT.as_secs()
             ))),
+        }
+    }
+
+    /// Pauses an execution: no new step starts; attempts already running
+    /// finish. Returns the record and whether the pause has taken effect
+    /// (false: it is stored and will, but the execution did not act on it
+    /// within a few seconds). Like a cancel, a pause reaches the execution
+    /// wherever it is driven, and an execution nobody drives is claimed here
+    /// to act on it, without a slot.
+    pub async fn pause(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+    ) -> Result<(Execution, bool), Error> {
+        let exec = self.get(tenant, id).await?;
+        match exec.status {
+            Status::Queued | Status::Running | Status::Waiting => {}
+            Status::Paused => {
+                return Err(Error::NotAllowed(format!(
+                    "execution {id} is already paused; resume it with \
+                     POST /v1/executions/{id}/resume"
+                )));
+            }
+            s => return Err(Error::AlreadyFinished(id.clone(), s.as_str())),
+        }
+        let paused = exec
+            .history
+            .iter()
+            .filter(|h| h.status == Status::Paused)
+            .count();
+        self.send_change(tenant, id, EventKind::Pause).await?;
+        work::deliver(&self.inner, tenant, id).await?;
+        let exec = self
+            .wait(tenant, id, &Until::Paused(paused), CHANGE_WAIT)
+            .await?;
+        let done = Until::Paused(paused).reached(&exec);
+        Ok((exec, done))
+    }
+
+    /// Resumes an execution: continues a paused one, ends a waiting one's
+    /// `wait: {for|until}` steps now, or restarts a failed, cancelled or
+    /// timed-out one from its steps that did not succeed (succeeded steps
+    /// keep their outputs). Returns the record and whether the resume has
+    /// taken effect (false: it is stored and will). Any other state is
+    /// refused: there is nothing to resume.
+    pub async fn resume(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+    ) -> Result<(Execution, bool), Error> {
+        let exec = self.get(tenant, id).await?;
+        match exec.status {
+            Status::Paused => {}
+            Status::Waiting => {
+                let on_time = exec.steps.iter().any(|s| {
+                    s.status == StepStatus::Waiting
+                        && s.waiting.as_ref().is_some_and(|w| w.signal.is_none())
+                });
+                if !on_time {
+                    let names: Vec<String> = exec
+                        .steps
+                        .iter()
+                        .filter_map(|s| s.waiting.as_ref()?.signal.as_ref())
+                        .map(|n| format!("`{n}`"))
+                        .collect();
+                    return Err(Error::NotAllowed(format!(
+                        "execution {id} waits only for signals ({}), which a resume does not \
+                         end; deliver one with POST /v1/executions/{id}/signals/{{name}}",
+                        names.join(", ")
+                    )));
+                }
+            }
+            s if s.is_restartable() => {}
+            Status::Queued | Status::Running => {
+                return Err(Error::NotAllowed(format!(
+                    "execution {id} is {}; only a paused, waiting, failed, cancelled or \
+                     timed-out execution can be resumed",
+                    exec.status.as_str()
+                )));
+            }
+            s => return Err(Error::AlreadyFinished(id.clone(), s.as_str())),
+        }
+        let resumed = exec
+            .history
+            .iter()
+            .filter(|h| h.reason.as_deref() == Some(drive::RESUME))
+            .count();
+        self.send_change(tenant, id, EventKind::Resume).await?;
+        work::nudge(&self.inner, id);
+        let exec = self
+            .wait(tenant, id, &Until::Resumed(resumed), CHANGE_WAIT)
+            .await?;
+        let done = Until::Resumed(resumed).reached(&exec);
+        Ok((exec, done))
+    }
+
+    async fn send_change(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+        kind: EventKind,
+    ) -> Result<(), Error> {
+        let event = NewEvent {
+            kind,
+            name: None,
+            payload: None,
+            idempotency_key: None,
+            at: self.inner.clock.now(),
+        };
+        match self.inner.store.send_event(tenant, id, &event).await? {
+            Sent::Stored(_) | Sent::Duplicate(_) => Ok(()),
+            Sent::NotFound => Err(Error::ExecutionNotFound(id.to_string())),
+            Sent::Finished(s) => Err(Error::AlreadyFinished(id.clone(), s.as_str())),
         }
     }
 

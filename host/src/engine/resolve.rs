@@ -92,6 +92,7 @@ impl Engine {
                 error: None,
                 output: None,
                 attempts: Vec::new(),
+                attempts_before_resume: 0,
                 waiting: None,
             };
             let Some(step_ref) = &s.step else {

@@ -128,6 +128,9 @@ pub enum Status {
     /// Nothing runs: a step waits for a time or a signal, and the
     /// execution holds no worker until then.
     Waiting,
+    /// Paused by a client: no new step starts (an attempt already running
+    /// finishes) until it is resumed. The workflow's deadline keeps running.
+    Paused,
     /// Every step succeeded or was skipped.
     Succeeded,
     /// The workflow finished, but steps marked `continue_on_error` failed.
@@ -143,7 +146,16 @@ pub enum Status {
 impl Status {
     /// Whether the execution can no longer change.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running | Self::Waiting)
+        !matches!(
+            self,
+            Self::Queued | Self::Running | Self::Waiting | Self::Paused
+        )
+    }
+
+    /// Whether a resume restarts an execution that ended this way, from its
+    /// steps that did not succeed.
+    pub fn is_restartable(self) -> bool {
+        matches!(self, Self::Failed | Self::Cancelled | Self::TimedOut)
     }
 
     /// The snake_case name used in the API and the store.
@@ -152,6 +164,7 @@ impl Status {
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Waiting => "waiting",
+            Self::Paused => "paused",
             Self::Succeeded => "succeeded",
             Self::PartiallySucceeded => "partially_succeeded",
             Self::Failed => "failed",
@@ -168,6 +181,7 @@ impl FromStr for Status {
             "queued" => Self::Queued,
             "running" => Self::Running,
             "waiting" => Self::Waiting,
+            "paused" => Self::Paused,
             "succeeded" => Self::Succeeded,
             "partially_succeeded" => Self::PartiallySucceeded,
             "failed" => Self::Failed,
@@ -176,7 +190,7 @@ impl FromStr for Status {
             other => {
                 return Err(format!(
                     "`{other}` is not a status; expected one of queued, running, waiting, \
-                     succeeded, partially_succeeded, failed, cancelled, timed_out"
+                     paused, succeeded, partially_succeeded, failed, cancelled, timed_out"
                 ));
             }
         })
@@ -209,7 +223,7 @@ pub enum StepStatus {
 
 impl StepStatus {
     /// Whether the step has settled: it will not run again in this
-    /// execution. `wait_until_step`, the driver's `needs` and fail-fast all
+    /// execution unless a client resumes it after it ended. `wait_until_step`, the driver's `needs` and fail-fast all
     /// use this one rule; a step that waits for a retry has not settled.
     pub fn is_settled(self) -> bool {
         matches!(
@@ -227,6 +241,9 @@ pub struct HistoryEntry {
     /// When it was entered.
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
+    /// `resume` when a client's resume caused the transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Why an execution failed: the step, and the step's code and message.
@@ -306,6 +323,10 @@ pub struct StepRun {
     pub output: Option<serde_json::Value>,
     /// Every attempt, oldest first.
     pub attempts: Vec<Attempt>,
+    /// How many of `attempts` were made before the execution was last
+    /// resumed; the retry budget counts only the attempts after them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts_before_resume: u32,
     /// What a wait step waits for, once it started waiting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
@@ -399,6 +420,10 @@ pub struct Execution {
     pub version: u64,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 fn no_tenant() -> TenantId {
     TenantId::new_unchecked("")
 }
@@ -406,8 +431,17 @@ fn no_tenant() -> TenantId {
 impl Execution {
     /// Moves to `status`, recording it in the history and the timestamps.
     pub fn enter(&mut self, status: Status, at: Timestamp) {
+        self.enter_because(status, at, None);
+    }
+
+    /// Like [`Execution::enter`], recording why (`resume`).
+    pub fn enter_because(&mut self, status: Status, at: Timestamp, reason: Option<&str>) {
         self.status = status;
-        self.history.push(HistoryEntry { status, at });
+        self.history.push(HistoryEntry {
+            status,
+            at,
+            reason: reason.map(str::to_owned),
+        });
         match status {
             Status::Running if self.started_at.is_none() => self.started_at = Some(at),
             s if s.is_terminal() => {
@@ -477,6 +511,11 @@ pub enum EventKind {
     Cancel,
     /// A named signal with a payload, for a wait step.
     Signal,
+    /// Start no new step until resumed.
+    Pause,
+    /// Continue a paused execution, end a waiting execution's time waits
+    /// early, or restart a failed, cancelled or timed-out one.
+    Resume,
 }
 
 impl EventKind {
@@ -485,6 +524,8 @@ impl EventKind {
         match self {
             Self::Cancel => "cancel",
             Self::Signal => "signal",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
         }
     }
 }
@@ -495,6 +536,8 @@ impl FromStr for EventKind {
         match s {
             "cancel" => Ok(Self::Cancel),
             "signal" => Ok(Self::Signal),
+            "pause" => Ok(Self::Pause),
+            "resume" => Ok(Self::Resume),
             other => Err(format!("`{other}` is not an event kind")),
         }
     }

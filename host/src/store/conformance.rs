@@ -46,7 +46,8 @@ macro_rules! conformance_tests {
             work::renewal_keeps_the_lease, work::released_leases_are_due,
             work::finished_executions_leave_the_claim_path, work::a_new_execution_can_be_held,
             work::the_inbox_keeps_events_in_order, work::events_make_a_parked_execution_due,
-            work::an_unconsumed_event_defeats_a_park, work::claiming_one_execution);
+            work::an_unconsumed_event_defeats_a_park, work::claiming_one_execution,
+            work::a_resume_reopens_a_restartable_execution);
     };
     (@each $harness:expr; $($($path:ident)::+),*) => {
         $(
@@ -125,6 +126,7 @@ fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp) -> Execut
             error: None,
             output: None,
             attempts: Vec::new(),
+            attempts_before_resume: 0,
             waiting: None,
         }],
         pending_signals: Vec::new(),

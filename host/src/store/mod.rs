@@ -11,8 +11,8 @@
 //! claim due executions under a lease, commit each state change with a
 //! version and owner check (fencing: a process that lost its lease cannot
 //! overwrite newer state), and park an execution by committing its next
-//! `wake_at` and releasing the lease. Events from outside (cancel, and later
-//! signals, pause, resume) go to the execution's inbox in the transaction
+//! `wake_at` and releasing the lease. Events from outside (cancel, signals,
+//! pause, resume) go to the execution's inbox in the transaction
 //! that makes it due; the driver consumes them in order in the commit that
 //! acts on them. Terminal executions have no `wake_at` and leave the claim
 //! path.
@@ -331,7 +331,10 @@ pub trait Store: Send + Sync + 'static {
     async fn next_wake_at(&self, owner: &NodeId) -> Result<Option<Timestamp>>;
     /// Puts an event into an unfinished execution's inbox and makes the
     /// execution due at `event.at` (if it was due later), in one
-    /// transaction.
+    /// transaction. A resume also reopens an execution that ended in a
+    /// restartable status ([`Status::is_restartable`]): it goes back on the
+    /// claim path, due at `event.at`, and its driver restarts it; any other
+    /// event for a finished execution is refused with [`Sent::Finished`].
     async fn send_event(
         &self,
         tenant: &TenantId,

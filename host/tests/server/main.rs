@@ -5,6 +5,7 @@ mod common;
 mod dag;
 mod definitions;
 mod executions;
+mod pause;
 mod resources;
 mod waits;
 mod work;

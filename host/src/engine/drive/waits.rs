@@ -108,9 +108,10 @@ impl Run {
     }
 
     /// `waiting` while every unfinished step waits (none runs or retries
-    /// soon), `running` otherwise; each change is a history entry.
+    /// soon), `running` otherwise; each change is a history entry. A paused
+    /// execution stays paused until resumed.
     pub(super) fn settle_status(&mut self) {
-        if self.stop.is_some() {
+        if self.stop.is_some() || self.exec.status == Status::Paused {
             return;
         }
         let waits = self

@@ -657,3 +657,105 @@ pub(crate) async fn claiming_one_execution(h: &dyn Harness) {
             .is_some()
     );
 }
+
+/// A resume reopens an execution that ended failed, cancelled or timed
+/// out: the event is stored, the execution is due at the event's time and
+/// claimed with the event in its inbox. Other events for it, and a resume
+/// of an execution that succeeded, are refused.
+pub(crate) async fn a_resume_reopens_a_restartable_execution(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let t0 = Timestamp::now();
+    let mut ended = Vec::new();
+    for (name, status) in [("failed", Status::Failed), ("succeeded", Status::Succeeded)] {
+        let exec = execution(&acme, name, t0);
+        create(&*store, &exec).await;
+        let mut held = store
+            .claim_execution(&lease("a", later(t0, 5)), t0, &acme, &exec.execution_id)
+            .await
+            .unwrap()
+            .expect("claimed");
+        held.enter(status, t0);
+        held.version = commit(&*store, &held, "a", 0, Next::Finish).await.unwrap();
+        ended.push(held);
+    }
+    let (failed, succeeded) = (&ended[0], &ended[1]);
+    let t1 = later(t0, 10);
+    assert_eq!(
+        store
+            .send_event(
+                &acme,
+                &failed.execution_id,
+                &event(EventKind::Signal, t1, None)
+            )
+            .await
+            .unwrap(),
+        Sent::Finished(Status::Failed)
+    );
+    assert_eq!(
+        store
+            .send_event(
+                &acme,
+                &succeeded.execution_id,
+                &event(EventKind::Resume, t1, None)
+            )
+            .await
+            .unwrap(),
+        Sent::Finished(Status::Succeeded)
+    );
+    assert!(
+        store
+            .claim_due(&lease("b", later(t1, 5)), later(t1, 1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is due before the resume"
+    );
+    let Sent::Stored(seq) = store
+        .send_event(
+            &acme,
+            &failed.execution_id,
+            &event(EventKind::Resume, t1, None),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the resume of a failed execution is stored");
+    };
+    assert_eq!(store.next_wake_at(&node("b")).await.unwrap(), Some(t1));
+    let taken = store
+        .claim_due(&lease("b", later(t1, 5)), later(t1, 1), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&taken), vec![failed.execution_id.clone()]);
+    assert_eq!(
+        taken[0].status,
+        Status::Failed,
+        "the driver restarts it, not the store"
+    );
+    let events = store.events(&failed.execution_id, 0).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].seq, events[0].kind), (seq, EventKind::Resume));
+    // The restarted execution commits like any claimed one.
+    let mut restarted = taken[0].clone();
+    restarted.enter(Status::Running, t1);
+    let v = commit(
+        &*store,
+        &restarted,
+        "b",
+        seq,
+        Next::Hold {
+            until: later(t1, 5),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(v > restarted.version);
+    assert!(
+        store
+            .events(&failed.execution_id, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

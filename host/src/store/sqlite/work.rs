@@ -12,7 +12,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::{decode_execution, from_nanos, nanos, to_json};
-use crate::model::{Event, Execution, ExecutionId, NewEvent, NodeId, Status, TenantId, Timestamp};
+use crate::model::{
+    Event, EventKind, Execution, ExecutionId, NewEvent, NodeId, Status, TenantId, Timestamp,
+};
 use crate::store::{Commit, Error, Held, Lease, Next, Result, Sent};
 
 /// Claims up to `limit` due executions for `lease`, earliest first. Rows the
@@ -254,7 +256,8 @@ pub(super) fn send_event(
         return Ok(Sent::NotFound);
     };
     let status: Status = status.parse().map_err(Error::Backend)?;
-    if status.is_terminal() {
+    let reopens = event.kind == EventKind::Resume && status.is_restartable();
+    if status.is_terminal() && !reopens {
         return Ok(Sent::Finished(status));
     }
     if let Some(key) = &event.idempotency_key {
@@ -283,9 +286,13 @@ pub(super) fn send_event(
     // A held execution's holder is told in-process or by its next renewal;
     // its `wake_ns` stays its lease expiry, so that if the holder dies the
     // execution is claimed when the lease lapses.
+    // A restartable execution that a resume reopens has no `wake_ns` (NULL)
+    // and goes back on the claim path.
     if owner.is_none() {
-        conn.prepare_cached("UPDATE executions SET wake_ns = MIN(wake_ns, ?2) WHERE id = ?1")?
-            .execute(params![id.as_str(), at])?;
+        conn.prepare_cached(
+            "UPDATE executions SET wake_ns = COALESCE(MIN(wake_ns, ?2), ?2) WHERE id = ?1",
+        )?
+        .execute(params![id.as_str(), at])?;
     }
     Ok(Sent::Stored(u64::try_from(seq).unwrap_or(0)))
 }
