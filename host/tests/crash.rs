@@ -1,7 +1,9 @@
-//! `kill -9` of the real `stephost serve` binary while 200 asynchronous
-//! executions are under way, then a restart on the same data directory:
-//! every accepted execution reaches a terminal state, none is lost, and none
-//! completes twice.
+//! `kill -9` of the real `stephost serve` binary, then a restart on the same
+//! data directory: while 200 asynchronous executions are under way (every
+//! accepted execution reaches a terminal state, none is lost, none completes
+//! twice), and while 1,000 executions wait on timers and 100 on signals
+//! (every timer fires once, half of them due while the server was down, and
+//! every signal sent after the restart is consumed once).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -243,4 +245,209 @@ async fn kill_9_during_200_async_executions_loses_nothing_and_completes_each_onc
     let listed: HashSet<String> = listed.into_iter().collect();
     let accepted: HashSet<String> = ids.into_iter().collect();
     assert_eq!(listed, accepted);
+}
+
+const TIMERS: usize = 1_000;
+const SIGNAL_WAITS: usize = 100;
+
+/// Starts `n` executions of `workflow`, 50 requests at a time; `input(i)`
+/// gives each one's input. Returns their ids in order.
+async fn start_many(
+    client: &Client,
+    url: &str,
+    token: &str,
+    workflow: &str,
+    n: usize,
+    input: impl Fn(usize) -> Value,
+) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+        let mut tasks = Vec::new();
+        for &i in chunk {
+            let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+            let body = json!({"workflow_id": workflow, "input_data": input(i)});
+            tasks.push(tokio::spawn(async move {
+                call(
+                    &client,
+                    reqwest::Method::POST,
+                    format!("{url}/v1/executions/async"),
+                    &token,
+                    Some(body),
+                )
+                .await
+            }));
+        }
+        for t in tasks {
+            let (status, body) = t.await.unwrap();
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            ids.push(body["execution_id"].as_str().unwrap().to_owned());
+        }
+    }
+    ids
+}
+
+/// How many statuses of `history` are terminal.
+fn terminal_entries(exec: &Value) -> usize {
+    exec["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| !matches!(h["status"].as_str(), Some("queued" | "running" | "waiting")))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_1000_timers_and_100_signal_waits_fires_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let mut first = Server::start(dir.path());
+    let url = first.url.clone();
+    let (status, body) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{url}/v1/tenants"),
+        ADMIN,
+        Some(json!({"name": "timers"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let r = client
+        .put(format!("{url}/v1/steps/echo"))
+        .bearer_auth(&token)
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(test_programs::ECHO).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for (id, def) in [
+        (
+            "timer",
+            json!({"steps": [
+                {"id": "nap", "wait": {"until": "{{ input.at }}"}},
+                {"id": "after", "step": "echo", "input": {"i": "{{ input.i }}"}}]}),
+        ),
+        (
+            "gate",
+            json!({"steps": [
+                {"id": "gate", "wait": {"signal": "go"}},
+                {"id": "after", "step": "echo"}]}),
+        ),
+    ] {
+        let (status, body) = call(
+            &client,
+            reqwest::Method::PUT,
+            format!("{url}/v1/workflows/{id}"),
+            &token,
+            Some(def),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    // Half the timers fall due while the server is down, half after the
+    // restart.
+    let t0 = jiff::Timestamp::now();
+    let early = t0 + jiff::SignedDuration::from_secs(10);
+    let late = t0 + jiff::SignedDuration::from_secs(16);
+    let timers = start_many(&client, &url, &token, "timer", TIMERS, |i| {
+        let at = if i % 2 == 0 { early } else { late };
+        json!({"i": i, "at": at.to_string()})
+    })
+    .await;
+    let gates = start_many(
+        &client,
+        &url,
+        &token,
+        "gate",
+        SIGNAL_WAITS,
+        |i| json!({"i": i}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting = list_all(&client, &url, &token, "&status=waiting")
+            .await
+            .len();
+        if waiting == TIMERS + SIGNAL_WAITS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {waiting} executions ever waited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill_9();
+    assert!(
+        jiff::Timestamp::now() < early,
+        "the kill came after the first timers were due; the test proves less than it says"
+    );
+    // Stay down until the early timers are due.
+    let due = early.duration_since(jiff::Timestamp::now()) + jiff::SignedDuration::from_millis(500);
+    tokio::time::sleep(Duration::try_from(due).unwrap_or_default()).await;
+
+    let second = Server::start(dir.path());
+    let url = second.url.clone();
+    // Every signal is sent twice with one key: each counts once.
+    for (i, id) in gates.iter().enumerate() {
+        for round in 0..2 {
+            let r = client
+                .post(format!("{url}/v1/executions/{id}/signals/go"))
+                .bearer_auth(&token)
+                .header("idempotency-key", format!("go-{i}"))
+                .json(&json!({"n": i}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["duplicate"], round == 1, "{body}");
+        }
+    }
+    for (i, id) in timers.iter().chain(&gates).enumerate() {
+        let (status, exec) = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{url}/v1/executions/{id}?wait_for_seconds=60"),
+            &token,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{exec}");
+        assert_eq!(exec["status"], "succeeded", "{exec}");
+        assert_eq!(
+            terminal_entries(&exec),
+            1,
+            "finished more than once: {exec}"
+        );
+        let after = &exec["steps"][1];
+        assert_eq!(
+            after["attempts"].as_array().unwrap().len(),
+            1,
+            "the step after the wait ran more than once: {exec}"
+        );
+        if i < TIMERS {
+            assert_eq!(exec["output"], json!({"i": i}), "{exec}");
+            let at: jiff::Timestamp = exec["input_data"]["at"].as_str().unwrap().parse().unwrap();
+            let ended: jiff::Timestamp = after["attempts"][0]["started_at"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(ended >= at, "a timer fired early: {exec}");
+        } else {
+            let n = i - TIMERS;
+            assert_eq!(exec["output"], json!({"n": n}), "{exec}");
+            assert!(exec.get("pending_signals").is_none(), "{exec}");
+        }
+    }
+    let listed: HashSet<String> = list_all(&client, &url, &token, "")
+        .await
+        .into_iter()
+        .collect();
+    let accepted: HashSet<String> = timers.into_iter().chain(gates).collect();
+    assert_eq!(listed.len(), TIMERS + SIGNAL_WAITS);
+    assert_eq!(listed, accepted, "nothing lost, nothing added");
 }

@@ -39,7 +39,7 @@ pub struct SignalAccepted {
     responses((status = 202, body = SignalAccepted),
         (status = 400, body = super::problem::ProblemBody, description = "malformed JSON, a bad name or key"),
         (status = 404, body = super::problem::ProblemBody, description = "no such execution for this tenant"),
-        (status = 409, body = super::problem::ProblemBody, description = "the execution has finished"),
+        (status = 409, body = super::problem::ProblemBody, description = "the execution has finished (a retry with the key of an earlier delivery gets 202 with `duplicate: true`)"),
         (status = 413, body = super::problem::ProblemBody, description = "the payload is over `max-signal-bytes`"),
         (status = 415, body = super::problem::ProblemBody),
         (status = 422, body = super::problem::ProblemBody, description = "the payload does not match the wait step's `schema`; it was not delivered")))]

@@ -13,6 +13,7 @@
 //! know wasmtime, SQL or HTTP.
 
 pub mod clock;
+mod dag;
 pub mod definition;
 mod drive;
 mod resolve;
@@ -219,7 +220,7 @@ impl Until {
             Self::Paused(n) => {
                 e.status.is_terminal() || entries(&|h| h.status == Status::Paused) > *n
             }
-            Self::Resumed(n) => entries(&|h| h.reason.as_deref() == Some(drive::RESUME)) > *n,
+            Self::Resumed(n) => entries(&|h| h.reason.as_deref() == Some(dag::RESUME)) > *n,
         }
     }
 }
@@ -312,7 +313,7 @@ impl Inner {
     fn lease(&self) -> Lease {
         Lease {
             owner: self.node.clone(),
-            until: drive::add(self.clock.now(), self.lease_ttl),
+            until: dag::add(self.clock.now(), self.lease_ttl),
         }
     }
 
@@ -654,7 +655,7 @@ impl Engine {
         let resumed = exec
             .history
             .iter()
-            .filter(|h| h.reason.as_deref() == Some(drive::RESUME))
+            .filter(|h| h.reason.as_deref() == Some(dag::RESUME))
             .count();
         self.send_change(tenant, id, EventKind::Resume).await?;
         work::nudge(&self.inner, id);
@@ -701,6 +702,13 @@ impl Engine {
     ) -> Result<SignalSent, Error> {
         let exec = self.get(tenant, id).await?;
         if exec.status.is_terminal() {
+            // A keyed retry of a delivery that was stored before is answered
+            // as the duplicate it is; anything else is too late.
+            if idempotency_key.is_some() {
+                return self
+                    .send_signal(tenant, id, name, payload, idempotency_key)
+                    .await;
+            }
             return Err(Error::AlreadyFinished(id.clone(), exec.status.as_str()));
         }
         let def = self
@@ -745,6 +753,18 @@ impl Engine {
                 ));
             }
         }
+        self.send_signal(tenant, id, name, payload, idempotency_key)
+            .await
+    }
+
+    async fn send_signal(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+        name: &str,
+        payload: serde_json::Value,
+        idempotency_key: Option<String>,
+    ) -> Result<SignalSent, Error> {
         let event = NewEvent {
             kind: EventKind::Signal,
             name: Some(name.to_owned()),

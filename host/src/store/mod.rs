@@ -335,6 +335,8 @@ pub trait Store: Send + Sync + 'static {
     /// restartable status ([`Status::is_restartable`]): it goes back on the
     /// claim path, due at `event.at`, and its driver restarts it; any other
     /// event for a finished execution is refused with [`Sent::Finished`].
+    /// An event whose idempotency key was stored before is a
+    /// [`Sent::Duplicate`], even once the execution has finished.
     async fn send_event(
         &self,
         tenant: &TenantId,

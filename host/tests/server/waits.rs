@@ -188,9 +188,16 @@ async fn signals_wait_for_their_step_count_once_per_key_and_time_out() {
     );
     assert_eq!(step(&e, "report")["output"]["first"]["by"], "ana");
     assert_eq!(step(&e, "report")["output"]["second"], "signal_timeout");
-    // A finished execution takes no signal.
+    // A finished execution takes no signal, but a retried delivery is
+    // still answered as the duplicate it is.
     let late = signal(&s, &t, &id, "approval", None, "{}").await;
     assert_problem(&late, StatusCode::CONFLICT, "already finished");
+    let late = signal(&s, &t, &id, "approval", Some("k-new"), "{}").await;
+    assert_problem(&late, StatusCode::CONFLICT, "already finished");
+    let retried = signal(&s, &t, &id, "approval", Some("k-1"), "{}").await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{:?}", retried.body);
+    assert_eq!(retried.body["duplicate"], true);
+    assert_eq!(retried.body["sequence"], r.body["sequence"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -529,6 +529,13 @@ pub(crate) async fn the_inbox_keeps_events_in_order(h: &dyn Harness) {
     held.enter(Status::Cancelled, later(t0, 5));
     commit(&*store, &held, "a", 0, Next::Finish).await.unwrap();
     assert!(store.events(id, 0).await.unwrap().is_empty());
+    // A retried delivery after the execution finished is still the same
+    // delivery; a new one is refused.
+    assert_eq!(send(Some("k1"), later(t0, 6)).await, Sent::Duplicate(first));
+    assert_eq!(
+        send(Some("k9"), later(t0, 6)).await,
+        Sent::Finished(Status::Cancelled)
+    );
 }
 
 fn ids_of(events: &[crate::model::Event]) -> Vec<u64> {

@@ -256,10 +256,8 @@ pub(super) fn send_event(
         return Ok(Sent::NotFound);
     };
     let status: Status = status.parse().map_err(Error::Backend)?;
-    let reopens = event.kind == EventKind::Resume && status.is_restartable();
-    if status.is_terminal() && !reopens {
-        return Ok(Sent::Finished(status));
-    }
+    // A retried delivery is the same delivery, even once the execution has
+    // finished.
     if let Some(key) = &event.idempotency_key {
         let earlier: Option<i64> = conn
             .prepare_cached("SELECT seq FROM event_keys WHERE execution_id = ?1 AND key = ?2")?
@@ -268,6 +266,10 @@ pub(super) fn send_event(
         if let Some(seq) = earlier {
             return Ok(Sent::Duplicate(u64::try_from(seq).unwrap_or(0)));
         }
+    }
+    let reopens = event.kind == EventKind::Resume && status.is_restartable();
+    if status.is_terminal() && !reopens {
+        return Ok(Sent::Finished(status));
     }
     let at = nanos(event.at);
     let seq: i64 = conn

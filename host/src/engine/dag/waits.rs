@@ -1,19 +1,18 @@
-//! Wait steps in the driver: starting a wait, ending the waits that are
-//! over (a signal arrived, a time passed, a signal's timeout ran out), and
-//! the execution status that follows from what its steps do.
+//! Wait steps in the core: starting a wait, ending the waits that are over
+//! (a signal arrived, a time passed, a signal's timeout ran out), and the
+//! execution status that follows from what its steps do.
 
 use serde_json::{Value, json};
 
-use super::{Run, add};
+use super::{State, add};
 use crate::engine::definition::{Definition, parse_duration};
 use crate::model::{ExecutionError, Status, StepStatus, Timestamp, Waiting};
 
-impl Run {
-    /// Ends the waits that are over: a signal arrived (the oldest of that
-    /// name is taken), a time was reached, or a signal's timeout passed.
-    /// Returns whether anything changed.
-    pub(super) fn settle_waits(&mut self, def: &Definition) -> bool {
-        let now = self.now();
+impl State {
+    /// Ends the waits that are over at `now`: a signal arrived (the oldest
+    /// of that name is taken), a time was reached, or a signal's timeout
+    /// passed. Returns whether anything changed.
+    pub(super) fn settle_waits(&mut self, def: &Definition, now: Timestamp) -> bool {
         let mut changed = false;
         for i in 0..self.exec.steps.len() {
             if self.stop.is_some() {
@@ -59,13 +58,17 @@ impl Run {
         changed
     }
 
-    /// Starts wait step `i`: works out until when it waits, and takes a
-    /// signal already delivered at once.
-    pub(super) fn begin_wait(&mut self, def: &Definition, needs: &[Vec<usize>], i: usize) {
+    /// Starts wait step `i` at `now`: works out until when it waits.
+    pub(super) fn begin_wait(
+        &mut self,
+        def: &Definition,
+        needs: &[Vec<usize>],
+        i: usize,
+        now: Timestamp,
+    ) {
         let Some(wait) = &def.steps[i].wait else {
             return;
         };
-        let now = self.now();
         let until = if let Some(d) = &wait.duration {
             parse_duration(d).ok().map(|d| add(now, d))
         } else if let Some(t) = &wait.until {
@@ -108,11 +111,12 @@ impl Run {
     }
 
     /// `waiting` while every unfinished step waits (none runs or retries
-    /// soon), `running` otherwise; each change is a history entry. A paused
-    /// execution stays paused until resumed.
-    pub(super) fn settle_status(&mut self) {
-        if self.stop.is_some() || self.exec.status == Status::Paused {
-            return;
+    /// soon), `running` otherwise; each change is a history entry. Only a
+    /// running or waiting execution that is not stopping changes. Returns
+    /// whether it changed.
+    pub(crate) fn settle_status(&mut self, now: Timestamp) -> bool {
+        if self.stop.is_some() || !matches!(self.exec.status, Status::Running | Status::Waiting) {
+            return false;
         }
         let waits = self
             .exec
@@ -129,9 +133,10 @@ impl Run {
         } else {
             Status::Running
         };
-        if self.exec.status != want {
-            let now = self.now();
-            self.exec.enter(want, now);
+        if self.exec.status == want {
+            return false;
         }
+        self.exec.enter(want, now);
+        true
     }
 }
