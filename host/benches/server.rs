@@ -14,155 +14,39 @@
 //! Run with `scripts/bench`. These machines are noisy: compare medians and
 //! ratios from one run, not absolute figures across runs.
 
-use std::io::{BufRead, BufReader, Write};
+mod support;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use support::{CLIENTS, Server, fan_out, mib, ms, send, summary};
 
-const ADMIN: &str = "bench-admin-token";
 const SYNC_RUNS: usize = 2000;
 const SYNC_WARMUP: usize = 200;
 const ASYNC_EXECUTIONS: usize = 10_000;
-const CLIENTS: usize = 64;
 const QUEUED: usize = 10_000;
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stephost"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("STEPHOST_ADMIN_TOKEN", ADMIN)
-            .env("STEPHOST_DURABILITY", "full")
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start stephost serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-                }
-            }
-        });
-        let url = rx.recv_timeout(Duration::from_secs(60)).expect("address");
-        Self { child, url }
-    }
-
-    /// Resident and peak resident memory in bytes, from /proc.
-    fn rss(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn send(
-    client: &Client,
-    method: reqwest::Method,
-    url: String,
-    token: &str,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let mut req = client.request(method, url).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    let r = req.send().await.expect("request");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 /// A tenant with `echo`, `hostile` and workflows `three` (echo x3) and
 /// `block` (one long nap); returns its token.
 async fn setup(client: &Client, url: &str) -> String {
-    let (s, b) = send(
+    support::tenant(
         client,
-        reqwest::Method::POST,
-        format!("{url}/v1/tenants"),
-        ADMIN,
-        Some(&json!({"name": "bench"})),
+        url,
+        &[
+            (
+                "three",
+                json!({"steps": [{"id": "a", "step": "echo"}, {"id": "b", "step": "echo"}, {"id": "c", "step": "echo"}]}),
+            ),
+            (
+                "block",
+                json!({"steps": [{"id": "nap", "step": "hostile", "input": {"op": "nap", "n": 600000}}]}),
+            ),
+        ],
     )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
-    let token = b["token"].as_str().unwrap().to_owned();
-    for (name, path) in [
-        ("echo", test_programs::ECHO),
-        ("hostile", test_programs::HOSTILE),
-    ] {
-        let r = client
-            .put(format!("{url}/v1/steps/{name}"))
-            .bearer_auth(&token)
-            .header("content-type", "application/wasm")
-            .body(std::fs::read(path).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
-    }
-    for (id, def) in [
-        (
-            "three",
-            json!({"steps": [{"id": "a", "step": "echo"}, {"id": "b", "step": "echo"}, {"id": "c", "step": "echo"}]}),
-        ),
-        (
-            "block",
-            json!({"steps": [{"id": "nap", "step": "hostile", "input": {"op": "nap", "n": 600000}}]}),
-        ),
-    ] {
-        let (s, b) = send(
-            client,
-            reqwest::Method::PUT,
-            format!("{url}/v1/workflows/{id}"),
-            &token,
-            Some(&def),
-        )
-        .await;
-        assert_eq!(s, StatusCode::CREATED, "{b}");
-    }
-    token
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// p50 and p99 of `samples`.
-fn summary(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    (percentile(&samples, 0.50), percentile(&samples, 0.99))
+    .await
 }
 
 /// What one durable commit costs on this disk: write 200 bytes, fdatasync.
@@ -242,38 +126,6 @@ async fn sync_latency(out: &mut Vec<String>) {
         p50.as_secs_f64() / h50.as_secs_f64(),
         p50.as_secs_f64() / f50.as_secs_f64()
     ));
-}
-
-/// Runs `total` requests made by `make` from `CLIENTS` concurrent tasks;
-/// returns the elapsed time and the responses' bodies.
-async fn fan_out<F, Fut>(total: usize, make: F) -> (Duration, Vec<Value>)
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Value> + Send,
-{
-    let make = Arc::new(make);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
-        let make = make.clone();
-        let next = next.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut got = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= total {
-                    return got;
-                }
-                got.push(make(i).await);
-            }
-        }));
-    }
-    let mut all = Vec::with_capacity(total);
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    (started.elapsed(), all)
 }
 
 async fn async_throughput(out: &mut Vec<String>) {
@@ -465,7 +317,6 @@ async fn queued_memory(out: &mut Vec<String>) {
     .await;
     assert_eq!(q["items"].as_array().unwrap().len(), 1, "{q}");
     let (loaded, peak) = server.rss();
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     out.push(format!("resident memory with {QUEUED} queued executions"));
     out.push(format!(
         "  RSS {:>7.1} MiB (peak {:.1} MiB); idle baseline {:.1} MiB; {:.0} bytes per queued execution",
