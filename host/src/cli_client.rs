@@ -118,10 +118,17 @@ pub enum ExecCommand {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Start a workflow without waiting; prints the execution id.
+    /// Start a workflow without waiting; prints the execution id. With
+    /// `--at` or `--delay` the run is postponed (status `scheduled`).
     Start {
         #[command(flatten)]
         submission: SubmitArgs,
+        /// Start at this RFC 3339 time instead of now.
+        #[arg(long, value_name = "TIME", conflicts_with = "delay")]
+        at: Option<Timestamp>,
+        /// Start this long from now (`90s`, `15m`, `2h`, `1d`).
+        #[arg(long, value_name = "DURATION")]
+        delay: Option<String>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -249,8 +256,17 @@ pub async fn exec(cmd: ExecCommand) -> anyhow::Result<ExitCode> {
             wait,
             conn,
         } => exec_submit(&submission, Route::Sync { wait }, &conn).await,
-        ExecCommand::Start { submission, conn } => {
-            exec_submit(&submission, Route::Async, &conn).await
+        ExecCommand::Start {
+            submission,
+            at,
+            delay,
+            conn,
+        } => {
+            let later = Later {
+                scheduled_for: at.map(|t| t.to_string()),
+                delay,
+            };
+            exec_submit(&submission, Route::Async(later), &conn).await
         }
         ExecCommand::Get { id, wait, conn } => exec_get(&id, wait, &conn).await,
         ExecCommand::List {
@@ -510,6 +526,17 @@ struct RunRequest<'a> {
     input_data: &'a Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     custom_data: Option<&'a Value>,
+    #[serde(flatten)]
+    later: Later,
+}
+
+/// When `exec start` postpones the run to.
+#[derive(Debug, Clone, Default, Serialize)]
+struct Later {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduled_for: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay: Option<String>,
 }
 
 /// A handed-off or accepted execution.
@@ -554,7 +581,8 @@ struct ExecutionPage {
 fn exit_code(status: Status) -> ExitCode {
     match status {
         Status::Failed | Status::Cancelled | Status::TimedOut => ExitCode::FAILURE,
-        Status::Queued
+        Status::Scheduled
+        | Status::Queued
         | Status::Running
         | Status::Waiting
         | Status::Paused
@@ -564,13 +592,13 @@ fn exit_code(status: Status) -> ExitCode {
 }
 
 /// Which submission route to take.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Route {
     /// `exec run`: wait up to `wait` seconds (the server's default when
     /// `None`).
     Sync { wait: Option<u64> },
-    /// `exec start`: answer at once.
-    Async,
+    /// `exec start`: answer at once; maybe postponed.
+    Async(Later),
 }
 
 async fn exec_submit(sub: &SubmitArgs, route: Route, conn: &Conn) -> Result<ExitCode, Error> {
@@ -580,6 +608,10 @@ async fn exec_submit(sub: &SubmitArgs, route: Route, conn: &Conn) -> Result<Exit
         workflow_version: sub.version,
         input_data: &sub.input,
         custom_data: sub.custom_data.as_ref(),
+        later: match &route {
+            Route::Async(later) => later.clone(),
+            Route::Sync { .. } => Later::default(),
+        },
     };
     let mut req = match route {
         Route::Sync {
@@ -588,7 +620,7 @@ async fn exec_submit(sub: &SubmitArgs, route: Route, conn: &Conn) -> Result<Exit
             .request(Method::POST, &["v1", "executions"])
             .query(&[("wait_for_seconds", seconds)]),
         Route::Sync { wait: None } => client.request(Method::POST, &["v1", "executions"]),
-        Route::Async => client.request(Method::POST, &["v1", "executions", "async"]),
+        Route::Async(_) => client.request(Method::POST, &["v1", "executions", "async"]),
     }
     .json(&body);
     if let Some(key) = &sub.idempotency_key {
@@ -606,7 +638,7 @@ async fn exec_submit(sub: &SubmitArgs, route: Route, conn: &Conn) -> Result<Exit
         println!("{id}");
         let why = match route {
             Route::Sync { .. } => "the wait ended before the execution did; it goes on",
-            Route::Async => "accepted",
+            Route::Async(_) => "accepted",
         };
         eprintln!(
             "{why} ({}); follow it with `stephost exec get {id} --wait 60`",

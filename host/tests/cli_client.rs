@@ -187,6 +187,37 @@ fn the_client_drives_steps_workflows_and_executions() {
         .collect();
     assert_eq!(reasons.len(), 2, "{done}");
 
+    // A postponed start, by delay or by time.
+    for args in [["--delay", "2h"], ["--at", "2099-01-01T09:00:00Z"]] {
+        let started = server.cli(&["exec", "start", "nap", args[0], args[1]]);
+        assert_eq!(started.code, 0, "{}", started.stderr);
+        assert!(started.stderr.contains("(scheduled)"), "{}", started.stderr);
+        let id = started.stdout.trim().to_owned();
+        let e = server.cli(&["exec", "get", &id, "--json"]).json();
+        assert_eq!(e["status"], "scheduled", "{e}");
+        let cancelled = server.cli(&["exec", "cancel", &id, "--json"]);
+        assert_eq!(cancelled.json()["status"], "cancelled");
+    }
+    let e = server.cli(&["exec", "get", &nap_id, "--json"]).json();
+    assert_eq!(e["scheduled_for"], Value::Null, "{e}");
+    let bad = server.cli(&["exec", "start", "nap", "--at", "tomorrow"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let both = server.cli(&[
+        "exec",
+        "start",
+        "nap",
+        "--at",
+        "2099-01-01T09:00:00Z",
+        "--delay",
+        "1h",
+    ]);
+    assert_eq!(both.code, 2, "{}", both.stderr);
+    assert!(
+        both.stderr.contains("cannot be used with"),
+        "{}",
+        both.stderr
+    );
+
     let denied = stephost(
         &["exec", "list"],
         &[

@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::auth::Tenant;
 use super::{ApiError, AppState};
-use crate::engine::{Problem, Submission, Submitted, Until, VersionSel};
+use crate::engine::{Problem, StartAt, Submission, Submitted, Until, VersionSel};
 use crate::model::{Execution, ExecutionId, Status, Timestamp, WorkflowId};
 use crate::store::{ExecutionFilter, Idempotency, OnConflict};
 
@@ -85,6 +85,16 @@ pub struct RunRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub custom_data: Option<serde_json::Value>,
+    /// Async only: start at this RFC 3339 time instead of now (status
+    /// `scheduled` until then; a time already past starts it at once).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2030-01-01T09:00:00Z")]
+    pub scheduled_for: Option<String>,
+    /// Async only: start this long after acceptance (`90s`, `15m`, `2h`,
+    /// `1d`, `PT1H`). Not with `scheduled_for`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "15m")]
+    pub delay: Option<String>,
 }
 
 /// A handed-off or accepted execution.
@@ -203,14 +213,62 @@ fn idempotency(headers: &HeaderMap, body: &[u8]) -> Result<Option<Idempotency>, 
     }))
 }
 
+/// When a postponed run starts, from `scheduled_for` or `delay`.
+fn start_at(req: &RunRequest, postpone: bool) -> Result<Option<StartAt>, ApiError> {
+    let problem = |path: &str, message: String| {
+        ApiError::invalid(
+            "the request body does not fit",
+            vec![Problem {
+                path: path.into(),
+                message,
+            }],
+        )
+    };
+    if !postpone {
+        for (field, given) in [
+            ("scheduled_for", req.scheduled_for.is_some()),
+            ("delay", req.delay.is_some()),
+        ] {
+            if given {
+                return Err(problem(
+                    &format!("$.{field}"),
+                    format!(
+                        "a synchronous run starts now; postpone it with `{field}` on \
+                         POST /v1/executions/async"
+                    ),
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    match (&req.scheduled_for, &req.delay) {
+        (Some(_), Some(_)) => Err(problem(
+            "$.delay",
+            "give `scheduled_for` or `delay`, not both".into(),
+        )),
+        (Some(t), None) => t.parse().map(|t| Some(StartAt::Time(t))).map_err(|e| {
+            problem(
+                "$.scheduled_for",
+                format!("`{t}` is not an RFC 3339 time such as `2030-01-01T09:00:00Z`: {e}"),
+            )
+        }),
+        (None, Some(d)) => crate::engine::definition::parse_duration(d)
+            .map(|d| Some(StartAt::Delay(d)))
+            .map_err(|m| problem("$.delay", m)),
+        (None, None) => Ok(None),
+    }
+}
+
 async fn submit(
     tenant: &crate::model::TenantId,
     state: &AppState,
     headers: &HeaderMap,
     body: Bytes,
+    postpone: bool,
 ) -> Result<Submitted, ApiError> {
     let idem = idempotency(headers, &body)?;
     let req: RunRequest = parse_json(headers, &body)?;
+    let start = start_at(&req, postpone)?;
     let workflow_id: WorkflowId = req.workflow_id.parse().map_err(|m: String| {
         ApiError::invalid(
             "the request body does not fit",
@@ -228,6 +286,7 @@ async fn submit(
         },
         input_data: req.input_data,
         custom_data: req.custom_data,
+        start,
     };
     Ok(state.engine.submit(tenant, sub, idem).await?)
 }
@@ -280,7 +339,7 @@ pub async fn run_sync(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let wait = wait_duration(q.wait_for_seconds.as_deref(), &headers, &state)?;
-    let submitted = submit(&tenant, &state, &headers, body).await?;
+    let submitted = submit(&tenant, &state, &headers, body, false).await?;
     let id = submitted.execution().execution_id.clone();
     if let Some(step) = &q.wait_until_step
         && submitted.execution().step(step).is_none()
@@ -312,7 +371,11 @@ pub async fn run_sync(
     })
 }
 
-/// Accepts a workflow run and answers at once with 202.
+/// Accepts a workflow run and answers at once with 202. With
+/// `scheduled_for` or `delay` the run is postponed: it is stored at once
+/// with status `scheduled` and starts at that time; until then it can be
+/// cancelled, signalled (signals wait for it to start) or started now with
+/// `POST /v1/executions/{execution_id}/resume`.
 #[utoipa::path(post, path = "/v1/executions/async", tag = "executions", request_body = RunRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "deduplicates submissions per tenant"),
         ("X-On-Conflict" = Option<String>, Header, description = "RETURN_EXISTING (default), FAIL or FAIL_ON_RUNNING")),
@@ -325,7 +388,7 @@ pub async fn run_async(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let submitted = submit(&tenant, &state, &headers, body).await?;
+    let submitted = submit(&tenant, &state, &headers, body, true).await?;
     let exec = submitted.execution();
     Ok((
         StatusCode::ACCEPTED,

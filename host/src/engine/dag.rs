@@ -127,7 +127,7 @@ impl State {
                 s.status = StepStatus::Pending;
             }
         }
-        if self.exec.status == Status::Queued && self.stop.is_none() {
+        if matches!(self.exec.status, Status::Queued | Status::Scheduled) && self.stop.is_none() {
             self.exec.enter(Status::Running, now);
             return true;
         }
@@ -173,7 +173,8 @@ impl State {
         }
     }
 
-    /// Continues a paused execution; ends a waiting execution's time waits
+    /// Continues a paused execution; starts a postponed one now; ends a
+    /// waiting execution's time waits
     /// now; restarts an execution that ended failed, cancelled or timed out
     /// from every step that did not succeed, with a fresh deadline and
     /// retry budget. Each is a history entry with reason `resume`, entering
@@ -184,7 +185,8 @@ impl State {
             return;
         }
         match self.exec.status {
-            Status::Paused => {}
+            // A paused execution continues; a postponed one starts now.
+            Status::Paused | Status::Scheduled => {}
             Status::Waiting => {
                 let mut ended = false;
                 for s in &mut self.exec.steps {

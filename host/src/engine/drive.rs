@@ -131,8 +131,16 @@ pub(super) async fn drive(inner: &Arc<Inner>, exec: Execution, driven: &Arc<Driv
         run.flush().await;
         return;
     }
+    let now = run.now();
+    if run.state.exec.status == Status::Scheduled
+        && run.state.stop.is_none()
+        && let Some(at) = run.state.exec.scheduled_for.filter(|&at| at > now)
+    {
+        // Claimed before its time with nothing that starts it: not yet.
+        run.park(at).await;
+        return;
+    }
     if !slot && run.state.stop != Some(Stop::Cancelled) {
-        let now = run.now();
         let at = match run.state.exec.status {
             Status::Paused => run.state.exec.deadline_at.unwrap_or(now),
             _ => now,

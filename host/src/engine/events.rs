@@ -66,6 +66,12 @@ impl Engine {
         let exec = self.get(tenant, id).await?;
         match exec.status {
             Status::Queued | Status::Running | Status::Waiting => {}
+            Status::Scheduled => {
+                return Err(Error::NotAllowed(format!(
+                    "execution {id} is scheduled and has not started; cancel it, or start it \
+                     now with POST /v1/executions/{id}/resume"
+                )));
+            }
             Status::Paused => {
                 return Err(Error::NotAllowed(format!(
                     "execution {id} is already paused; resume it with \
@@ -101,7 +107,7 @@ impl Engine {
     ) -> Result<(Execution, bool), Error> {
         let exec = self.get(tenant, id).await?;
         match exec.status {
-            Status::Paused => {}
+            Status::Paused | Status::Scheduled => {}
             Status::Waiting => {
                 let on_time = exec.steps.iter().any(|s| {
                     s.status == StepStatus::Waiting

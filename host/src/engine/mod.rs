@@ -156,6 +156,17 @@ pub struct Submission {
     pub input_data: serde_json::Value,
     /// Opaque client data.
     pub custom_data: Option<serde_json::Value>,
+    /// For a postponed run: when it starts.
+    pub start: Option<StartAt>,
+}
+
+/// When a postponed run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// At this time (a time already past starts it at once).
+    Time(Timestamp),
+    /// This long after it is accepted.
+    Delay(Duration),
 }
 
 /// What a submission did.
@@ -486,7 +497,11 @@ impl Engine {
         mut exec: Execution,
         idempotency: Option<Idempotency>,
     ) -> Result<Submitted, Error> {
-        let permit = self.inner.in_flight.clone().try_acquire_owned().ok();
+        // A postponed run is due later: the claim loop takes it then.
+        let permit = match exec.status {
+            Status::Scheduled => None,
+            _ => self.inner.in_flight.clone().try_acquire_owned().ok(),
+        };
         let lease = permit.as_ref().map(|_| self.inner.lease());
         let created = self
             .inner

@@ -145,6 +145,15 @@ impl Engine {
             steps.push(run(step_ref.clone(), Some(digest)));
         }
         let at = self.inner.clock.now();
+        let scheduled_for = sub.start.map(|s| match s {
+            super::StartAt::Time(t) => t,
+            super::StartAt::Delay(d) => super::dag::add(at, d),
+        });
+        let status = if scheduled_for.is_some_and(|t| t > at) {
+            Status::Scheduled
+        } else {
+            Status::Queued
+        };
         let mut exec = Execution {
             execution_id: ExecutionId::generate(),
             tenant_id: tenant.clone(),
@@ -156,6 +165,7 @@ impl Engine {
             error: None,
             custom_data: sub.custom_data,
             created_at: at,
+            scheduled_for,
             started_at: None,
             finished_at: None,
             deadline_at: None,
@@ -165,7 +175,7 @@ impl Engine {
             pending_signals: Vec::new(),
             version: 0,
         };
-        exec.enter(Status::Queued, at);
+        exec.enter(status, at);
         Ok(exec)
     }
 }

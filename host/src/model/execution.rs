@@ -121,6 +121,8 @@ pub type Timestamp = jiff::Timestamp;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Postponed: accepted, and due at its `scheduled_for`.
+    Scheduled,
     /// Accepted and waiting for a worker.
     Queued,
     /// A worker is running its steps.
@@ -148,7 +150,7 @@ impl Status {
     pub fn is_terminal(self) -> bool {
         !matches!(
             self,
-            Self::Queued | Self::Running | Self::Waiting | Self::Paused
+            Self::Scheduled | Self::Queued | Self::Running | Self::Waiting | Self::Paused
         )
     }
 
@@ -161,6 +163,7 @@ impl Status {
     /// The snake_case name used in the API and the store.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Scheduled => "scheduled",
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Waiting => "waiting",
@@ -178,6 +181,7 @@ impl FromStr for Status {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
+            "scheduled" => Self::Scheduled,
             "queued" => Self::Queued,
             "running" => Self::Running,
             "waiting" => Self::Waiting,
@@ -189,7 +193,7 @@ impl FromStr for Status {
             "timed_out" => Self::TimedOut,
             other => {
                 return Err(format!(
-                    "`{other}` is not a status; expected one of queued, running, waiting, \
+                    "`{other}` is not a status; expected one of scheduled, queued, running, waiting, \
                      paused, succeeded, partially_succeeded, failed, cancelled, timed_out"
                 ));
             }
@@ -393,6 +397,11 @@ pub struct Execution {
     /// When it was accepted.
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// For a postponed run: when it starts (`scheduled_for` or `delay` at
+    /// submission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_for: Option<Timestamp>,
     /// When a worker started it.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,

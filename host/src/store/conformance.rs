@@ -48,7 +48,7 @@ macro_rules! conformance_tests {
             work::finished_executions_leave_the_claim_path, work::a_new_execution_can_be_held,
             work::the_inbox_keeps_events_in_order, work::events_make_a_parked_execution_due,
             work::an_unconsumed_event_defeats_a_park, work::claiming_one_execution,
-            work::a_resume_reopens_a_restartable_execution);
+            work::a_resume_reopens_a_restartable_execution, work::a_postponed_execution_is_due_at_its_time);
     };
     (@each $harness:expr; $($($path:ident)::+),*) => {
         $(
@@ -111,6 +111,7 @@ fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp) -> Execut
         error: None,
         custom_data: Some(json!({"caller": "conformance"})),
         created_at,
+        scheduled_for: None,
         started_at: None,
         finished_at: None,
         deadline_at: None,

@@ -336,7 +336,9 @@ pub trait Store: Send + Sync + 'static {
     /// claim path, due at `event.at`, and its driver restarts it; any other
     /// event for a finished execution is refused with [`Sent::Finished`].
     /// An event whose idempotency key was stored before is a
-    /// [`Sent::Duplicate`], even once the execution has finished.
+    /// [`Sent::Duplicate`], even once the execution has finished. A signal
+    /// for a `scheduled` execution is stored without making it due: it
+    /// waits for the run to start.
     async fn send_event(
         &self,
         tenant: &TenantId,

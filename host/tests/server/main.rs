@@ -6,6 +6,7 @@ mod dag;
 mod definitions;
 mod executions;
 mod pause;
+mod postponed;
 mod resources;
 mod waits;
 mod work;

@@ -54,6 +54,7 @@ fn setup(def: Value, input: Value) -> (Definition, State, Vec<Vec<usize>>) {
         error: None,
         custom_data: None,
         created_at: t0(),
+        scheduled_for: None,
         started_at: None,
         finished_at: None,
         deadline_at: None,

@@ -766,3 +766,68 @@ pub(crate) async fn a_resume_reopens_a_restartable_execution(h: &dyn Harness) {
             .is_empty()
     );
 }
+
+/// A postponed execution is due at its `scheduled_for`, not at its
+/// creation; a signal for it waits (it does not make it due), while a
+/// cancel or a resume does.
+pub(crate) async fn a_postponed_execution_is_due_at_its_time(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let t0 = Timestamp::now();
+    let postponed = |name: &str| {
+        let mut e = execution(&acme, name, t0);
+        e.status = Status::Scheduled;
+        e.history.clear();
+        e.enter(Status::Scheduled, t0);
+        e.scheduled_for = Some(later(t0, 100));
+        e
+    };
+    let waits = postponed("waits");
+    let cancelled = postponed("cancelled");
+    create(&*store, &waits).await;
+    create(&*store, &cancelled).await;
+    let b = lease("b", later(t0, 500));
+    assert!(
+        store
+            .claim_due(&b, later(t0, 50), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.next_wake_at(&node("b")).await.unwrap(),
+        Some(later(t0, 100))
+    );
+    let sent = store
+        .send_event(
+            &acme,
+            &waits.execution_id,
+            &event(EventKind::Signal, later(t0, 10), None),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(sent, Sent::Stored(_)), "{sent:?}");
+    assert!(
+        store
+            .claim_due(&b, later(t0, 50), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a signal waits for the run to start"
+    );
+    let sent = store
+        .send_event(
+            &acme,
+            &cancelled.execution_id,
+            &event(EventKind::Cancel, later(t0, 20), None),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(sent, Sent::Stored(_)), "{sent:?}");
+    let taken = store.claim_due(&b, later(t0, 50), 10).await.unwrap();
+    assert_eq!(ids(&taken), vec![cancelled.execution_id.clone()]);
+    assert_eq!(taken[0].scheduled_for, Some(later(t0, 100)));
+    let taken = store.claim_due(&b, later(t0, 100), 10).await.unwrap();
+    assert_eq!(ids(&taken), vec![waits.execution_id.clone()]);
+    assert_eq!(store.events(&waits.execution_id, 0).await.unwrap().len(), 1);
+}

@@ -73,6 +73,7 @@ pub(super) struct ExecutionRow {
     workflow: String,
     pub(super) status: &'static str,
     created_ns: i64,
+    due_ns: i64,
     pub(super) doc: String,
 }
 
@@ -84,12 +85,14 @@ impl ExecutionRow {
             workflow: execution.workflow_id.as_str().to_owned(),
             status: execution.status.as_str(),
             created_ns: nanos(execution.created_at),
+            due_ns: nanos(execution.scheduled_for.unwrap_or(execution.created_at)),
             doc: to_json(execution)?,
         })
     }
 
-    /// Inserts the execution at version 1: due at its creation, or held by
-    /// `lease` (and then due again when the lease lapses).
+    /// Inserts the execution at version 1: due at its creation (a postponed
+    /// one at its `scheduled_for`), or held by `lease` (and then due again
+    /// when the lease lapses).
     pub(super) fn insert(&self, conn: &Connection, lease: Option<&Lease>) -> Result<()> {
         let (owner, until) = match lease {
             Some(l) => (Some(l.owner.as_str()), Some(nanos(l.until))),
@@ -99,7 +102,7 @@ impl ExecutionRow {
             "INSERT INTO executions
                  (id, tenant_id, workflow_id, status, created_ns, doc, version, wake_ns,
                   lease_owner, lease_until_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, COALESCE(?8, ?5), ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, COALESCE(?8, ?9), ?7, ?8)",
         )?
         .execute(params![
             self.id,
@@ -109,7 +112,8 @@ impl ExecutionRow {
             self.created_ns,
             self.doc,
             owner,
-            until
+            until,
+            self.due_ns
         ])?;
         Ok(())
     }

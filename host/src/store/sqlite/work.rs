@@ -289,8 +289,10 @@ pub(super) fn send_event(
     // its `wake_ns` stays its lease expiry, so that if the holder dies the
     // execution is claimed when the lease lapses.
     // A restartable execution that a resume reopens has no `wake_ns` (NULL)
-    // and goes back on the claim path.
-    if owner.is_none() {
+    // and goes back on the claim path. A signal for a postponed run waits
+    // for it to start.
+    let waits = status == Status::Scheduled && event.kind == EventKind::Signal;
+    if owner.is_none() && !waits {
         conn.prepare_cached(
             "UPDATE executions SET wake_ns = COALESCE(MIN(wake_ns, ?2), ?2) WHERE id = ?1",
         )?
