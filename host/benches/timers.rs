@@ -200,21 +200,27 @@ async fn parked_memory(out: &mut Vec<String>) {
 async fn lateness(client: &Client, url: &str, token: &str, ids: &[String]) -> Vec<Duration> {
     let mut late = Vec::with_capacity(ids.len());
     for id in ids {
-        let (s, e) = send(
-            client,
-            reqwest::Method::GET,
-            format!("{url}/v1/executions/{id}?wait_for_seconds=60"),
-            token,
-            None,
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK, "{e}");
-        assert_eq!(e["status"], "succeeded", "{e}");
+        let (e, ended) = finished(client, url, token, id).await;
         let due: Timestamp = e["input_data"]["at"].as_str().unwrap().parse().unwrap();
-        let ended: Timestamp = e["finished_at"].as_str().unwrap().parse().unwrap();
         late.push(Duration::try_from(ended.duration_since(due)).unwrap_or_default());
     }
     late
+}
+
+/// An execution once it has succeeded, with its `finished_at`.
+async fn finished(client: &Client, url: &str, token: &str, id: &str) -> (Value, Timestamp) {
+    let (s, e) = send(
+        client,
+        reqwest::Method::GET,
+        format!("{url}/v1/executions/{id}?wait_for_seconds=60"),
+        token,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(e["status"], "succeeded", "{e}");
+    let ended = e["finished_at"].as_str().unwrap().parse().unwrap();
+    (e, ended)
 }
 
 async fn timer_accuracy(out: &mut Vec<String>) {
@@ -305,17 +311,7 @@ async fn deliver(
     }
     let mut latency = Vec::with_capacity(ids.len());
     for (id, at) in ids.iter().zip(accepted) {
-        let (s, e) = send(
-            client,
-            reqwest::Method::GET,
-            format!("{url}/v1/executions/{id}?wait_for_seconds=60"),
-            token,
-            None,
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK, "{e}");
-        assert_eq!(e["status"], "succeeded", "{e}");
-        let ended: Timestamp = e["finished_at"].as_str().unwrap().parse().unwrap();
+        let (_, ended) = finished(client, url, token, id).await;
         latency.push(Duration::try_from(ended.duration_since(at)).unwrap_or_default());
     }
     latency

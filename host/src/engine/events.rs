@@ -26,18 +26,11 @@ impl Engine {
     /// the execution wherever it is driven. An execution nobody drives is
     /// claimed here at once to act on it, without waiting for a free slot.
     pub async fn cancel(&self, tenant: &TenantId, id: &ExecutionId) -> Result<Execution, Error> {
-        let event = NewEvent {
-            kind: EventKind::Cancel,
-            name: None,
-            payload: None,
-            idempotency_key: None,
-            at: self.inner.clock.now(),
-        };
-        match self.inner.store.send_event(tenant, id, &event).await? {
-            Sent::NotFound => return Err(Error::ExecutionNotFound(id.to_string())),
-            Sent::Finished(Status::Cancelled) => return self.get(tenant, id).await,
-            Sent::Finished(s) => return Err(Error::AlreadyFinished(id.clone(), s.as_str())),
-            Sent::Stored(_) | Sent::Duplicate(_) => {}
+        match self.send_change(tenant, id, EventKind::Cancel).await {
+            Err(Error::AlreadyFinished(_, s)) if s == Status::Cancelled.as_str() => {
+                return self.get(tenant, id).await;
+            }
+            other => other?,
         }
         work::deliver(&self.inner, tenant, id).await?;
         let exec = self.wait(tenant, id, &Until::Terminal, CANCEL_WAIT).await?;

@@ -38,7 +38,7 @@ pub(super) fn start(inner: &Arc<Inner>) {
 }
 
 /// Registers and starts the driver of a claimed execution. Without a permit
-/// the driver only acts on a cancel (see [`deliver`]).
+/// the driver only acts on a cancel or a pause (see [`deliver`]).
 pub(super) fn spawn_driver(
     inner: &Arc<Inner>,
     exec: Execution,
@@ -75,8 +75,9 @@ pub(super) fn spawn_driver(
 
 /// Makes the driver of an execution read its inbox: the one in this
 /// process if there is one, else a driver started here for the purpose
-/// (claimed without a slot, since acting on a cancel runs nothing). If
-/// another process holds the execution, its renewal finds the event.
+/// (claimed without a slot, since acting on a cancel or a pause runs
+/// nothing). If another process holds the execution, its renewal finds the
+/// event.
 pub(super) async fn deliver(
     inner: &Arc<Inner>,
     tenant: &TenantId,

@@ -299,3 +299,17 @@ pub async fn live_executions(s: &Server) -> u64 {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     r.body["live_executions"].as_u64().unwrap()
 }
+
+/// Each history entry of an execution record as `status`, or
+/// `status(reason)` when it has a reason (`running(resume)`).
+pub fn history(e: &Value) -> Vec<String> {
+    e["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| match h["reason"].as_str() {
+            Some(r) => format!("{}({r})", h["status"].as_str().unwrap()),
+            None => h["status"].as_str().unwrap().to_owned(),
+        })
+        .collect()
+}

@@ -10,8 +10,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::{
-    Resp, Server, apply, assert_problem, get, live_executions, manual_clock as clock, start_with,
-    step, submit, wait_for,
+    Resp, Server, apply, assert_problem, get, history, live_executions, manual_clock as clock,
+    start_with, step, submit, wait_for,
 };
 
 async fn post(s: &Server, t: &str, id: &str, action: &str) -> Resp {
@@ -22,19 +22,6 @@ async fn post(s: &Server, t: &str, id: &str, action: &str) -> Resp {
         None,
     )
     .await
-}
-
-/// `status` or `status(reason)` for each history entry.
-fn history(e: &Value) -> Vec<String> {
-    e["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| match h["reason"].as_str() {
-            Some(r) => format!("{}({r})", h["status"].as_str().unwrap()),
-            None => h["status"].as_str().unwrap().to_owned(),
-        })
-        .collect()
 }
 
 fn attempts(e: &Value, id: &str) -> Vec<u64> {

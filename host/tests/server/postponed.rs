@@ -9,7 +9,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::{
-    Resp, Server, apply, assert_problem, get, manual_clock as clock, start_with, step, wait_for,
+    Resp, Server, apply, assert_problem, get, history, manual_clock as clock, start_with, step,
+    wait_for,
 };
 
 async fn start_later(s: &Server, t: &str, body: Value) -> Resp {
@@ -19,18 +20,6 @@ async fn start_later(s: &Server, t: &str, body: Value) -> Resp {
 
 async fn post(s: &Server, t: &str, path: &str, body: Option<Value>) -> Resp {
     s.call(Method::POST, path, Some(t), body).await
-}
-
-fn history(e: &Value) -> Vec<String> {
-    e["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| match h["reason"].as_str() {
-            Some(r) => format!("{}({r})", h["status"].as_str().unwrap()),
-            None => h["status"].as_str().unwrap().to_owned(),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

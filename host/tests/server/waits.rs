@@ -6,21 +6,12 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::{
-    Resp, Server, apply, assert_problem, get, manual_clock as clock, start_with, step, submit,
-    wait_for,
+    Resp, Server, apply, assert_problem, get, history, manual_clock as clock, start_with, step,
+    submit, wait_for,
 };
-
-fn history(e: &Value) -> Vec<String> {
-    e["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 async fn signal(s: &Server, t: &str, id: &str, name: &str, key: Option<&str>, body: &str) -> Resp {
     let mut req = s
