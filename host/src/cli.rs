@@ -39,6 +39,9 @@ enum Command {
     /// Run and follow executions on a server.
     #[command(subcommand)]
     Exec(crate::cli_client::ExecCommand),
+    /// Manage cron schedules on a server.
+    #[command(subcommand)]
+    Schedule(crate::cli_client::ScheduleCommand),
 }
 
 #[derive(Debug, Args)]
@@ -236,6 +239,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Step(StepCommand::Doctor(args)) => Ok(step_doctor(args)),
         Command::Workflow(cmd) => crate::cli_client::workflow(cmd).await,
         Command::Exec(cmd) => crate::cli_client::exec(cmd).await,
+        Command::Schedule(cmd) => crate::cli_client::schedule(cmd).await,
     }
 }
 

@@ -12,6 +12,7 @@
 mod executions;
 mod http;
 mod print;
+mod schedules;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ use serde_json::Value;
 pub use self::executions::exec;
 use self::http::{Client, Error, finish};
 use self::print::{cells, table};
+pub use self::schedules::{ScheduleCommand, schedule};
 use crate::engine::Definition;
 use crate::model::{ExecutionId, Status, StepName, Timestamp, WorkflowId};
 
@@ -167,6 +169,9 @@ pub enum ExecCommand {
         /// Only executions created before this RFC 3339 time.
         #[arg(long, value_name = "TIME")]
         created_before: Option<Timestamp>,
+        /// Only executions started by this schedule.
+        #[arg(long)]
+        schedule: Option<crate::model::ScheduleId>,
         #[command(flatten)]
         conn: Conn,
     },

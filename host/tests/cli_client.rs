@@ -314,3 +314,104 @@ fn an_unreachable_server_is_reported() {
         out.stderr
     );
 }
+
+#[test]
+fn the_client_drives_schedules() {
+    let server = Server::start();
+    assert_eq!(
+        server
+            .cli(&["step", "push", "echo", test_programs::ECHO])
+            .code,
+        0
+    );
+    let wf = server.path("yearly.json");
+    write(
+        &wf,
+        r#"{"id":"report","steps":[{"id":"only","step":"echo"}]}"#,
+    );
+    assert_eq!(server.cli(&["workflow", "apply", "-f", &wf]).code, 0);
+
+    let made = server.cli(&[
+        "schedule",
+        "create",
+        "report",
+        "--cron",
+        "0 0 1 1 *",
+        "--timezone",
+        "Europe/Berlin",
+        "--id",
+        "new-year",
+        "--input",
+        r#"{"a":1}"#,
+    ]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    assert!(
+        made.stdout.contains("schedule   new-year"),
+        "{}",
+        made.stdout
+    );
+    assert!(made.stdout.contains("state      active"), "{}", made.stdout);
+    // Midnight on 1 January in Berlin is 23:00 UTC the day before.
+    let next = made
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("next"))
+        .expect("a next tick");
+    assert!(next.ends_with("-12-31T23:00:00Z"), "{}", made.stdout);
+
+    let table = server.cli(&["schedule", "list"]);
+    assert!(table.stdout.starts_with("ID "), "{}", table.stdout);
+    assert!(table.stdout.contains("new-year"), "{}", table.stdout);
+    let none = server
+        .cli(&["schedule", "list", "--state", "paused", "--json"])
+        .json();
+    assert_eq!(none["items"], json!([]));
+
+    let paused = server.cli(&["schedule", "pause", "new-year"]);
+    assert!(
+        paused.stdout.contains("state      paused"),
+        "{}",
+        paused.stdout
+    );
+    let resumed = server.cli(&["schedule", "resume", "new-year"]);
+    assert!(
+        resumed.stdout.contains("state      active"),
+        "{}",
+        resumed.stdout
+    );
+
+    let triggered = server.cli(&["schedule", "trigger", "new-year"]);
+    assert_eq!(triggered.code, 0, "{}", triggered.stderr);
+    let id = triggered.stdout.trim().to_owned();
+    let got = server
+        .cli(&["exec", "get", &id, "--wait", "10", "--json"])
+        .json();
+    assert_eq!(got["status"], "succeeded", "{got}");
+    assert_eq!(got["schedule_id"], "new-year");
+    assert_eq!(got["output"], json!({"a": 1}));
+    let page = server
+        .cli(&["exec", "list", "--schedule", "new-year", "--json"])
+        .json();
+    assert_eq!(page["items"][0]["execution_id"], id.as_str(), "{page}");
+    let shown = server.cli(&["schedule", "get", "new-year"]);
+    assert!(
+        shown.stdout.contains("fired 1, skipped 0, missed 0"),
+        "{}",
+        shown.stdout
+    );
+    assert!(shown.stdout.contains(&id), "{}", shown.stdout);
+    assert!(shown.stdout.contains("trigger"), "{}", shown.stdout);
+
+    let refused = server.cli(&["schedule", "create", "report", "--cron", "soon"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("$.cron"), "{}", refused.stderr);
+
+    assert_eq!(server.cli(&["schedule", "delete", "new-year"]).code, 0);
+    let gone = server.cli(&["schedule", "get", "new-year"]);
+    assert_eq!(gone.code, 1);
+    assert!(
+        gone.stderr.contains("schedule `new-year` not found"),
+        "{}",
+        gone.stderr
+    );
+}

@@ -134,6 +134,8 @@ pub struct ListQuery {
     pub created_after: Option<String>,
     /// Only those created before this RFC 3339 time.
     pub created_before: Option<String>,
+    /// Only those started by this schedule.
+    pub schedule_id: Option<String>,
     /// Page size, 1 to 100 (default 20).
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
@@ -430,6 +432,22 @@ pub async fn get(
     Ok(Json(exec))
 }
 
+/// The `limit` query parameter of a list: 1 to 100, 20 by default.
+pub(super) fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(20),
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=100).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "query parameter `limit`: `{l}` is not a number from 1 to 100"
+                ))
+            }),
+    }
+}
+
 fn parse_time(name: &str, v: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
     v.map(|t| {
         t.parse::<Timestamp>().map_err(|e| {
@@ -462,23 +480,19 @@ pub async fn list(
         .map(|w| w.parse::<WorkflowId>())
         .transpose()
         .map_err(|m| ApiError::bad_request(format!("query parameter `workflow_id`: {m}")))?;
-    let limit = match q.limit.as_deref() {
-        None => 20,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=100).contains(l))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "query parameter `limit`: `{l}` is not a number from 1 to 100"
-                ))
-            })?,
-    };
+    let schedule_id = q
+        .schedule_id
+        .as_deref()
+        .map(|s| s.parse::<crate::model::ScheduleId>())
+        .transpose()
+        .map_err(|m| ApiError::bad_request(format!("query parameter `schedule_id`: {m}")))?;
+    let limit = page_limit(q.limit.as_deref())?;
     let filter = ExecutionFilter {
         status,
         workflow_id,
         created_after: parse_time("created_after", q.created_after.as_deref())?,
         created_before: parse_time("created_before", q.created_before.as_deref())?,
+        schedule_id,
     };
     let page = state
         .store

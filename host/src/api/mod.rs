@@ -7,6 +7,7 @@ mod health;
 mod lifecycle;
 mod openapi;
 mod problem;
+mod schedules;
 mod secrets;
 mod signals;
 mod steps;
@@ -148,7 +149,36 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/workflows", get(workflows::list))
         .route(
             "/v1/workflows/{workflow_id}",
-            put(workflows::put).get(workflows::get),
+            put(workflows::put)
+                .get(workflows::get)
+                .delete(workflows::delete),
+        )
+        .route(
+            "/v1/schedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route(
+            "/v1/schedules/{schedule_id}",
+            get(schedules::get)
+                .patch(schedules::update)
+                .delete(schedules::delete),
+        )
+        .route(
+            "/v1/schedules/{schedule_id}/update",
+            post(schedules::update_action),
+        )
+        .route(
+            "/v1/schedules/{schedule_id}/delete",
+            post(schedules::delete_action),
+        )
+        .route("/v1/schedules/{schedule_id}/pause", post(schedules::pause))
+        .route(
+            "/v1/schedules/{schedule_id}/resume",
+            post(schedules::resume),
+        )
+        .route(
+            "/v1/schedules/{schedule_id}/trigger",
+            post(schedules::trigger),
         )
         .route(
             "/v1/executions",

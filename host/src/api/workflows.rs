@@ -144,6 +144,7 @@ pub async fn list(
         .workflows(&tenant)
         .await?
         .into_iter()
+        .filter(|w| w.deleted_at.is_none())
         .map(view)
         .collect::<Result<_, _>>()?;
     Ok(Json(WorkflowList { items }))
@@ -172,6 +173,32 @@ pub async fn get(
         .store
         .workflow(&tenant, &id, version)
         .await?
+        .filter(|w| w.deleted_at.is_none())
         .ok_or_else(|| ApiError::not_found(format!("workflow `{id}` not found")))?;
     Ok(Json(view(record)?))
+}
+
+/// Deletes a workflow: no new run can start it (runs, schedules' ticks).
+/// Executions already running finish on the version they run; a later
+/// `PUT` stores a new version.
+#[utoipa::path(delete, path = "/v1/workflows/{workflow_id}", tag = "workflows",
+    params(("workflow_id" = String, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "deleted"), (status = 400, body = super::problem::ProblemBody),
+        (status = 404, body = super::problem::ProblemBody)))]
+pub async fn delete(
+    Tenant(tenant): Tenant,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = workflow_id(&id)?;
+    let deleted = state
+        .store
+        .delete_workflow(&tenant, &id, crate::engine::now_pub())
+        .await?;
+    state.engine.forget_workflow(&tenant, &id);
+    if deleted {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("workflow `{id}` not found")))
+    }
 }

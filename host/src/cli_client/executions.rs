@@ -40,6 +40,7 @@ pub async fn exec(cmd: ExecCommand) -> anyhow::Result<ExitCode> {
             cursor,
             created_after,
             created_before,
+            schedule,
             conn,
         } => {
             let query = ListQuery {
@@ -49,6 +50,7 @@ pub async fn exec(cmd: ExecCommand) -> anyhow::Result<ExitCode> {
                 cursor: cursor.as_deref(),
                 created_after: created_after.map(|t| t.to_string()),
                 created_before: created_before.map(|t| t.to_string()),
+                schedule_id: schedule.as_ref().map(crate::model::ScheduleId::as_str),
             };
             exec_list(&query, &conn).await
         }
@@ -116,6 +118,8 @@ struct ListQuery<'a> {
     created_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     created_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule_id: Option<&'a str>,
 }
 
 /// A page of executions.

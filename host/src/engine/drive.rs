@@ -78,7 +78,13 @@ async fn commit(inner: &Inner, snapshot: &Snapshot, version: u64) -> Option<u64>
             next,
         };
         match inner.store.commit_execution(commit).await {
-            Ok(version) => return Some(version),
+            Ok(version) => {
+                if snapshot.after == After::Finish && snapshot.execution.schedule_id.is_some() {
+                    // Its schedule may have a tick buffered behind it.
+                    inner.schedule_wake.notify_one();
+                }
+                return Some(version);
+            }
             Err(store::Error::LeaseLost(id)) => {
                 tracing::warn!(execution = %id, "the lease was lost; another process drives this execution now");
                 return None;

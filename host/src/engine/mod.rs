@@ -18,6 +18,7 @@ pub mod definition;
 mod drive;
 mod events;
 mod resolve;
+pub mod schedule;
 pub mod template;
 mod watch;
 mod work;
@@ -107,6 +108,9 @@ pub enum Error {
     /// No such execution for this tenant.
     #[error("execution `{0}` not found")]
     ExecutionNotFound(String),
+    /// No such schedule for this tenant.
+    #[error("schedule `{0}` not found")]
+    ScheduleNotFound(String),
     /// A step of the workflow is no longer registered.
     #[error("{0}")]
     Unprocessable(String),
@@ -293,6 +297,9 @@ pub(crate) struct Inner {
     /// Wakes the claim loop: a permit freed, an execution parked, an event
     /// arrived for an execution nobody drives here.
     wake: Arc<Notify>,
+    /// Wakes the schedule loop: a schedule was created or changed, or an
+    /// execution of a schedule finished.
+    schedule_wake: Arc<Notify>,
 }
 
 /// The engine. Cloning shares it.
@@ -462,6 +469,7 @@ impl Engine {
                 drivers: Mutex::new(HashMap::new()),
                 watchers: watch::Watchers::default(),
                 wake: Arc::new(Notify::new()),
+                schedule_wake: Arc::new(Notify::new()),
             }),
         };
         let inner = &engine.inner;
@@ -473,6 +481,7 @@ impl Engine {
             tracing::info!(count = released, node = %inner.node, "released the leases of this node's previous run");
         }
         work::start(inner);
+        tokio::spawn(schedule::run(Arc::downgrade(inner)));
         Ok(engine)
     }
 
@@ -559,7 +568,14 @@ impl Engine {
         if let Some(r) = self.inner.workflows.get(&key) {
             return Ok(Some(r));
         }
-        let r = self.inner.store.workflow(tenant, id, version).await?;
+        // A deleted workflow starts no new runs (its versions stay for the
+        // executions that run them).
+        let r = self
+            .inner
+            .store
+            .workflow(tenant, id, version)
+            .await?
+            .filter(|r| r.deleted_at.is_none());
         if let Some(r) = &r {
             self.inner.workflows.put(key, r.clone());
         }

@@ -166,6 +166,8 @@ impl Engine {
             custom_data: sub.custom_data,
             created_at: at,
             scheduled_for,
+            schedule_id: None,
+            scheduled_at: None,
             started_at: None,
             finished_at: None,
             deadline_at: None,

@@ -58,6 +58,11 @@ id_type!(
     StepName
 );
 id_type!(
+    /// A cron schedule's id, unique within a tenant: given by the client
+    /// (a name) or generated (`sch_` followed by a UUIDv7).
+    ScheduleId
+);
+id_type!(
     /// A workflow's id, unique within a tenant.
     WorkflowId
 );
@@ -73,6 +78,20 @@ impl NodeId {
     /// A fresh, unique node id.
     pub fn generate() -> Self {
         Self(format!("node_{}", uuid::Uuid::now_v7().simple()))
+    }
+}
+
+impl ScheduleId {
+    /// A fresh, time-ordered schedule id.
+    pub fn generate() -> Self {
+        Self(format!("sch_{}", uuid::Uuid::now_v7().simple()))
+    }
+}
+
+impl FromStr for ScheduleId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        check_name("schedule id", s).map(|()| Self(s.to_owned()))
     }
 }
 
@@ -402,6 +421,15 @@ pub struct Execution {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub scheduled_for: Option<Timestamp>,
+    /// The cron schedule that started it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub schedule_id: Option<ScheduleId>,
+    /// For a run of a schedule: the tick it ran for (for a trigger, when
+    /// it was triggered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_at: Option<Timestamp>,
     /// When a worker started it.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
@@ -433,7 +461,7 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-fn no_tenant() -> TenantId {
+pub(super) fn no_tenant() -> TenantId {
     TenantId::new_unchecked("")
 }
 

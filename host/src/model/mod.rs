@@ -8,6 +8,7 @@
 mod execution;
 mod limits;
 mod redact;
+mod schedule;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 pub use self::execution::*;
 pub use self::limits::{AboveCeiling, Limits, Overrides};
 pub use self::redact::{REDACTED, Redactor};
+pub use self::schedule::*;
 
 /// The SHA-256 digest of a component's bytes, shown as `sha256:<hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

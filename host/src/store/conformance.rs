@@ -8,6 +8,7 @@
 
 pub(crate) mod events;
 pub(crate) mod executions;
+pub(crate) mod schedules;
 pub(crate) mod work;
 
 use std::collections::HashSet;
@@ -49,7 +50,11 @@ macro_rules! conformance_tests {
             work::finished_executions_leave_the_claim_path, work::a_new_execution_can_be_held,
             events::the_inbox_keeps_events_in_order, events::events_make_a_parked_execution_due,
             events::an_unconsumed_event_defeats_a_park, work::claiming_one_execution,
-            events::a_resume_reopens_a_restartable_execution, events::a_postponed_execution_is_due_at_its_time);
+            events::a_resume_reopens_a_restartable_execution, events::a_postponed_execution_is_due_at_its_time,
+            schedules::schedules_round_trip_and_list, schedules::due_schedules_by_wake_at,
+            schedules::a_tick_starts_at_most_one_execution,
+            schedules::a_finished_execution_makes_its_buffered_schedule_due,
+            schedules::deleted_workflows_keep_their_versions);
     };
     (@each $harness:expr; $($($path:ident)::+),*) => {
         $(
@@ -113,6 +118,8 @@ fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp) -> Execut
         custom_data: Some(json!({"caller": "conformance"})),
         created_at,
         scheduled_for: None,
+        schedule_id: None,
+        scheduled_at: None,
         started_at: None,
         finished_at: None,
         deadline_at: None,

@@ -26,8 +26,8 @@ pub mod sqlite;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Status, StepName, TenantId, Timestamp,
-    WorkflowId,
+    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, ScheduleState,
+    Status, StepName, TenantId, Timestamp, WorkflowId,
 };
 
 /// Errors of the store.
@@ -104,6 +104,9 @@ pub struct WorkflowRecord {
     pub definition: serde_json::Value,
     /// When this version was stored.
     pub created_at: Timestamp,
+    /// When the workflow was deleted: a deleted version is kept for the
+    /// executions that run it, but new runs cannot start it.
+    pub deleted_at: Option<Timestamp>,
 }
 
 /// What `X-On-Conflict` asks for when an idempotency key was used before.
@@ -168,7 +171,9 @@ pub enum Next {
         wake_at: Timestamp,
     },
     /// The execution is terminal: it leaves the claim path, the lease is
-    /// released and its inbox is emptied.
+    /// released and its inbox is emptied. If a schedule started it and has
+    /// a buffered tick waiting, the schedule is due at the execution's
+    /// `finished_at`.
     Finish,
 }
 
@@ -223,6 +228,54 @@ pub struct ExecutionFilter {
     pub created_after: Option<Timestamp>,
     /// Created strictly before.
     pub created_before: Option<Timestamp>,
+    /// Only those started by this schedule.
+    pub schedule_id: Option<ScheduleId>,
+}
+
+/// Filters for listing schedules.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleFilter {
+    /// Only those of this workflow.
+    pub workflow_id: Option<WorkflowId>,
+    /// Only those in this state.
+    pub state: Option<ScheduleState>,
+}
+
+/// One page of schedules, newest first.
+#[derive(Debug, Clone)]
+pub struct SchedulePage {
+    /// The schedules.
+    pub items: Vec<Schedule>,
+    /// Pass this as `cursor` to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// An execution a schedule write starts, in the same transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'a> {
+    /// The new execution (it carries the schedule's id).
+    pub execution: &'a Execution,
+    /// Claim it for this holder at once (as `create_execution` does).
+    pub lease: Option<&'a Lease>,
+    /// The tick it runs for, when a tick (not a trigger) starts it: a tick
+    /// starts at most one execution, so a second start for the same tick
+    /// refuses the whole write.
+    pub tick: Option<Timestamp>,
+}
+
+/// A compare-and-set write of a schedule.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleWrite<'a> {
+    /// The new state.
+    pub schedule: &'a Schedule,
+    /// The version the writer read; the write is refused unless it is
+    /// still the stored one.
+    pub version: u64,
+    /// When the schedule is next due (`None`: not until a client changes
+    /// it, or a buffered tick's execution ends).
+    pub wake_at: Option<Timestamp>,
+    /// An execution to store with it.
+    pub start: Option<Start<'a>>,
 }
 
 /// One page of executions, newest first.
@@ -284,8 +337,18 @@ pub trait Store: Send + Sync + 'static {
         id: &WorkflowId,
         version: Option<u32>,
     ) -> Result<Option<WorkflowRecord>>;
-    /// The latest version of every workflow of a tenant, by id.
+    /// The latest version of every workflow of a tenant, by id (deleted
+    /// ones included, with their `deleted_at`).
     async fn workflows(&self, tenant: &TenantId) -> Result<Vec<WorkflowRecord>>;
+    /// Marks every version of a workflow deleted at `at`; `false` if it has
+    /// none or was deleted already. The versions stay readable by exact
+    /// version; the next `put_workflow` stores a new version.
+    async fn delete_workflow(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        at: Timestamp,
+    ) -> Result<bool>;
 
     /// Stores a new execution at version 1, due at its `created_at`,
     /// applying the idempotency rules atomically: concurrent identical
@@ -358,6 +421,31 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Page>;
+    /// Stores a new schedule at version 1, due at `wake_at`; fails with
+    /// `AlreadyExists` when the tenant has one with the same id.
+    async fn create_schedule(&self, schedule: &Schedule, wake_at: Option<Timestamp>) -> Result<()>;
+    /// A schedule of a tenant, with its version.
+    async fn schedule(&self, tenant: &TenantId, id: &ScheduleId) -> Result<Option<Schedule>>;
+    /// A page of a tenant's schedules, newest first, with an opaque cursor.
+    async fn schedules(
+        &self,
+        tenant: &TenantId,
+        filter: &ScheduleFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<SchedulePage>;
+    /// Writes a schedule if its version is still `write.version`, together
+    /// with the execution it starts, in one transaction: the new version,
+    /// or `None` (and nothing written) when the schedule changed or went
+    /// meanwhile, or the tick already started an execution.
+    async fn write_schedule(&self, write: ScheduleWrite<'_>) -> Result<Option<u64>>;
+    /// Deletes a schedule; `false` if there was none. Its executions stay.
+    async fn delete_schedule(&self, tenant: &TenantId, id: &ScheduleId) -> Result<bool>;
+    /// Up to `limit` schedules due at `now`, earliest first, with their
+    /// versions.
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>>;
+    /// The earliest time a schedule is due.
+    async fn next_schedule_at(&self) -> Result<Option<Timestamp>>;
     /// Stores a sealed (encrypted) secret value, replacing any earlier one.
     /// The store never sees plain values.
     async fn put_secret(&self, tenant: &TenantId, name: &str, sealed: &[u8]) -> Result<()>;

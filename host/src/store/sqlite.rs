@@ -12,6 +12,7 @@
 
 mod connections;
 mod rows;
+mod schedules;
 mod schema;
 mod work;
 
@@ -27,11 +28,12 @@ use self::rows::{
 };
 use super::{
     Commit, Created, Error, ExecutionFilter, Held, Idempotency, Lease, OnConflict, Page, Result,
-    Sent, StepRecord, StepVersion, Store, Tenant, TokenHash, WorkflowRecord,
+    ScheduleFilter, SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant,
+    TokenHash, WorkflowRecord,
 };
 use crate::model::{
-    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, StepName, TenantId, Timestamp,
-    WorkflowId,
+    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, StepName,
+    TenantId, Timestamp, WorkflowId,
 };
 
 /// How hard SQLite works to keep each commit (`PRAGMA synchronous`).
@@ -247,7 +249,11 @@ impl Store for SqliteStore {
             .run(move |conn| {
                 let latest = load_workflow(conn, tenant.as_str(), id.as_str(), None)?;
                 let version = match latest {
-                    Some(latest) if latest.definition == definition => return Ok(latest),
+                    Some(latest)
+                        if latest.definition == definition && latest.deleted_at.is_none() =>
+                    {
+                        return Ok(latest);
+                    }
                     Some(latest) => latest.version + 1,
                     None => 1,
                 };
@@ -268,6 +274,7 @@ impl Store for SqliteStore {
                     version,
                     definition,
                     created_at,
+                    deleted_at: None,
                 })
             })
             .await
@@ -291,7 +298,7 @@ impl Store for SqliteStore {
         self.readers
             .run(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT workflow_id, version, definition, created_at FROM workflows AS w
+                    "SELECT workflow_id, version, definition, created_at, deleted_ns FROM workflows AS w
                  WHERE tenant_id = ?1 AND version = (
                      SELECT MAX(version) FROM workflows
                      WHERE tenant_id = w.tenant_id AND workflow_id = w.workflow_id)
@@ -299,6 +306,26 @@ impl Store for SqliteStore {
                 )?;
                 let rows = stmt.query_map([tenant.as_str()], workflow_row)?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+    }
+
+    async fn delete_workflow(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.writer
+            .run(move |conn| {
+                let deleted = conn
+                    .prepare_cached(
+                        "UPDATE workflows SET deleted_ns = ?3
+                         WHERE tenant_id = ?1 AND workflow_id = ?2 AND deleted_ns IS NULL",
+                    )?
+                    .execute(params![tenant.as_str(), id.as_str(), nanos(at)])?;
+                Ok(deleted > 0)
             })
             .await
     }
@@ -463,6 +490,12 @@ impl Store for SqliteStore {
         if let Some(before) = filter.created_before {
             condition(" AND created_ns < ?", Value::Integer(nanos(before)));
         }
+        if let Some(schedule) = &filter.schedule_id {
+            condition(
+                " AND schedule_id = ?",
+                Value::Text(schedule.as_str().to_owned()),
+            );
+        }
         // One row more than asked tells whether another page exists.
         let limit = limit.max(1);
         condition(
@@ -496,6 +529,56 @@ impl Store for SqliteStore {
                 })
             })
             .await
+    }
+
+    async fn create_schedule(&self, schedule: &Schedule, wake_at: Option<Timestamp>) -> Result<()> {
+        let row = schedules::ScheduleRow::of(schedule, wake_at)?;
+        self.writer.run(move |conn| row.insert(conn)).await
+    }
+
+    async fn schedule(&self, tenant: &TenantId, id: &ScheduleId) -> Result<Option<Schedule>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.readers
+            .run(move |conn| schedules::load(conn, tenant.as_str(), id.as_str()))
+            .await
+    }
+
+    async fn schedules(
+        &self,
+        tenant: &TenantId,
+        filter: &ScheduleFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<SchedulePage> {
+        let query = schedules::Listing::of(tenant, filter, limit, cursor)?;
+        self.readers.run(move |conn| query.run(conn)).await
+    }
+
+    async fn write_schedule(&self, write: ScheduleWrite<'_>) -> Result<Option<u64>> {
+        let write = schedules::Write::of(&write)?;
+        self.writer.run(move |conn| write.apply(conn)).await
+    }
+
+    async fn delete_schedule(&self, tenant: &TenantId, id: &ScheduleId) -> Result<bool> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.writer
+            .run(move |conn| {
+                let deleted = conn
+                    .prepare_cached("DELETE FROM schedules WHERE tenant_id = ?1 AND id = ?2")?
+                    .execute(params![tenant.as_str(), id.as_str()])?;
+                Ok(deleted > 0)
+            })
+            .await
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        self.readers
+            .run(move |conn| schedules::due(conn, now, limit))
+            .await
+    }
+
+    async fn next_schedule_at(&self) -> Result<Option<Timestamp>> {
+        self.readers.run(schedules::next_wake).await
     }
 
     async fn put_secret(&self, tenant: &TenantId, name: &str, sealed: &[u8]) -> Result<()> {

@@ -8,5 +8,6 @@ mod executions;
 mod pause;
 mod postponed;
 mod resources;
+mod schedules;
 mod waits;
 mod work;

@@ -55,6 +55,8 @@ fn setup(def: Value, input: Value) -> (Definition, State, Vec<Vec<usize>>) {
         custom_data: None,
         created_at: t0(),
         scheduled_for: None,
+        schedule_id: None,
+        scheduled_at: None,
         started_at: None,
         finished_at: None,
         deadline_at: None,

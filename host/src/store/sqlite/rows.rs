@@ -74,6 +74,9 @@ pub(super) struct ExecutionRow {
     pub(super) status: &'static str,
     created_ns: i64,
     due_ns: i64,
+    schedule: Option<String>,
+    /// The schedule tick it runs for (set by a schedule's write).
+    pub(super) tick_ns: Option<i64>,
     pub(super) doc: String,
 }
 
@@ -86,6 +89,11 @@ impl ExecutionRow {
             status: execution.status.as_str(),
             created_ns: nanos(execution.created_at),
             due_ns: nanos(execution.scheduled_for.unwrap_or(execution.created_at)),
+            schedule: execution
+                .schedule_id
+                .as_ref()
+                .map(|s| s.as_str().to_owned()),
+            tick_ns: None,
             doc: to_json(execution)?,
         })
     }
@@ -101,8 +109,8 @@ impl ExecutionRow {
         conn.prepare_cached(
             "INSERT INTO executions
                  (id, tenant_id, workflow_id, status, created_ns, doc, version, wake_ns,
-                  lease_owner, lease_until_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, COALESCE(?8, ?9), ?7, ?8)",
+                  lease_owner, lease_until_ns, schedule_id, tick_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, COALESCE(?8, ?9), ?7, ?8, ?10, ?11)",
         )?
         .execute(params![
             self.id,
@@ -113,7 +121,9 @@ impl ExecutionRow {
             self.doc,
             owner,
             until,
-            self.due_ns
+            self.due_ns,
+            self.schedule,
+            self.tick_ns
         ])?;
         Ok(())
     }
@@ -191,6 +201,18 @@ pub(super) fn workflow_row(row: &Row<'_>) -> rusqlite::Result<WorkflowRecord> {
         version: row.get(1)?,
         definition: json(row, 2)?,
         created_at: parsed(row, 3)?,
+        deleted_at: row
+            .get::<_, Option<i64>>(4)?
+            .map(|ns| {
+                from_nanos(ns).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        4,
+                        rusqlite::types::Type::Integer,
+                        e.into(),
+                    )
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -202,7 +224,7 @@ pub(super) fn load_workflow(
 ) -> Result<Option<WorkflowRecord>> {
     Ok(conn
         .prepare_cached(
-            "SELECT workflow_id, version, definition, created_at FROM workflows
+            "SELECT workflow_id, version, definition, created_at, deleted_ns FROM workflows
              WHERE tenant_id = ?1 AND workflow_id = ?2 AND (?3 IS NULL OR version = ?3)
              ORDER BY version DESC LIMIT 1",
         )?

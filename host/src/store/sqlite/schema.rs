@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
@@ -109,8 +109,41 @@ CREATE TABLE event_keys (
 ) WITHOUT ROWID;
 ";
 
+/// Version 3: cron schedules. A schedule keeps its whole record in `doc`;
+/// `wake_ns` is when it is next due (its next tick while it is active, NULL
+/// otherwise) and the partial index on it is the schedules' queue;
+/// `buffered` says a `buffer_one` tick waits for a running execution, so
+/// that the execution's end makes the schedule due. Executions carry the
+/// schedule that started them, and `tick_ns`, the tick they ran for, is
+/// unique per schedule: a tick can start at most one execution, whatever
+/// the engines do. Workflows get a deletion time instead of being removed,
+/// so that executions already running keep their definition.
+const SCHEMA_3: &str = "
+CREATE TABLE schedules (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    wake_ns INTEGER,
+    buffered INTEGER NOT NULL DEFAULT 0,
+    doc TEXT NOT NULL,
+    UNIQUE (tenant_id, id)
+);
+CREATE INDEX schedules_due ON schedules (wake_ns, seq) WHERE wake_ns IS NOT NULL;
+CREATE INDEX schedules_by_workflow ON schedules (tenant_id, workflow_id);
+ALTER TABLE executions ADD COLUMN schedule_id TEXT;
+ALTER TABLE executions ADD COLUMN tick_ns INTEGER;
+CREATE INDEX executions_by_schedule ON executions (tenant_id, schedule_id)
+    WHERE schedule_id IS NOT NULL;
+CREATE UNIQUE INDEX executions_by_tick ON executions (tenant_id, schedule_id, tick_ns)
+    WHERE tick_ns IS NOT NULL;
+ALTER TABLE workflows ADD COLUMN deleted_ns INTEGER;
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [SCHEMA_1, SCHEMA_2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_1, SCHEMA_2, SCHEMA_3];
 
 /// Applies the upgrades the database lacks, in one transaction, and records
 /// the version; refuses a database written by a newer build.

@@ -103,6 +103,9 @@ pub(super) struct Change {
     owner: String,
     consumed: i64,
     next: Next,
+    /// For a finished execution of a schedule: the tenant, the schedule
+    /// and when it finished.
+    schedule: Option<(String, String, i64)>,
 }
 
 impl Change {
@@ -123,6 +126,19 @@ impl Change {
             owner: commit.owner.as_str().to_owned(),
             consumed: i64::try_from(commit.consumed).unwrap_or(i64::MAX),
             next: commit.next,
+            schedule: match (&commit.execution.schedule_id, commit.next) {
+                (Some(s), Next::Finish) => Some((
+                    commit.execution.tenant_id.as_str().to_owned(),
+                    s.as_str().to_owned(),
+                    nanos(
+                        commit
+                            .execution
+                            .finished_at
+                            .unwrap_or(commit.execution.created_at),
+                    ),
+                )),
+                _ => None,
+            },
         })
     }
 
@@ -178,6 +194,14 @@ impl Change {
         if consumed > 0 {
             conn.prepare_cached("DELETE FROM inbox WHERE execution_id = ?1 AND seq <= ?2")?
                 .execute(params![self.id, consumed])?;
+        }
+        if let Some((tenant, schedule, at)) = &self.schedule {
+            // A buffered tick waits for this execution to end.
+            conn.prepare_cached(
+                "UPDATE schedules SET wake_ns = MIN(COALESCE(wake_ns, ?3), ?3)
+                 WHERE tenant_id = ?1 AND id = ?2 AND buffered = 1",
+            )?
+            .execute(params![tenant, schedule, at])?;
         }
         Ok(u64::try_from(version).unwrap_or(0))
     }
