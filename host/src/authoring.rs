@@ -128,9 +128,9 @@ impl StepToml {
                 .limits
                 .timeout
                 .as_deref()
-                .map(humantime::parse_duration)
+                .map(crate::engine::definition::parse_duration)
                 .transpose()
-                .context("step.toml: limits.timeout")?,
+                .map_err(|e| anyhow::anyhow!("step.toml: limits.timeout: {e}"))?,
             memory_bytes: self
                 .limits
                 .memory
@@ -618,5 +618,40 @@ pub fn doctor(lang: Lang) -> Vec<Check> {
                 check("compiler-rt builtins for wasm32", builtins, apt),
             ]
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `step.toml` durations use the workflow definitions' grammar.
+    #[test]
+    fn step_toml_timeouts_take_the_workflow_duration_grammar() {
+        let with = |timeout: &str| StepToml {
+            name: "s".into(),
+            lang: Lang::Rust,
+            build: BuildToml {
+                command: "true".into(),
+                output: "s.wasm".into(),
+                bindings: None,
+                componentize: None,
+            },
+            limits: LimitsToml {
+                fuel: None,
+                timeout: Some(timeout.into()),
+                memory: None,
+            },
+        };
+        for (text, secs) in [("10s", 10), ("PT10S", 10), ("1m 30s", 90), ("1d", 86_400)] {
+            let o = with(text).overrides().unwrap();
+            assert_eq!(
+                o.timeout,
+                Some(std::time::Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        let e = with("soon").overrides().unwrap_err().to_string();
+        assert!(e.contains("limits.timeout") && e.contains("soon"), "{e}");
     }
 }

@@ -143,8 +143,9 @@ struct CallArgs {
     /// Fuel budget (about one unit per wasm instruction).
     #[arg(long)]
     fuel: Option<u64>,
-    /// Wall-clock limit, such as `500ms` or `5s`.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Wall-clock limit, such as `500ms`, `5s` or `PT10S` (the duration
+    /// grammar of workflow definitions).
+    #[arg(long, value_parser = crate::engine::definition::parse_duration)]
     timeout: Option<Duration>,
     /// Linear memory cap, such as `64MiB`.
     #[arg(long, value_parser = parse_bytes)]
@@ -170,10 +171,26 @@ struct InspectArgs {
 
 #[derive(Debug, Args)]
 struct CacheArgs {
-    /// Keep precompiled components in this directory so later runs skip
-    /// compilation. Without it, components are compiled on every run.
-    #[arg(long, env = "STEPHOST_CACHE_DIR")]
+    /// Keep precompiled components in this directory, so that later runs
+    /// of the same component load in milliseconds instead of compiling
+    /// [default: $XDG_CACHE_HOME/stephost, else ~/.cache/stephost].
+    #[arg(long, env = "STEPHOST_CACHE_DIR", conflicts_with = "no_cache")]
     cache_dir: Option<PathBuf>,
+    /// Compile on every run and keep nothing on disk.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache directory to use, if any.
+    fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir
+            .clone()
+            .or_else(crate::config::user_cache_dir)
+    }
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {
@@ -311,7 +328,7 @@ async fn tenant_create(
 
 fn sandbox(cache: &CacheArgs) -> anyhow::Result<Sandbox> {
     Ok(Sandbox::new(Settings {
-        cache_dir: cache.cache_dir.clone(),
+        cache_dir: cache.dir(),
         ..Settings::default()
     })?)
 }
@@ -340,10 +357,15 @@ async fn step_call(args: CallArgs) -> anyhow::Result<ExitCode> {
     let report = sandbox
         .run(&step, &args.input, &limits, &caps, &Cancel::new())
         .await?;
+    let load = Load::of(&step, &args.cache);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("load".into(), serde_json::to_value(&load)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print_report(&report);
+        print_report(&report, &load);
     }
     Ok(if report.outcome.is_success() {
         ExitCode::SUCCESS
@@ -352,17 +374,48 @@ async fn step_call(args: CallArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_report(report: &AttemptReport) {
+/// How `step call` got the component ready: loaded precompiled from the
+/// cache, or compiled (and kept in the cache, when there is one).
+#[derive(Debug, serde::Serialize)]
+struct Load {
+    /// `cache` or `compiled`.
+    source: &'static str,
+    /// Time to load or compile, in milliseconds.
+    ms: f64,
+    /// The cache directory, when one is used.
+    cache_dir: Option<PathBuf>,
+}
+
+impl Load {
+    fn of(step: &sandbox::Prepared, cache: &CacheArgs) -> Self {
+        Self {
+            source: match step.source {
+                sandbox::Source::Cache => "cache",
+                sandbox::Source::Compiled => "compiled",
+            },
+            ms: step.compile_time.as_secs_f64() * 1e3,
+            cache_dir: cache.dir(),
+        }
+    }
+}
+
+fn print_report(report: &AttemptReport, load: &Load) {
     for line in &report.logs {
         eprintln!("{}", format_log(line));
     }
     let m = &report.metering;
+    let loaded = match (load.source, &load.cache_dir) {
+        ("cache", _) => "cache hit".to_owned(),
+        (_, Some(dir)) => format!("compiled, kept in {}", dir.display()),
+        (_, None) => "compiled, not kept (--no-cache)".to_owned(),
+    };
     eprintln!(
-        "outcome: {}\nwall time: {:.3} ms  fuel: {}  memory peak: {}",
+        "outcome: {}\nwall time: {:.3} ms  fuel: {}  memory peak: {}  load: {:.1} ms ({loaded})",
         report.outcome.kind(),
         m.wall_time_us as f64 / 1000.0,
         m.fuel_consumed,
         bytesize::ByteSize::b(m.memory_peak_bytes).display().iec(),
+        load.ms,
     );
     match &report.outcome {
         sandbox::Outcome::Succeeded { output } => println!("{output}"),

@@ -167,6 +167,18 @@ impl Config {
     }
 }
 
+/// Where `stephost step call` and `step inspect` keep precompiled
+/// components unless told otherwise: `$XDG_CACHE_HOME/stephost` (when that
+/// is an absolute path), else `$HOME/.cache/stephost`; `None` when neither
+/// variable is set.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = xdg.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("stephost"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

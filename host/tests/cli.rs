@@ -3,9 +3,18 @@
 
 use std::process::Command;
 
+/// Runs the binary with its default cache in a directory of this test
+/// process, not the user's `~/.cache`.
 fn stephost(args: &[&str]) -> (i32, String, String) {
+    let cache = std::env::temp_dir().join(format!("stephost-cli-test-{}", std::process::id()));
+    stephost_with(args, &[("XDG_CACHE_HOME", cache.to_str().unwrap())])
+}
+
+fn stephost_with(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_stephost"))
         .args(args)
+        .env_remove("STEPHOST_CACHE_DIR")
+        .envs(env.iter().copied())
         .output()
         .expect("run stephost");
     (
@@ -137,4 +146,89 @@ fn step_inspect_lists_imports_and_exports_and_gives_a_verdict() {
     let (code, stdout, _) = stephost(&["step", "inspect", module.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(stdout.contains("core WebAssembly module"), "{stdout}");
+}
+
+#[test]
+fn step_call_keeps_precompiled_components_in_the_user_cache_by_default() {
+    let home = tempfile::tempdir().unwrap();
+    let xdg = home.path().join("xdg");
+    let env = [("XDG_CACHE_HOME", xdg.to_str().unwrap())];
+    let call = |extra: &[&str]| {
+        let mut args = vec!["step", "call", test_programs::ECHO, "--json"];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = stephost_with(&args, &env);
+        assert_eq!(code, 0, "{stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        report["load"].clone()
+    };
+    let first = call(&[]);
+    assert_eq!(first["source"], "compiled", "{first}");
+    let dir = xdg.join("stephost");
+    assert_eq!(first["cache_dir"], dir.to_str().unwrap());
+    assert!(
+        std::fs::read_dir(&dir).unwrap().count() > 0,
+        "nothing cached"
+    );
+    let second = call(&[]);
+    assert_eq!(second["source"], "cache", "{second}");
+    // Loading the artifact is far cheaper than compiling the component.
+    let (compiled, loaded) = (
+        first["ms"].as_f64().unwrap(),
+        second["ms"].as_f64().unwrap(),
+    );
+    assert!(
+        loaded * 2.0 < compiled,
+        "load {loaded} ms vs compile {compiled} ms"
+    );
+    // The metering line says so too.
+    let (_, _, stderr) = stephost_with(&["step", "call", test_programs::ECHO], &env);
+    assert!(stderr.contains("(cache hit)"), "{stderr}");
+
+    // --no-cache compiles and keeps nothing; --cache-dir goes elsewhere.
+    let fresh = home.path().join("fresh");
+    let env = [("XDG_CACHE_HOME", fresh.to_str().unwrap())];
+    let (code, _, stderr) =
+        stephost_with(&["step", "call", test_programs::ECHO, "--no-cache"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("not kept (--no-cache)"), "{stderr}");
+    assert!(!fresh.exists(), "--no-cache wrote {}", fresh.display());
+    let elsewhere = home.path().join("elsewhere");
+    let (code, _, stderr) = stephost_with(
+        &[
+            "step",
+            "call",
+            test_programs::ECHO,
+            "--cache-dir",
+            elsewhere.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("compiled, kept in"), "{stderr}");
+    assert!(elsewhere.exists() && !fresh.exists());
+    let (code, _, stderr) = stephost_with(
+        &[
+            "step",
+            "call",
+            test_programs::ECHO,
+            "--no-cache",
+            "--cache-dir",
+            "x",
+        ],
+        &env,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}
+
+#[test]
+fn step_call_takes_the_workflow_duration_grammar() {
+    for timeout in ["5s", "PT5S", "1m"] {
+        let (code, _, stderr) =
+            stephost(&["step", "call", test_programs::ECHO, "--timeout", timeout]);
+        assert_eq!(code, 0, "{timeout}: {stderr}");
+    }
+    let (code, _, stderr) = stephost(&["step", "call", test_programs::ECHO, "--timeout", "soon"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("soon"), "{stderr}");
 }

@@ -115,6 +115,48 @@ async fn count_succeeded(client: &Client, url: &str, token: &str) -> usize {
         .len()
 }
 
+/// A tenant named `name` with one step (`step` from the component at
+/// `program`) and `workflows`; returns its token.
+async fn tenant(
+    client: &Client,
+    url: &str,
+    name: &str,
+    (step, program): (&str, &str),
+    workflows: &[(&str, Value)],
+) -> String {
+    let (status, body) = call(
+        client,
+        reqwest::Method::POST,
+        format!("{url}/v1/tenants"),
+        ADMIN,
+        Some(json!({"name": name})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let r = client
+        .put(format!("{url}/v1/steps/{step}"))
+        .bearer_auth(&token)
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(program).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for (id, def) in workflows {
+        let (status, body) = call(
+            client,
+            reqwest::Method::PUT,
+            format!("{url}/v1/workflows/{id}"),
+            &token,
+            Some(def.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    token
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_200_async_executions_loses_nothing_and_completes_each_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,25 +164,6 @@ async fn kill_9_during_200_async_executions_loses_nothing_and_completes_each_onc
     let mut first = Server::start(dir.path());
     let url = first.url.clone();
 
-    let (status, body) = call(
-        &client,
-        reqwest::Method::POST,
-        format!("{url}/v1/tenants"),
-        ADMIN,
-        Some(json!({"name": "crash"})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let token = body["token"].as_str().unwrap().to_owned();
-    let r = client
-        .put(format!("{url}/v1/steps/nap"))
-        .bearer_auth(&token)
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(test_programs::HOSTILE).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
     // Three steps of 10 ms each on two workers: 200 executions take about
     // three seconds, so the kill lands in the middle.
     let nap = json!({"op": "nap", "n": 10});
@@ -148,15 +171,14 @@ async fn kill_9_during_200_async_executions_loses_nothing_and_completes_each_onc
         {"id": "a", "step": "nap", "input": nap},
         {"id": "b", "step": "nap", "input": nap},
         {"id": "c", "step": "nap", "input": nap}]});
-    let (status, body) = call(
+    let token = tenant(
         &client,
-        reqwest::Method::PUT,
-        format!("{url}/v1/workflows/naps"),
-        &token,
-        Some(def),
+        &url,
+        "crash",
+        ("nap", test_programs::HOSTILE),
+        &[("naps", def)],
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
 
     let mut ids = Vec::with_capacity(EXECUTIONS);
     let mut tasks = Vec::new();
@@ -302,49 +324,27 @@ async fn kill_9_with_1000_timers_and_100_signal_waits_fires_each_once() {
     let client = Client::new();
     let mut first = Server::start(dir.path());
     let url = first.url.clone();
-    let (status, body) = call(
+    let token = tenant(
         &client,
-        reqwest::Method::POST,
-        format!("{url}/v1/tenants"),
-        ADMIN,
-        Some(json!({"name": "timers"})),
+        &url,
+        "timers",
+        ("echo", test_programs::ECHO),
+        &[
+            (
+                "timer",
+                json!({"steps": [
+                    {"id": "nap", "wait": {"until": "{{ input.at }}"}},
+                    {"id": "after", "step": "echo", "input": {"i": "{{ input.i }}"}}]}),
+            ),
+            (
+                "gate",
+                json!({"steps": [
+                    {"id": "gate", "wait": {"signal": "go"}},
+                    {"id": "after", "step": "echo"}]}),
+            ),
+        ],
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let token = body["token"].as_str().unwrap().to_owned();
-    let r = client
-        .put(format!("{url}/v1/steps/echo"))
-        .bearer_auth(&token)
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(test_programs::ECHO).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    for (id, def) in [
-        (
-            "timer",
-            json!({"steps": [
-                {"id": "nap", "wait": {"until": "{{ input.at }}"}},
-                {"id": "after", "step": "echo", "input": {"i": "{{ input.i }}"}}]}),
-        ),
-        (
-            "gate",
-            json!({"steps": [
-                {"id": "gate", "wait": {"signal": "go"}},
-                {"id": "after", "step": "echo"}]}),
-        ),
-    ] {
-        let (status, body) = call(
-            &client,
-            reqwest::Method::PUT,
-            format!("{url}/v1/workflows/{id}"),
-            &token,
-            Some(def),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
 
     // Half the timers fall due while the server is down, half after the
     // restart.
@@ -462,34 +462,14 @@ async fn kill_9_around_schedule_ticks_fires_each_tick_once() {
     let client = Client::new();
     let mut server = Server::start(dir.path());
     let url = server.url.clone();
-    let (status, body) = call(
+    let token = tenant(
         &client,
-        reqwest::Method::POST,
-        format!("{url}/v1/tenants"),
-        ADMIN,
-        Some(json!({"name": "ticks"})),
+        &url,
+        "ticks",
+        ("echo", test_programs::ECHO),
+        &[("tick", json!({"steps": [{"id": "a", "step": "echo"}]}))],
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let token = body["token"].as_str().unwrap().to_owned();
-    let r = client
-        .put(format!("{url}/v1/steps/echo"))
-        .bearer_auth(&token)
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(test_programs::ECHO).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let (status, body) = call(
-        &client,
-        reqwest::Method::PUT,
-        format!("{url}/v1/workflows/tick"),
-        &token,
-        Some(json!({"steps": [{"id": "a", "step": "echo"}]})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = call(
         &client,
         reqwest::Method::POST,

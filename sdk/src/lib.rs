@@ -58,8 +58,11 @@ use serde::de::DeserializeOwned;
 /// authors do not need them.
 #[doc(hidden)]
 pub mod bindings {
+    // The SDK carries its own copy of the WIT package, so that the crate
+    // builds wherever it is copied to (a scaffold outside this repository);
+    // a test keeps it identical to the repository's `wit/`.
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "step",
         pub_export_macro: true,
         export_macro_name: "__export_step_world",
@@ -284,5 +287,37 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err, StepError::retryable("busy", "try later"));
+    }
+
+    /// `sdk/wit` is a copy of the repository's `wit/`, file for file.
+    #[test]
+    fn the_wit_copy_matches_the_repository() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let files = |dir: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+            let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+                .map(|entry| {
+                    let path = entry.unwrap().path();
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    (name, std::fs::read(&path).unwrap())
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        let ours = files(&root.join("wit"));
+        let theirs = files(&root.join("../wit"));
+        let names = |f: &[(String, Vec<u8>)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&ours),
+            names(&theirs),
+            "sdk/wit and wit/ hold different files"
+        );
+        for ((name, a), (_, b)) in ours.iter().zip(&theirs) {
+            assert!(
+                a == b,
+                "sdk/wit/{name} differs from wit/{name}: copy wit/ into sdk/wit/"
+            );
+        }
     }
 }

@@ -220,15 +220,7 @@ impl Engine {
     /// Adds what the API shows beside the record.
     pub async fn view(&self, schedule: Schedule) -> Result<ScheduleView, Error> {
         let next_fire_times = next_fire_times(&schedule);
-        let mut statuses = Vec::with_capacity(schedule.last_executions.len());
-        for run in &schedule.last_executions {
-            let e = self
-                .inner
-                .store
-                .execution(&schedule.tenant_id, &run.execution_id)
-                .await?;
-            statuses.push(e.map(|e| e.status));
-        }
+        let statuses = self.statuses(&schedule).await?;
         Ok(ScheduleView {
             schedule,
             next_fire_times,
@@ -576,16 +568,26 @@ impl Engine {
         if s.overlap == Overlap::AllowAll && s.buffered_at.is_none() {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
+        let statuses = self.statuses(s).await?;
+        Ok(s.last_executions
+            .iter()
+            .zip(statuses)
+            .filter(|(_, status)| status.is_some_and(|st| !st.is_terminal()))
+            .map(|(run, _)| run.execution_id.clone())
+            .collect())
+    }
+
+    /// The current statuses of a schedule's `last_executions`, in order
+    /// (`None`: the execution is gone).
+    async fn statuses(&self, s: &Schedule) -> Result<Vec<Option<crate::model::Status>>, Error> {
+        let mut out = Vec::with_capacity(s.last_executions.len());
         for run in &s.last_executions {
             let e = self
                 .inner
                 .store
                 .execution(&s.tenant_id, &run.execution_id)
                 .await?;
-            if e.is_some_and(|e| !e.status.is_terminal()) {
-                out.push(run.execution_id.clone());
-            }
+            out.push(e.map(|e| e.status));
         }
         Ok(out)
     }

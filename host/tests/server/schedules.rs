@@ -713,3 +713,67 @@ async fn bad_schedules_get_precise_problems() {
     let r = s.call(Method::GET, "/v1/schedules", None, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_whose_input_no_longer_fits_turns_invalid_until_updated() {
+    let clock = clock();
+    let s = start_with(clock.clone(), json!({}), None).await;
+    let t = tenant(&s).await;
+    apply(
+        &s,
+        &t,
+        "typed",
+        json!({"steps": [{"id": "a", "step": "echo"}]}),
+    )
+    .await;
+    clock.advance(Duration::from_secs(30));
+    created(
+        &s,
+        &t,
+        json!({"schedule_id": "i", "workflow_id": "typed", "cron": "* * * * *",
+               "input_data": {"n": "seven"}}),
+    )
+    .await;
+    // The workflow's next version wants a number.
+    apply(
+        &s,
+        &t,
+        "typed",
+        json!({"input_schema": {"type": "object", "required": ["n"],
+                                "properties": {"n": {"type": "integer"}}},
+               "steps": [{"id": "a", "step": "echo"}]}),
+    )
+    .await;
+    clock.advance(Duration::from_secs(30));
+    let v = until(&s, &t, "i", |v| v["state"] == "invalid").await;
+    let reason = v["invalid_reason"].as_str().unwrap();
+    assert!(reason.contains("$.input_data.n"), "{reason}");
+    assert_eq!(v["last_error"]["message"], reason);
+    assert!(runs(&s, &t, "i").await.is_empty());
+    // A change that does not fit either is refused and changes nothing.
+    let r = s
+        .call(
+            Method::PATCH,
+            "/v1/schedules/i",
+            Some(&t),
+            Some(json!({"input_data": {"n": 1.5}})),
+        )
+        .await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, "input_schema");
+    assert_eq!(schedule(&s, &t, "i").await["state"], "invalid");
+    let r = s
+        .call(
+            Method::PATCH,
+            "/v1/schedules/i",
+            Some(&t),
+            Some(json!({"input_data": {"n": 7}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["state"], "active");
+    clock.advance(Duration::from_secs(60));
+    until(&s, &t, "i", |v| v["fired"] == 1).await;
+    let run = &runs(&s, &t, "i").await[0];
+    assert_eq!(run["input_data"], json!({"n": 7}));
+    assert_eq!(run["workflow_version"], 2);
+}
