@@ -33,8 +33,38 @@ const PY_HELPERS: &str = include_str!("../../sdk/python/stephost.py");
 const JS_STEP: &str = include_str!("../templates/js/step.js");
 const JS_HELPERS: &str = include_str!("../../sdk/js/stephost.js");
 const C_STEP: &str = include_str!("../templates/c/step.c");
-/// Where the Rust SDK lives in this source tree, for scaffolds made from it.
-const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk");
+/// The Rust SDK this binary carries, written out for Rust scaffolds (see
+/// [`write_sdk`]); its WIT is [`STEP_WIT`] (the SDK's copy is kept identical
+/// by a test).
+const SDK_LIB: &str = include_str!("../../sdk/src/lib.rs");
+const SDK_CARGO: &str = include_str!("../templates/rust/sdk-Cargo.toml");
+
+/// Writes the Rust SDK this binary carries into `<home>/sdk/<version>`
+/// and returns that directory. Files already there with the same content
+/// are left alone, so writing twice changes nothing; each file is written
+/// whole (a temporary file renamed into place).
+pub fn write_sdk(home: &Path) -> anyhow::Result<PathBuf> {
+    let version = env!("CARGO_PKG_VERSION");
+    let dir = home.join("sdk").join(version);
+    let cargo = SDK_CARGO.replace("__VERSION__", version);
+    for (rel, text) in [
+        ("Cargo.toml", cargo.as_str()),
+        ("src/lib.rs", SDK_LIB),
+        ("wit/step.wit", STEP_WIT),
+    ] {
+        let path = dir.join(rel);
+        if std::fs::read_to_string(&path).ok().as_deref() == Some(text) {
+            continue;
+        }
+        let parent = path.parent().unwrap_or(&dir);
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(dir)
+}
 
 /// The languages `step new` scaffolds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -143,8 +173,9 @@ impl StepToml {
 }
 
 /// Writes a new step called `name` in `lang` into `dir` (which must not
-/// exist or be empty). `sdk` overrides the Rust SDK dependency (a TOML
-/// value such as `{ path = "../sdk" }` or `"0.1"`).
+/// exist or be empty). A Rust step depends on the SDK this binary carries,
+/// written to `$STEPHOST_HOME/sdk/<version>`; `sdk` overrides that
+/// dependency (a TOML value such as `{ path = "../sdk" }` or `"0.1"`).
 pub fn new_step(
     dir: &Path,
     name: &str,
@@ -214,15 +245,12 @@ pub fn new_step(
             let sdk = match sdk {
                 Some(s) => s.to_owned(),
                 None => {
-                    let path = Path::new(SDK_DIR);
-                    if path.join("Cargo.toml").exists() {
-                        format!(
-                            "{{ path = {:?} }}",
-                            path.canonicalize()?.display().to_string()
-                        )
-                    } else {
-                        "\"0.1\"".into()
-                    }
+                    let home = crate::config::stephost_home().context(
+                        "cannot tell where to write the Rust SDK: set STEPHOST_HOME (or HOME), \
+                         or pass --sdk",
+                    )?;
+                    let dir = write_sdk(&home)?;
+                    format!("{{ path = {:?} }}", dir.display().to_string())
                 }
             };
             // Cargo package names take no `.`.
@@ -624,6 +652,36 @@ pub fn doctor(lang: Lang) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The SDK manifest the binary writes names the same dependency
+    /// versions and features as the workspace builds the SDK with.
+    #[test]
+    fn the_written_sdk_manifest_matches_the_workspace() {
+        let workspace: toml::Value = toml::from_str(include_str!("../../Cargo.toml")).unwrap();
+        let written: toml::Value =
+            toml::from_str(&SDK_CARGO.replace("__VERSION__", env!("CARGO_PKG_VERSION"))).unwrap();
+        let sdk: toml::Value = toml::from_str(include_str!("../../sdk/Cargo.toml")).unwrap();
+        let deps = sdk["dependencies"].as_table().unwrap();
+        assert_eq!(
+            written["dependencies"]
+                .as_table()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            deps.keys().collect::<Vec<_>>()
+        );
+        for name in deps.keys() {
+            assert_eq!(
+                written["dependencies"][name], workspace["workspace"]["dependencies"][name],
+                "{name}"
+            );
+        }
+        assert_eq!(written["package"]["name"].as_str(), Some("stephost-sdk"));
+        assert_eq!(
+            written["package"]["edition"],
+            workspace["workspace"]["package"]["edition"]
+        );
+    }
 
     /// `step.toml` durations use the workflow definitions' grammar.
     #[test]

@@ -110,8 +110,9 @@ struct NewArgs {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Rust only: the stephost-sdk dependency as a TOML value, such as
-    /// `{ path = "../stephost/sdk" }` [default: this stephost's source tree
-    /// when it exists, else "0.1"].
+    /// `{ path = "../stephost/sdk" }` [default: the SDK this binary
+    /// carries, written once to $STEPHOST_HOME/sdk/<version>, where
+    /// STEPHOST_HOME defaults to ~/.local/share/stephost].
     #[arg(long)]
     sdk: Option<String>,
 }

@@ -138,7 +138,14 @@ pub struct Overrides {
 
 /// Environment variables that belong to the client and tools, not to the
 /// server's configuration.
-const NOT_SERVER_KEYS: &[&str] = &["url", "token", "cache-dir", "polyglot-dir", "config"];
+const NOT_SERVER_KEYS: &[&str] = &[
+    "url",
+    "token",
+    "cache-dir",
+    "polyglot-dir",
+    "config",
+    "home",
+];
 
 impl Config {
     /// Loads the layers. `file` is the TOML file (`--config` or
@@ -165,6 +172,23 @@ impl Config {
                 .join("; ")
         })
     }
+}
+
+/// Where stephost keeps what it manages for step authors (the Rust SDK it
+/// writes for scaffolds): `$STEPHOST_HOME`, else `$XDG_DATA_HOME/stephost`
+/// (when that is an absolute path), else `$HOME/.local/share/stephost`;
+/// `None` when none of them is set.
+pub fn stephost_home() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("STEPHOST_HOME").filter(|h| !h.is_empty()) {
+        return Some(PathBuf::from(home));
+    }
+    let xdg = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = xdg.or_else(|| {
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share"))
+    })?;
+    Some(base.join("stephost"))
 }
 
 /// Where `stephost step call` and `step inspect` keep precompiled

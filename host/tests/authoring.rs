@@ -9,6 +9,10 @@
 //! The toolchains come from `scripts/install-tools` (run by `scripts/test`):
 //! componentize-py and jco under `.tools/`, clang and wasi-libc from
 //! Debian's packages. A missing toolchain fails this test; it never skips.
+//!
+//! The commands run a copy of the binary outside the source tree, with a
+//! `STEPHOST_HOME` of their own: a Rust scaffold must build from the SDK
+//! the binary carries, not from this repository's `sdk/`.
 
 mod cli_support;
 
@@ -44,12 +48,27 @@ fn path_with_tools() -> String {
     )
 }
 
+/// A copy of the binary and a `STEPHOST_HOME`, both in a directory of this
+/// test process outside the source tree.
+fn installed() -> &'static (PathBuf, PathBuf) {
+    static INSTALLED: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("stephost-installed-{}", std::process::id()));
+        let bin = root.join("bin/stephost");
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_stephost"), &bin).expect("copy the binary");
+        (bin, root.join("home"))
+    })
+}
+
 /// Runs `stephost ARGS` in `dir` with the tools on PATH.
 fn stephost_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_stephost"))
+    let (bin, home) = installed();
+    let out = Command::new(bin)
         .args(args)
         .current_dir(dir)
         .env("PATH", path_with_tools())
+        .env("STEPHOST_HOME", home)
         // Each scaffold decides where its build output goes.
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("STEPHOST_URL")
@@ -293,4 +312,64 @@ fn doctor_names_the_install_command_for_what_is_missing() {
     let (ok, stdout, _) = stephost_in(empty.path(), &["step", "doctor", "--lang", "c"]);
     assert!(ok, "{stdout}");
     assert!(stdout.contains("ok   clang"), "{stdout}");
+}
+
+/// `step new --lang rust` writes the SDK the binary carries into
+/// `$STEPHOST_HOME/sdk/<version>` (the same sources and WIT as this
+/// repository's), points the scaffold at it, and a second `step new`
+/// leaves it as it is.
+#[test]
+fn the_rust_sdk_travels_with_the_binary() {
+    let work = tempfile::tempdir().unwrap();
+    let (_, home) = installed();
+    must(work.path(), &["step", "new", "one", "--lang", "rust"]);
+    let sdk = home.join("sdk").join(env!("CARGO_PKG_VERSION"));
+    let manifest = std::fs::read_to_string(work.path().join("one/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!(
+            "stephost-sdk = {{ path = {:?} }}",
+            sdk.display().to_string()
+        )),
+        "{manifest}"
+    );
+    let repo_root = repo().canonicalize().unwrap();
+    assert!(
+        !manifest.contains(repo_root.to_str().unwrap()),
+        "{manifest}"
+    );
+    for (written, source) in [
+        ("src/lib.rs", "sdk/src/lib.rs"),
+        ("wit/step.wit", "wit/step.wit"),
+    ] {
+        assert_eq!(
+            std::fs::read(sdk.join(written)).unwrap(),
+            std::fs::read(repo().join(source)).unwrap(),
+            "{written}"
+        );
+    }
+    let cargo = std::fs::read_to_string(sdk.join("Cargo.toml")).unwrap();
+    assert!(
+        cargo.contains(&format!("version = \"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{cargo}"
+    );
+    let written_at = std::fs::metadata(sdk.join("src/lib.rs"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    must(work.path(), &["step", "new", "two", "--lang", "rust"]);
+    assert_eq!(
+        std::fs::metadata(sdk.join("src/lib.rs"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        written_at,
+        "a second step new rewrote the SDK"
+    );
+    // --sdk still chooses the dependency.
+    must(
+        work.path(),
+        &["step", "new", "three", "--lang", "rust", "--sdk", "\"0.1\""],
+    );
+    let manifest = std::fs::read_to_string(work.path().join("three/Cargo.toml")).unwrap();
+    assert!(manifest.contains("stephost-sdk = \"0.1\""), "{manifest}");
 }
