@@ -194,11 +194,32 @@ async fn js_infinite_loop_is_stopped() {
 
 #[tokio::test]
 async fn js_outbound_http_is_denied_without_a_trap() {
-    let r = run("js-guest.wasm", json!({"op": "http"}), Overrides::default()).await;
+    // A listener of the test's own: if the request were let through, it
+    // would connect here.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let r = run(
+        "js-guest.wasm",
+        json!({"op": "http", "url": url}),
+        Overrides::default(),
+    )
+    .await;
     let out = output(&r);
     let err = out["http_error"]
         .as_str()
         .unwrap_or_else(|| panic!("{out}"));
-    assert!(!err.is_empty());
+    assert!(err.contains("NetworkError"), "{err}");
     assert!(out.get("http_status").is_none(), "{out}");
+    // The log names the request and the denial code.
+    let denied = format!("outbound HTTP request GET {url} denied (HTTP-request-denied)");
+    assert!(
+        r.logs.iter().any(|l| l.message.starts_with(&denied)),
+        "{:?}",
+        r.logs
+    );
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the guest reached the listener: {other:?}"),
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! A schedule is a row in the store with a `wake_at`, due like any other
 //! work. The schedule loop reads due schedules, asks the pure core
-//! ([`plan`]) what each does now, and writes the schedule's new state
+//! (`plan`) what each does now, and writes the schedule's new state
 //! together with the execution a tick starts in one compare-and-set
 //! transaction ([`crate::store::Store::write_schedule`]): a tick starts at
 //! most one execution across restarts and processes, and a fire that loses

@@ -49,7 +49,7 @@ impl State {
         Self {
             wasi,
             http: WasiHttpCtx::new(),
-            http_hooks: DenyAllHttp,
+            http_hooks: DenyAllHttp { log: log.clone() },
             table: ResourceTable::new(),
             meter,
             step: StepHost { log, config },

@@ -71,7 +71,13 @@ async fn a_wait_of_an_hour_holds_no_worker_and_ends_with_the_clock() {
         .await;
     assert_eq!(r.body["status"], "succeeded", "{:?}", r.body);
     clock.advance(Duration::from_secs(3599));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The engine sleeps until the wait's end, and the execution waits.
+    let end: jiff::Timestamp = "2030-01-01T01:00:00Z".parse().unwrap();
+    assert!(
+        clock.sleeping_until(end, Duration::from_secs(10)).await,
+        "sleepers: {:?}",
+        clock.sleepers()
+    );
     assert_eq!(get(&s, &t, &id).await["status"], "waiting");
     clock.advance(Duration::from_secs(1));
     let e = wait_for(&s, &t, &id, |e| e["status"] == "succeeded").await;
@@ -213,7 +219,8 @@ async fn a_payload_that_does_not_fit_the_schema_is_refused_and_not_consumed() {
         "does not match the `schema` of step `gate`",
     );
     assert_eq!(r.body["errors"][0]["path"], "$.approved", "{:?}", r.body);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Refused before it was stored: the record shows nothing of it (and the
+    // valid signal below is the one the step takes).
     let e = get(&s, &t, &id).await;
     assert_eq!(e["status"], "waiting");
     assert!(e.get("pending_signals").is_none(), "{e}");

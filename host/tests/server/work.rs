@@ -63,7 +63,20 @@ async fn a_retry_delay_parks_the_execution_and_frees_its_slot() {
     assert_eq!(r.body["status"], "succeeded");
     // Nothing retries before its time; then it does, once.
     clock.advance(Duration::from_secs(3599));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The engine sleeps until the retry's time; nothing has run again.
+    let early = get(&s, &t, &id).await;
+    let retry_at: jiff::Timestamp = early["steps"][0]["next_attempt_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        clock
+            .sleeping_until(retry_at, Duration::from_secs(10))
+            .await,
+        "sleepers: {:?}",
+        clock.sleepers()
+    );
     let early = get(&s, &t, &id).await;
     assert_eq!(
         early["steps"][0]["attempts"].as_array().unwrap().len(),
@@ -106,9 +119,13 @@ async fn cancel_reaches_a_parked_execution() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["status"], "cancelled");
     assert_eq!(r.body["steps"][0]["status"], "cancelled");
-    // The retry never happens.
+    // The retry never happens: nothing waits for any time any more.
     clock.advance(Duration::from_secs(7200));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        clock.no_sleepers(Duration::from_secs(10)).await,
+        "sleepers: {:?}",
+        clock.sleepers()
+    );
     let later = get(&s, &t, &id).await;
     assert_eq!(later["status"], "cancelled");
     assert_eq!(later["steps"][0]["attempts"].as_array().unwrap().len(), 1);

@@ -55,11 +55,12 @@ const ops = {
     for (;;) {}
   },
 
-  async http() {
+  async http(req) {
     // The host should deny outbound HTTP (wasi:http/outgoing-handler); fetch
-    // then rejects, and we report the text instead of trapping.
+    // then rejects, and we report the text instead of trapping. The test
+    // passes the URL of a listener of its own, to see that nothing connects.
     try {
-      const res = await fetch("http://127.0.0.1:9/");
+      const res = await fetch(req.url ?? "http://127.0.0.1:9/");
       return { http_status: res.status, http_body: await res.text() };
     } catch (e) {
       return { http_error: String(e && e.message ? `${e.name}: ${e.message}` : e) };
