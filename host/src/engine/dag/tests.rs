@@ -511,3 +511,62 @@ fn a_template_failure_fails_the_step_before_an_attempt() {
     assert!(a.attempts.is_empty());
     assert_eq!(a.error.as_ref().unwrap().code, "template_error");
 }
+
+#[test]
+fn a_step_whose_component_is_unavailable_fails_without_a_retry() {
+    let (def, mut st, needs) = setup(
+        json!({"steps": [{"id": "a", "step": "x", "retry": {"max_attempts": 3}}]}),
+        json!({}),
+    );
+    let (start, _, _) = run(st.advance(&def, &needs, t0(), 0));
+    let done = Done {
+        index: start[0].index,
+        number: start[0].number,
+        started_at: start[0].started_at,
+        input: start[0].input.clone(),
+        result: Err(crate::engine::RunnerError(
+            "component sha256:00 is missing".into(),
+        )),
+    };
+    st.record(&def, done, at(1), 0.0);
+    assert_eq!(status_of(&st, "a"), StepStatus::Failed);
+    let error = st.exec.step("a").unwrap().error.clone().unwrap();
+    assert_eq!(error.code, "step_unavailable");
+    assert!(error.message.contains("is missing"), "{error:?}");
+    // A step that cannot run is not retried: the execution fails now.
+    assert_eq!(
+        st.advance(&def, &needs, at(1), 0),
+        Action::Finish(Status::Failed)
+    );
+}
+
+#[test]
+fn needs_that_can_never_be_met_fail_the_execution_as_stuck() {
+    let (def, mut st, _) = setup(
+        json!({"steps": [{"id": "a", "step": "x"}, {"id": "b", "step": "x"}]}),
+        json!({}),
+    );
+    // `validate` refuses cycles; the core must still fail rather than hang
+    // if one reached it.
+    let cycle = vec![vec![1], vec![0]];
+    assert_eq!(
+        st.advance(&def, &cycle, t0(), 0),
+        Action::Finish(Status::Failed)
+    );
+    let error = st.exec.error.clone().unwrap();
+    assert_eq!(error.code, "stuck");
+    assert!(error.message.contains("`needs` cannot be met"), "{error:?}");
+}
+
+#[test]
+fn secrets_that_cannot_be_opened_fail_the_execution_before_any_step() {
+    let (def, mut st, needs) = setup(json!({"steps": [{"id": "a", "step": "x"}]}), json!({}));
+    st.fail_to_start("secrets_unavailable", "the vault cannot open `key`".into());
+    assert_eq!(
+        st.advance(&def, &needs, t0(), 0),
+        Action::Finish(Status::Failed)
+    );
+    st.conclude(Some(&def), Status::Failed, t0());
+    assert_eq!(st.exec.error.as_ref().unwrap().code, "secrets_unavailable");
+    assert!(st.exec.steps[0].attempts.is_empty(), "no attempt ran");
+}
