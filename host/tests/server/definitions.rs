@@ -1,7 +1,7 @@
 //! Workflow definition validation end to end: every invalid definition is
 //! refused with a 422 problem whose `errors` name the JSON path of what is
 //! wrong, and nothing is stored; a definition using every feature is
-//! accepted and read back as written.
+//! accepted, read back as written, and run.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -290,4 +290,65 @@ async fn a_definition_using_every_feature_is_accepted_and_read_back() {
     assert_eq!(got.body["workflow_id"], "everything");
     assert_eq!(got.body["version"], 1);
     assert_eq!(got.body["definition"], def);
+
+    // And it runs: every feature does what it says.
+    let secret = "tok-8c1f";
+    let r = s
+        .client
+        .put(format!("{}/v1/secrets/API_TOKEN", s.url))
+        .bearer_auth(&t)
+        .body(secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/executions?wait_for_seconds=60",
+            Some(&t),
+            Some(json!({"workflow_id": "everything", "input_data": {"email": "ada@example.com", "n": 2}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let e = &r.body;
+    assert_eq!(e["status"], "succeeded", "{e}");
+    let id = e["execution_id"].as_str().unwrap();
+    let created = e["created_at"].as_str().unwrap();
+    let first = json!({
+        "email": "ada@example.com",
+        "n": 3,
+        "text": format!("run {id} at {created}"),
+        "workflow": "everything v1",
+        "plain": [1, true, null]
+    });
+    assert_eq!(
+        e["output"],
+        json!({"first": first, "pinned": "succeeded", "count": 1, "run": id}),
+        "{e}"
+    );
+    let step = |name: &str| {
+        e["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == name)
+            .unwrap()
+            .clone()
+    };
+    // The pinned step ran the pinned digest; the join saw every output and
+    // the secret only in its config, redacted wherever it came back.
+    assert_eq!(step("pinned")["digest"], digest.as_str());
+    assert_eq!(step("pinned")["status"], "succeeded");
+    let join = step("join");
+    assert_eq!(join["status"], "succeeded", "{join}");
+    assert_eq!(join["output"], json!({"leaked": "Bearer [REDACTED]"}));
+    assert_eq!(join["attempts"][0]["input"]["from_first"], first);
+    assert_eq!(join["attempts"][0]["input"]["pinned_error"], Value::Null);
+    assert!(!e.to_string().contains(secret), "the secret leaked: {e}");
+    // `last` has no input: it gets the previous step's output.
+    assert_eq!(
+        step("last")["output"],
+        json!({"leaked": "Bearer [REDACTED]"})
+    );
 }
