@@ -1,0 +1,360 @@
+//! The engine over a store that fails: commits that the store refuses are
+//! retried until it takes them, and a state is published only once it is
+//! committed. The engine runs with a fake step runner (it echoes its input)
+//! on the real SQLite store behind a wrapper that injects failures.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use stephost::engine::{
+    AttemptSpec, Engine, NoSecrets, RunnerError, Services, Settings, StepRunner, Submission,
+    SystemClock, Until, VersionSel,
+};
+use stephost::model::{
+    AttemptReport, Digest, Event, Execution, ExecutionId, Metering, NewEvent, NodeId, Outcome,
+    Schedule, ScheduleId, Status, StepName, TenantId, Timestamp, WorkflowId,
+};
+use stephost::store::sqlite::{Durability, SqliteStore};
+use stephost::store::{
+    self, Commit, Created, ExecutionFilter, Held, Idempotency, Lease, Page, Result, ScheduleFilter,
+    SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant, TokenHash,
+    WorkflowRecord,
+};
+use tokio_util::sync::CancellationToken;
+
+/// A step runner that returns its input.
+struct Echo;
+
+#[async_trait::async_trait]
+impl StepRunner for Echo {
+    async fn run(
+        &self,
+        _tenant: &TenantId,
+        _digest: &Digest,
+        spec: &AttemptSpec,
+        _cancel: &CancellationToken,
+    ) -> std::result::Result<AttemptReport, RunnerError> {
+        Ok(AttemptReport {
+            outcome: Outcome::Succeeded {
+                output: spec.input.clone(),
+            },
+            metering: Metering::default(),
+            logs: Vec::new(),
+        })
+    }
+}
+
+/// The real store, except that the first `failures_left` commits of an
+/// execution fail as a full disk would.
+struct Flaky {
+    inner: Arc<dyn Store>,
+    failures_left: AtomicU32,
+    failed: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Store for Flaky {
+    async fn create_tenant(&self, tenant: &Tenant, token: TokenHash) -> Result<()> {
+        self.inner.create_tenant(tenant, token).await
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
+        self.inner.tenant(id).await
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        self.inner.tenant_by_name(name).await
+    }
+
+    async fn add_token(&self, tenant: &TenantId, token: TokenHash) -> Result<()> {
+        self.inner.add_token(tenant, token).await
+    }
+
+    async fn authenticate(&self, token: &TokenHash) -> Result<Option<TenantId>> {
+        self.inner.authenticate(token).await
+    }
+
+    async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        self.inner.put_component(digest, bytes).await
+    }
+
+    async fn component(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        self.inner.component(digest).await
+    }
+
+    async fn put_step_version(
+        &self,
+        tenant: &TenantId,
+        name: &StepName,
+        version: &StepVersion,
+    ) -> Result<()> {
+        self.inner.put_step_version(tenant, name, version).await
+    }
+
+    async fn step(&self, tenant: &TenantId, name: &StepName) -> Result<Option<StepRecord>> {
+        self.inner.step(tenant, name).await
+    }
+
+    async fn steps(&self, tenant: &TenantId) -> Result<Vec<StepRecord>> {
+        self.inner.steps(tenant).await
+    }
+
+    async fn delete_step(&self, tenant: &TenantId, name: &StepName) -> Result<bool> {
+        self.inner.delete_step(tenant, name).await
+    }
+
+    async fn put_workflow(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        definition: &serde_json::Value,
+    ) -> Result<WorkflowRecord> {
+        self.inner.put_workflow(tenant, id, definition).await
+    }
+
+    async fn workflow(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        version: Option<u32>,
+    ) -> Result<Option<WorkflowRecord>> {
+        self.inner.workflow(tenant, id, version).await
+    }
+
+    async fn workflows(&self, tenant: &TenantId) -> Result<Vec<WorkflowRecord>> {
+        self.inner.workflows(tenant).await
+    }
+
+    async fn delete_workflow(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        at: Timestamp,
+    ) -> Result<bool> {
+        self.inner.delete_workflow(tenant, id, at).await
+    }
+
+    async fn create_execution(
+        &self,
+        execution: &Execution,
+        idempotency: Option<&Idempotency>,
+        lease: Option<&Lease>,
+    ) -> Result<Created> {
+        self.inner
+            .create_execution(execution, idempotency, lease)
+            .await
+    }
+
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Execution>> {
+        self.inner.claim_due(lease, now, limit).await
+    }
+
+    async fn claim_execution(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        tenant: &TenantId,
+        id: &ExecutionId,
+    ) -> Result<Option<Execution>> {
+        self.inner.claim_execution(lease, now, tenant, id).await
+    }
+
+    async fn commit_execution(&self, commit: Commit<'_>) -> Result<u64> {
+        if self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(store::Error::Backend("injected: the disk is full".into()));
+        }
+        self.inner.commit_execution(commit).await
+    }
+
+    async fn renew_leases(&self, lease: &Lease, ids: &[ExecutionId]) -> Result<Vec<Held>> {
+        self.inner.renew_leases(lease, ids).await
+    }
+
+    async fn release_leases(&self, owner: &NodeId, now: Timestamp) -> Result<u64> {
+        self.inner.release_leases(owner, now).await
+    }
+
+    async fn next_wake_at(&self, owner: &NodeId) -> Result<Option<Timestamp>> {
+        self.inner.next_wake_at(owner).await
+    }
+
+    async fn send_event(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+        event: &NewEvent,
+    ) -> Result<Sent> {
+        self.inner.send_event(tenant, id, event).await
+    }
+
+    async fn events(&self, id: &ExecutionId, after: u64) -> Result<Vec<Event>> {
+        self.inner.events(id, after).await
+    }
+
+    async fn execution(&self, tenant: &TenantId, id: &ExecutionId) -> Result<Option<Execution>> {
+        self.inner.execution(tenant, id).await
+    }
+
+    async fn executions(
+        &self,
+        tenant: &TenantId,
+        filter: &ExecutionFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page> {
+        self.inner.executions(tenant, filter, limit, cursor).await
+    }
+
+    async fn create_schedule(&self, schedule: &Schedule, wake_at: Option<Timestamp>) -> Result<()> {
+        self.inner.create_schedule(schedule, wake_at).await
+    }
+
+    async fn schedule(&self, tenant: &TenantId, id: &ScheduleId) -> Result<Option<Schedule>> {
+        self.inner.schedule(tenant, id).await
+    }
+
+    async fn schedules(
+        &self,
+        tenant: &TenantId,
+        filter: &ScheduleFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<SchedulePage> {
+        self.inner.schedules(tenant, filter, limit, cursor).await
+    }
+
+    async fn write_schedule(&self, write: ScheduleWrite<'_>) -> Result<Option<u64>> {
+        self.inner.write_schedule(write).await
+    }
+
+    async fn delete_schedule(&self, tenant: &TenantId, id: &ScheduleId) -> Result<bool> {
+        self.inner.delete_schedule(tenant, id).await
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        self.inner.due_schedules(now, limit).await
+    }
+
+    async fn next_schedule_at(&self) -> Result<Option<Timestamp>> {
+        self.inner.next_schedule_at().await
+    }
+
+    async fn put_secret(&self, tenant: &TenantId, name: &str, sealed: &[u8]) -> Result<()> {
+        self.inner.put_secret(tenant, name, sealed).await
+    }
+
+    async fn secret_names(&self, tenant: &TenantId) -> Result<Vec<String>> {
+        self.inner.secret_names(tenant).await
+    }
+
+    async fn delete_secret(&self, tenant: &TenantId, name: &str) -> Result<bool> {
+        self.inner.delete_secret(tenant, name).await
+    }
+
+    async fn secrets(&self, tenant: &TenantId, names: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+        self.inner.secrets(tenant, names).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_the_store_refuses_are_retried_until_it_takes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("store.db"), Durability::Off).unwrap());
+    let tenant = Tenant {
+        id: TenantId::generate(),
+        name: "acme".into(),
+        created_at: Timestamp::now(),
+    };
+    sqlite
+        .create_tenant(&tenant, TokenHash([7; 32]))
+        .await
+        .unwrap();
+    let step: StepName = "echo".parse().unwrap();
+    let version = StepVersion {
+        digest: Digest::of(b"echo"),
+        size_bytes: 4,
+        imports: Vec::new(),
+        compile_ms: 0,
+        created_at: Timestamp::now(),
+    };
+    sqlite
+        .put_step_version(&tenant.id, &step, &version)
+        .await
+        .unwrap();
+    let workflow: WorkflowId = "two".parse().unwrap();
+    sqlite
+        .put_workflow(
+            &tenant.id,
+            &workflow,
+            &json!({"steps": [{"id": "a", "step": "echo"}, {"id": "b", "step": "echo"}]}),
+        )
+        .await
+        .unwrap();
+    let flaky = Arc::new(Flaky {
+        inner: sqlite.clone(),
+        failures_left: AtomicU32::new(3),
+        failed: AtomicU32::new(0),
+    });
+    let engine = Engine::start(
+        flaky.clone(),
+        Services {
+            runner: Arc::new(Echo),
+            secrets: Arc::new(NoSecrets),
+            clock: Arc::new(SystemClock),
+        },
+        Settings {
+            workers: 1,
+            max_in_flight: 4,
+            runtime: None,
+            node: NodeId::generate(),
+            lease_ttl: Settings::LEASE_TTL,
+            poll_interval: Duration::from_millis(50),
+        },
+    )
+    .await
+    .unwrap();
+    let submitted = engine
+        .submit(
+            &tenant.id,
+            Submission {
+                workflow_id: workflow,
+                version: VersionSel::Latest,
+                input_data: json!({"n": 12}),
+                custom_data: None,
+                start: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let id = submitted.execution().execution_id.clone();
+    let done = engine
+        .wait(&tenant.id, &id, &Until::Terminal, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Succeeded, "{done:?}");
+    assert_eq!(done.output, Some(json!({"n": 12})));
+    assert_eq!(
+        flaky.failed.load(Ordering::SeqCst),
+        3,
+        "the injected failures happened"
+    );
+    // What the waiter saw is what the store holds.
+    let stored = sqlite.execution(&tenant.id, &id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Succeeded);
+    assert_eq!(stored.output, done.output);
+    assert_eq!(stored.history, done.history);
+}
