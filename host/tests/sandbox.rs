@@ -411,6 +411,78 @@ fn malformed_components_are_rejected_with_clear_messages() {
     assert!(err.to_string().contains("acme:evil/backdoor"), "{err}");
 }
 
+/// The artifact cache is bounded: past `cache_max_bytes` the least
+/// recently used artifacts (by last load, not by creation) are deleted, and
+/// compiled again when next needed.
+#[test]
+fn the_artifact_cache_evicts_the_least_recently_used_past_its_bound() {
+    let programs = [
+        test_programs::ECHO,
+        test_programs::STEP_RESHAPE,
+        test_programs::STEP_HMAC_SIGN,
+    ];
+    let bytes: Vec<Vec<u8>> = programs.iter().map(|p| test_programs::read(p)).collect();
+    let host = |dir: &std::path::Path, max: u64| {
+        Sandbox::new(Settings {
+            cache_dir: Some(dir.to_owned()),
+            cache_max_bytes: max,
+            pool: stephost::sandbox::PoolSize {
+                max_concurrent_instances: 2,
+            },
+            ..Settings::default()
+        })
+        .unwrap()
+    };
+    let artifact = |dir: &std::path::Path, b: &[u8]| -> Option<u64> {
+        let hex = stephost::model::Digest::of(b).hex();
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with(&hex))
+            .map(|e| e.metadata().unwrap().len())
+    };
+    // Each artifact's size, from an unbounded cache.
+    let sizes: Vec<u64> = bytes
+        .iter()
+        .map(|b| {
+            let dir = tempfile::tempdir().unwrap();
+            host(dir.path(), u64::MAX).prepare(b).unwrap();
+            artifact(dir.path(), b).unwrap()
+        })
+        .collect();
+    let total: u64 = sizes.iter().sum();
+    let smallest = *sizes.iter().min().unwrap();
+    // Any two fit, all three do not.
+    let bound = total - smallest / 2;
+
+    let dir = tempfile::tempdir().unwrap();
+    let first = host(dir.path(), bound);
+    first.prepare(&bytes[0]).unwrap();
+    first.prepare(&bytes[1]).unwrap();
+    drop(first);
+    // A restarted host loads the first one (now the most recently used)...
+    let second = host(dir.path(), bound);
+    assert_eq!(second.prepare(&bytes[0]).unwrap().source, Source::Cache);
+    // ...so storing the third evicts the second, though it was written later.
+    assert_eq!(second.prepare(&bytes[2]).unwrap().source, Source::Compiled);
+    assert!(
+        artifact(dir.path(), &bytes[0]).is_some(),
+        "the recently used one stays"
+    );
+    assert!(
+        artifact(dir.path(), &bytes[1]).is_none(),
+        "the least recently used one goes"
+    );
+    assert!(
+        artifact(dir.path(), &bytes[2]).is_some(),
+        "the new one stays"
+    );
+    drop(second);
+    // Evicted means compiled again when next needed.
+    let third = host(dir.path(), bound);
+    assert_eq!(third.prepare(&bytes[1]).unwrap().source, Source::Compiled);
+}
+
 #[test]
 fn a_restarted_host_loads_the_precompiled_artifact() {
     let dir = tempfile::tempdir().unwrap();

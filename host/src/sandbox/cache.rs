@@ -33,10 +33,15 @@ pub enum Source {
 pub(crate) struct Cache {
     dir: Option<PathBuf>,
     compat: String,
+    max_bytes: u64,
 }
 
 impl Cache {
-    pub(crate) fn new(engine: &Engine, dir: Option<PathBuf>) -> Result<Self, Error> {
+    pub(crate) fn new(
+        engine: &Engine,
+        dir: Option<PathBuf>,
+        max_bytes: u64,
+    ) -> Result<Self, Error> {
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(|source| Error::Cache {
                 path: dir.clone(),
@@ -48,6 +53,7 @@ impl Cache {
         Ok(Self {
             dir,
             compat: format!("{:016x}", h.finish()),
+            max_bytes,
         })
     }
 
@@ -73,7 +79,12 @@ impl Cache {
                 // private to the host (see the module docs), and wasmtime
                 // checks the artifact's engine compatibility on load.
                 match unsafe { Component::deserialize_file(engine, &path) } {
-                    Ok(c) => return Ok((c, Source::Cache, started.elapsed())),
+                    Ok(c) => {
+                        // The modification time is the recency the bound
+                        // evicts by.
+                        touch(&path);
+                        return Ok((c, Source::Cache, started.elapsed()));
+                    }
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "discarding unusable precompiled artifact");
                         let _ = std::fs::remove_file(&path);
@@ -90,7 +101,9 @@ impl Cache {
         let elapsed = started.elapsed();
         if let Some(dir) = &self.dir {
             let artifact = component.serialize().map_err(Error::Internal)?;
-            self.store(&self.path(dir, digest), &artifact)?;
+            let path = self.path(dir, digest);
+            self.store(&path, &artifact)?;
+            prune(dir, self.max_bytes, &path);
         }
         Ok((component, Source::Compiled, elapsed))
     }
@@ -104,6 +117,49 @@ impl Cache {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, artifact).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// Marks an artifact as just used.
+fn touch(path: &Path) {
+    if let Ok(file) = std::fs::File::options().write(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Deletes the least recently used artifacts in `dir` until they take at
+/// most `max_bytes`, never `keep` (the one just written). Failures are
+/// logged, not returned: a cache that cannot shrink still works.
+fn prune(dir: &Path, max_bytes: u64, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut artifacts: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = artifacts.iter().map(|(_, len, _)| len).sum();
+    if total <= max_bytes {
+        return;
+    }
+    artifacts.sort();
+    for (_, len, path) in artifacts {
+        if total <= max_bytes {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => total = total.saturating_sub(len),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot evict a precompiled artifact");
+            }
+        }
     }
 }
 

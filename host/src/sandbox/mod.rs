@@ -80,6 +80,10 @@ pub enum Error {
 pub struct Settings {
     /// Where precompiled artifacts are kept; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// The most bytes of artifacts `cache_dir` holds: past it, the least
+    /// recently used ones are deleted (they are compiled again when next
+    /// needed).
+    pub cache_max_bytes: u64,
     /// The limits an attempt gets when its step does not lower them.
     pub defaults: Limits,
     /// The limits nothing may exceed.
@@ -88,10 +92,18 @@ pub struct Settings {
     pub pool: PoolSize,
 }
 
+impl Settings {
+    /// The default bound of the artifact cache: 4 GiB, room for dozens of
+    /// interpreted-language components (tens of MiB of native code each)
+    /// and thousands of compiled ones.
+    pub const CACHE_MAX_BYTES: u64 = 4 << 30;
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
             cache_dir: None,
+            cache_max_bytes: Settings::CACHE_MAX_BYTES,
             defaults: Limits::DEFAULT,
             ceiling: Limits::CEILING,
             pool: PoolSize::default(),
@@ -171,7 +183,11 @@ impl Sandbox {
             |s| &mut s.step,
         )
         .map_err(Error::Engine)?;
-        let cache = cache::Cache::new(&engine, settings.cache_dir.clone())?;
+        let cache = cache::Cache::new(
+            &engine,
+            settings.cache_dir.clone(),
+            settings.cache_max_bytes,
+        )?;
         let ticker = engine::EpochTicker::start(engine.clone());
         Ok(Self {
             engine,
