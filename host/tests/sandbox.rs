@@ -411,6 +411,47 @@ fn malformed_components_are_rejected_with_clear_messages() {
     assert!(err.to_string().contains("acme:evil/backdoor"), "{err}");
 }
 
+/// At most `max_prepared` steps stay prepared in memory; the least
+/// recently used goes first and is loaded from the artifact cache when
+/// needed again.
+#[test]
+fn prepared_steps_in_memory_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(Settings {
+        cache_dir: Some(dir.path().to_owned()),
+        max_prepared: 2,
+        pool: stephost::sandbox::PoolSize {
+            max_concurrent_instances: 2,
+        },
+        ..Settings::default()
+    })
+    .unwrap();
+    let [a, b, c] = [
+        test_programs::ECHO,
+        test_programs::STEP_RESHAPE,
+        test_programs::STEP_HMAC_SIGN,
+    ]
+    .map(test_programs::read);
+    let digest = |bytes: &[u8]| stephost::model::Digest::of(bytes);
+    let first_a = sandbox.prepare(&a).unwrap();
+    sandbox.prepare(&b).unwrap();
+    // Using `a` again makes `b` the least recently used.
+    assert!(Arc::ptr_eq(&first_a, &sandbox.prepare(&a).unwrap()));
+    sandbox.prepare(&c).unwrap();
+    assert!(sandbox.prepared(&digest(&a)).is_some());
+    assert!(
+        sandbox.prepared(&digest(&b)).is_none(),
+        "the least recently used went"
+    );
+    assert!(sandbox.prepared(&digest(&c)).is_some());
+    let again = sandbox.prepare(&b).unwrap();
+    assert_eq!(
+        again.source,
+        Source::Cache,
+        "loaded from disk, not compiled"
+    );
+}
+
 /// The artifact cache is bounded: past `cache_max_bytes` the least
 /// recently used artifacts (by last load, not by creation) are deleted, and
 /// compiled again when next needed.

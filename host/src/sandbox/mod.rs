@@ -84,6 +84,10 @@ pub struct Settings {
     /// recently used ones are deleted (they are compiled again when next
     /// needed).
     pub cache_max_bytes: u64,
+    /// The most prepared steps kept in memory: past it, the least recently
+    /// used is dropped (preparing it again loads its artifact from
+    /// `cache_dir`).
+    pub max_prepared: usize,
     /// The limits an attempt gets when its step does not lower them.
     pub defaults: Limits,
     /// The limits nothing may exceed.
@@ -97,6 +101,8 @@ impl Settings {
     /// interpreted-language components (tens of MiB of native code each)
     /// and thousands of compiled ones.
     pub const CACHE_MAX_BYTES: u64 = 4 << 30;
+    /// The default bound of prepared steps in memory.
+    pub const MAX_PREPARED: usize = 1_000;
 }
 
 impl Default for Settings {
@@ -104,6 +110,7 @@ impl Default for Settings {
         Self {
             cache_dir: None,
             cache_max_bytes: Settings::CACHE_MAX_BYTES,
+            max_prepared: Settings::MAX_PREPARED,
             defaults: Limits::DEFAULT,
             ceiling: Limits::CEILING,
             pool: PoolSize::default(),
@@ -158,8 +165,42 @@ pub struct Sandbox {
     linker: Linker<State>,
     cache: cache::Cache,
     settings: Settings,
-    prepared: Mutex<HashMap<Digest, Arc<Prepared>>>,
+    prepared: Mutex<PreparedSet>,
     _ticker: engine::EpochTicker,
+}
+
+/// Prepared steps in memory, at most `max`; the least recently used goes
+/// first.
+struct PreparedSet {
+    entries: HashMap<Digest, (Arc<Prepared>, u64)>,
+    uses: u64,
+    max: usize,
+}
+
+impl PreparedSet {
+    fn get(&mut self, digest: &Digest) -> Option<Arc<Prepared>> {
+        self.uses += 1;
+        let now = self.uses;
+        self.entries.get_mut(digest).map(|(p, used)| {
+            *used = now;
+            p.clone()
+        })
+    }
+
+    fn insert(&mut self, digest: Digest, prepared: Arc<Prepared>) {
+        if !self.entries.contains_key(&digest) && self.entries.len() >= self.max.max(1) {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(d, _)| *d);
+            if let Some(d) = oldest {
+                self.entries.remove(&d);
+            }
+        }
+        self.uses += 1;
+        self.entries.insert(digest, (prepared, self.uses));
+    }
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -189,12 +230,17 @@ impl Sandbox {
             settings.cache_max_bytes,
         )?;
         let ticker = engine::EpochTicker::start(engine.clone());
+        let max_prepared = settings.max_prepared;
         Ok(Self {
             engine,
             linker,
             cache,
             settings,
-            prepared: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(PreparedSet {
+                entries: HashMap::new(),
+                uses: 0,
+                max: max_prepared,
+            }),
             _ticker: ticker,
         })
     }
@@ -220,7 +266,7 @@ impl Sandbox {
         validate::check_header(bytes)?;
         let digest = Digest::of(bytes);
         if let Some(p) = self.lock_prepared().get(&digest) {
-            return Ok(p.clone());
+            return Ok(p);
         }
         let (component, source, compile_time) =
             self.cache.load_or_compile(&self.engine, &digest, bytes)?;
@@ -278,18 +324,12 @@ impl Sandbox {
         })
     }
 
-    /// The prepared step for `digest`, if this process prepared it.
+    /// The prepared step for `digest`, if this process holds it in memory.
     pub fn prepared(&self, digest: &Digest) -> Option<Arc<Prepared>> {
-        self.lock_prepared().get(digest).cloned()
+        self.lock_prepared().get(digest)
     }
 
-    /// Forgets the in-memory prepared form of a component. The on-disk
-    /// artifact stays, so preparing it again is fast.
-    pub fn evict(&self, digest: &Digest) {
-        self.lock_prepared().remove(digest);
-    }
-
-    fn lock_prepared(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Prepared>>> {
+    fn lock_prepared(&self) -> std::sync::MutexGuard<'_, PreparedSet> {
         self.prepared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
