@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::auth::Tenant;
 use super::{ApiError, AppState};
-use crate::engine::{Problem, StartAt, Submission, Submitted, Until, VersionSel};
+use crate::engine::{StartAt, Submission, Submitted, Until, VersionSel};
 use crate::model::{Execution, ExecutionId, Status, Timestamp, WorkflowId};
 use crate::store::{ExecutionFilter, Idempotency, OnConflict};
 
@@ -34,6 +34,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         parse_json(&headers, &bytes).map(Self)
     }
 }
+
+/// The detail of a 422 for a request body of the wrong shape.
+const BODY_DOES_NOT_FIT: &str = "the request body does not fit";
 
 /// `"latest"` or a version number.
 #[derive(Debug, Clone, Copy, Default)]
@@ -217,15 +220,7 @@ fn idempotency(headers: &HeaderMap, body: &[u8]) -> Result<Option<Idempotency>, 
 
 /// When a postponed run starts, from `scheduled_for` or `delay`.
 fn start_at(req: &RunRequest, postpone: bool) -> Result<Option<StartAt>, ApiError> {
-    let problem = |path: &str, message: String| {
-        ApiError::invalid(
-            "the request body does not fit",
-            vec![Problem {
-                path: path.into(),
-                message,
-            }],
-        )
-    };
+    let problem = |path: &str, message: String| ApiError::at(BODY_DOES_NOT_FIT, path, message);
     if !postpone {
         for (field, given) in [
             ("scheduled_for", req.scheduled_for.is_some()),
@@ -271,15 +266,10 @@ async fn submit(
     let idem = idempotency(headers, &body)?;
     let req: RunRequest = parse_json(headers, &body)?;
     let start = start_at(&req, postpone)?;
-    let workflow_id: WorkflowId = req.workflow_id.parse().map_err(|m: String| {
-        ApiError::invalid(
-            "the request body does not fit",
-            vec![Problem {
-                path: "$.workflow_id".into(),
-                message: m,
-            }],
-        )
-    })?;
+    let workflow_id: WorkflowId = req
+        .workflow_id
+        .parse()
+        .map_err(|m: String| ApiError::at(BODY_DOES_NOT_FIT, "$.workflow_id", m))?;
     let sub = Submission {
         workflow_id,
         version: match req.workflow_version {
@@ -309,15 +299,7 @@ pub(super) fn parse_json<T: DeserializeOwned>(
     }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-    serde_json::from_value(value).map_err(|e| {
-        ApiError::invalid(
-            "the request body does not fit",
-            vec![Problem {
-                path: "$".into(),
-                message: e.to_string(),
-            }],
-        )
-    })
+    serde_json::from_value(value).map_err(|e| ApiError::at(BODY_DOES_NOT_FIT, "$", e.to_string()))
 }
 
 /// Runs a workflow and waits for it: 200 with the record when it finishes in

@@ -67,6 +67,17 @@ impl ApiError {
         }
     }
 
+    /// 422 with one problem at `path` (a JSON path such as `$.cron`).
+    pub fn at(detail: impl Into<String>, path: &str, message: impl Into<String>) -> Self {
+        Self::invalid(
+            detail,
+            vec![Problem {
+                path: path.into(),
+                message: message.into(),
+            }],
+        )
+    }
+
     /// 401 with a `WWW-Authenticate` challenge.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self {

@@ -14,8 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::auth::Tenant;
 use super::executions::{Accepted, VersionField, parse_json};
 use super::{ApiError, AppState};
+use crate::engine::VersionSel;
 use crate::engine::schedule::{NewSchedule, ScheduleChange, ScheduleView};
-use crate::engine::{Problem, VersionSel};
 use crate::model::{
     FireError, Overlap, Schedule, ScheduleId, ScheduleState, Status, Timestamp, WorkflowId,
 };
@@ -306,13 +306,7 @@ fn body(view: ScheduleView) -> ScheduleBody {
 }
 
 fn problem(path: &str, message: String) -> ApiError {
-    ApiError::invalid(
-        "the schedule does not fit",
-        vec![Problem {
-            path: path.into(),
-            message,
-        }],
-    )
+    ApiError::at("the schedule does not fit", path, message)
 }
 
 fn workflow(field: &str, text: &str) -> Result<WorkflowId, ApiError> {

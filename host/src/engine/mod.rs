@@ -507,11 +507,11 @@ impl Engine {
         idempotency: Option<Idempotency>,
     ) -> Result<Submitted, Error> {
         // A postponed run is due later: the claim loop takes it then.
-        let permit = match exec.status {
+        let (permit, lease) = match exec.status {
             Status::Scheduled => None,
-            _ => self.inner.in_flight.clone().try_acquire_owned().ok(),
-        };
-        let lease = permit.as_ref().map(|_| self.inner.lease());
+            _ => work::fast_slot(&self.inner),
+        }
+        .unzip();
         let created = self
             .inner
             .store
@@ -520,10 +520,7 @@ impl Engine {
         match created {
             Created::New => {
                 exec.version = 1;
-                match permit {
-                    Some(permit) => work::spawn_driver(&self.inner, exec.clone(), Some(permit)),
-                    None => self.inner.wake.notify_one(),
-                }
+                work::launch(&self.inner, exec.clone(), permit);
                 Ok(Submitted::New(exec))
             }
             Created::Existing(e) => Ok(Submitted::Existing(*e)),

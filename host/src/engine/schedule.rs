@@ -463,8 +463,7 @@ impl Engine {
             scheduled_at,
             triggered,
         });
-        let permit = self.inner.in_flight.clone().try_acquire_owned().ok();
-        let lease = permit.as_ref().map(|_| self.inner.lease());
+        let (permit, lease) = work::fast_slot(&self.inner).unzip();
         let write = ScheduleWrite {
             schedule: s,
             version,
@@ -479,10 +478,7 @@ impl Engine {
             return Ok(None);
         };
         exec.version = 1;
-        match permit {
-            Some(permit) => work::spawn_driver(&self.inner, exec.clone(), Some(permit)),
-            None => self.inner.wake.notify_one(),
-        }
+        work::launch(&self.inner, exec.clone(), permit);
         Ok(Some(exec))
     }
 
@@ -562,19 +558,28 @@ impl Engine {
         Ok(())
     }
 
-    /// The schedule's executions that have not finished, newest first (only
-    /// looked up when the overlap policy or a buffered tick needs them).
+    /// The schedule's executions that have not finished, newest first, as
+    /// far as the plan needs them: none looked up for `allow_all` without a
+    /// buffered tick, every one for `cancel_other` (it cancels them all),
+    /// else only the first found (the plan asks whether there is one).
     async fn unfinished(&self, s: &Schedule) -> Result<Vec<ExecutionId>, Error> {
         if s.overlap == Overlap::AllowAll && s.buffered_at.is_none() {
             return Ok(Vec::new());
         }
-        let statuses = self.statuses(s).await?;
-        Ok(s.last_executions
-            .iter()
-            .zip(statuses)
-            .filter(|(_, status)| status.is_some_and(|st| !st.is_terminal()))
-            .map(|(run, _)| run.execution_id.clone())
-            .collect())
+        let mut out = Vec::new();
+        for run in &s.last_executions {
+            if self
+                .status(s, &run.execution_id)
+                .await?
+                .is_some_and(|st| !st.is_terminal())
+            {
+                out.push(run.execution_id.clone());
+                if s.overlap != Overlap::CancelOther {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The current statuses of a schedule's `last_executions`, in order
@@ -582,14 +587,19 @@ impl Engine {
     async fn statuses(&self, s: &Schedule) -> Result<Vec<Option<crate::model::Status>>, Error> {
         let mut out = Vec::with_capacity(s.last_executions.len());
         for run in &s.last_executions {
-            let e = self
-                .inner
-                .store
-                .execution(&s.tenant_id, &run.execution_id)
-                .await?;
-            out.push(e.map(|e| e.status));
+            out.push(self.status(s, &run.execution_id).await?);
         }
         Ok(out)
+    }
+
+    /// The status of one of a schedule's executions (`None`: it is gone).
+    async fn status(
+        &self,
+        s: &Schedule,
+        id: &ExecutionId,
+    ) -> Result<Option<crate::model::Status>, Error> {
+        let e = self.inner.store.execution(&s.tenant_id, id).await?;
+        Ok(e.map(|e| e.status))
     }
 
     /// Sends a cancel to an execution without waiting for it to stop

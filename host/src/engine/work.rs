@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Clock, Driven, Error, Inner, drive};
 use crate::model::{Execution, ExecutionId, TenantId, Timestamp};
+use crate::store::Lease;
 
 /// The most executions one claim takes.
 const CLAIM_BATCH: usize = 64;
@@ -70,6 +71,29 @@ pub(super) fn spawn_driver(
     match &inner.runtime {
         Some(rt) => drop(rt.spawn(task)),
         None => drop(tokio::spawn(task)),
+    }
+}
+
+/// A driver slot for an execution about to be stored, with the lease to
+/// store it under, so that this process starts it at once (the fast path);
+/// `None` when every slot is taken.
+pub(super) fn fast_slot(inner: &Inner) -> Option<(OwnedSemaphorePermit, Lease)> {
+    let permit = inner.in_flight.clone().try_acquire_owned().ok()?;
+    Some((permit, inner.lease()))
+}
+
+/// Starts a new execution just stored at version 1: its driver at once
+/// when it was stored under a [`fast_slot`], else the claim loop takes it
+/// from the store.
+pub(super) fn launch(
+    inner: &Arc<Inner>,
+    mut exec: Execution,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    exec.version = 1;
+    match permit {
+        Some(permit) => spawn_driver(inner, exec, Some(permit)),
+        None => inner.wake.notify_one(),
     }
 }
 
