@@ -11,8 +11,10 @@
 //! wasi-libc, not the `wit-bindgen` or `wasm-tools` command lines.
 
 pub mod c;
+pub mod toolchains;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -82,7 +84,8 @@ pub enum Lang {
 }
 
 impl Lang {
-    fn as_str(self) -> &'static str {
+    /// The name `--lang` takes.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Rust => "rust",
             Self::Python => "python",
@@ -315,16 +318,12 @@ pub fn new_step(
 fn readme(name: &str, lang: Lang, manifest: &StepToml) -> String {
     let tool = match lang {
         Lang::Rust => "Rust with the `wasm32-wasip2` target",
-        Lang::Python => "componentize-py 0.25.1 (`pip install componentize-py==0.25.1`)",
-        Lang::Js => {
-            "jco 1.35.0 with componentize-js 0.23.0 and preview2-shim 0.26.0, installed with the npm overrides shown in stephost's docs/steps/js.md (a plain `npm install` of jco 1.35.0 resolves componentize-js 0.22.0 and a preview2-shim that breaks `jco componentize`), with `node_modules/.bin` on PATH"
-        }
-        Lang::C => {
-            "clang, lld and wasi-libc (`apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32` on Debian bookworm)"
-        }
+        Lang::Python => "componentize-py 0.25.1",
+        Lang::Js => "jco 1.35.0 with componentize-js 0.23.0 and preview2-shim 0.26.0",
+        Lang::C => "clang, lld and wasi-libc (Debian bookworm's packages)",
     };
     format!(
-        "# {name}\n\nA stephost step in {lang}. Input `{{\"name\": \"Ada\"}}`, output\n`{{\"greeting\": \"Hello, Ada!\", \"lang\": \"{lang}\"}}`; the `salutation` config value\nreplaces \"Hello\". An empty or missing name is a `step-error` with code\n`invalid_input`.\n\nNeeds {tool}. `stephost step doctor --lang {lang}` checks it and prints\nwhat to install.\n\n```sh\nstephost step build                # runs: {command}\nstephost step test                 # runs tests/*.json under the real sandbox\nstephost step call {output} --input '{{\"name\": \"Ada\"}}' --config salutation=Hi\nstephost step push {name} {output}   # with STEPHOST_URL and STEPHOST_TOKEN set\n```\n\nA test case in `tests/` is `{{\"input\": …, \"config\": {{…}}, \"output\": …}}`, or\n`\"error\": {{\"code\": …}}` for a `step-error`, or `\"outcome\": \"trapped\"` (or any other\noutcome) for the rest. `\"expect_text\"` must appear in the outcome or the logs;\n`\"limits\": {{\"fuel\": …, \"timeout\": …, \"memory\": …}}` replaces step.toml's for\nthat case.\n",
+        "# {name}\n\nA stephost step in {lang}. Input `{{\"name\": \"Ada\"}}`, output\n`{{\"greeting\": \"Hello, Ada!\", \"lang\": \"{lang}\"}}`; the `salutation` config value\nreplaces \"Hello\". An empty or missing name is a `step-error` with code\n`invalid_input`.\n\nNeeds {tool}. `stephost step doctor --lang {lang}` checks it;\n`stephost step doctor --lang {lang} --install` installs it.\n\n```sh\nstephost step build                # runs: {command}\nstephost step test                 # runs tests/*.json under the real sandbox\nstephost step call {output} --input '{{\"name\": \"Ada\"}}' --config salutation=Hi\nstephost step push {name} {output}   # with STEPHOST_URL and STEPHOST_TOKEN set\n```\n\nA test case in `tests/` is `{{\"input\": …, \"config\": {{…}}, \"output\": …}}`, or\n`\"error\": {{\"code\": …}}` for a `step-error`, or `\"outcome\": \"trapped\"` (or any other\noutcome) for the rest. `\"expect_text\"` must appear in the outcome or the logs;\n`\"limits\": {{\"fuel\": …, \"timeout\": …, \"memory\": …}}` replaces step.toml's for\nthat case.\n",
         lang = lang.as_str(),
         command = manifest.build.command,
         output = manifest.build.output,
@@ -341,11 +340,45 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         }
         c::generate_bindings(&dir.join("wit"), &dir.join("gen"))?;
     }
+    let lang = manifest.lang;
+    let home = crate::config::stephost_home();
+    let path = toolchains::search_path(lang, home.as_deref());
+    // The scaffold's command runs the language's own tool: check the
+    // toolchain first, so that a missing one is named with the command
+    // that installs it rather than as `sh: jco: not found`. A command of
+    // the author's own is run as it is.
+    let program = manifest.build.command.split_whitespace().next();
+    let main = match lang {
+        Lang::Rust => "cargo",
+        Lang::Python => "componentize-py",
+        Lang::Js => "jco",
+        Lang::C => "clang",
+    };
+    if program == Some(main) {
+        let checks = doctor(lang);
+        let missing: Vec<&str> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.what.as_str())
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "the {} toolchain is not installed (missing: {}); install it with:\n  {}",
+                lang.as_str(),
+                missing.join(", "),
+                toolchains::install_command(lang)
+            );
+        }
+        if let Some(used) = checks.iter().find(|c| c.what == main) {
+            eprintln!("build: using {}", used.detail);
+        }
+    }
     eprintln!("build: {}", manifest.build.command);
     let status = Command::new("sh")
         .arg("-c")
         .arg(&manifest.build.command)
         .current_dir(dir)
+        .env("PATH", &path)
         // The tools' chatter goes to stderr; stdout carries only the
         // component's path.
         .stdout(std::process::Stdio::from(std::io::stderr()))
@@ -563,8 +596,12 @@ pub struct Check {
     pub detail: String,
 }
 
-fn runs(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).output().ok()?;
+fn runs(program: &Path, args: &[&str], path: &OsString) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .env("PATH", path)
+        .output()
+        .ok()?;
     out.status.success().then(|| {
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
@@ -572,7 +609,7 @@ fn runs(program: &str, args: &[&str]) -> Option<String> {
     })
 }
 
-fn check(what: &str, found: Option<String>, fix: &str) -> Check {
+fn check(what: &str, found: Option<String>, lang: Lang, by_hand: &str) -> Check {
     match found {
         Some(detail) => Check {
             what: what.into(),
@@ -582,55 +619,83 @@ fn check(what: &str, found: Option<String>, fix: &str) -> Check {
         None => Check {
             what: what.into(),
             ok: false,
-            detail: format!("missing; install with: {fix}"),
+            detail: format!(
+                "missing; install with: {} (or by hand: {by_hand})",
+                toolchains::install_command(lang)
+            ),
         },
     }
 }
 
-/// Checks the toolchain of `lang`.
+/// `program --version` found on `path`: its first line and where it is.
+fn tool(program: &str, args: &[&str], path: &OsString) -> Option<String> {
+    let at = toolchains::which(program, path)?;
+    let version = runs(&at, args, path)?;
+    Some(format!("{version} ({})", at.display()))
+}
+
+/// Checks the toolchain of `lang`, finding the toolchains stephost
+/// installed (see [`toolchains`]) before those on `PATH`.
 pub fn doctor(lang: Lang) -> Vec<Check> {
+    let home = crate::config::stephost_home();
+    let path = toolchains::search_path(lang, home.as_deref());
     match lang {
-        Lang::Rust => vec![
-            check(
-                "cargo",
-                runs("cargo", &["--version"]),
-                "curl https://sh.rustup.rs -sSf | sh",
-            ),
-            check(
-                "wasm32-wasip2 target",
-                runs("rustup", &["target", "list", "--installed"])
-                    .and(
-                        Command::new("rustup")
-                            .args(["target", "list", "--installed"])
-                            .output()
-                            .ok()
-                            .filter(|o| {
-                                String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2")
-                            }),
-                    )
-                    .map(|_| "installed".to_owned()),
-                "rustup target add wasm32-wasip2",
-            ),
-        ],
+        Lang::Rust => {
+            let targets = toolchains::which("rustup", &path).and_then(|rustup| {
+                let out = Command::new(rustup)
+                    .args(["target", "list", "--installed"])
+                    .output()
+                    .ok()?;
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .any(|l| l.trim() == "wasm32-wasip2")
+                    .then(|| "installed".to_owned())
+            });
+            vec![
+                check(
+                    "cargo",
+                    tool("cargo", &["--version"], &path),
+                    lang,
+                    "curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh",
+                ),
+                check(
+                    "wasm32-wasip2 target",
+                    targets,
+                    lang,
+                    "rustup target add wasm32-wasip2",
+                ),
+            ]
+        }
         Lang::Python => vec![check(
             "componentize-py",
-            runs("componentize-py", &["--version"]),
-            "pip install componentize-py==0.25.1",
+            tool("componentize-py", &["--version"], &path),
+            lang,
+            &format!(
+                "pip install componentize-py=={}",
+                toolchains::COMPONENTIZE_PY_VERSION
+            ),
         )],
         Lang::Js => vec![
             check(
                 "node",
-                runs("node", &["--version"]),
+                tool("node", &["--version"], &path),
+                lang,
                 "apt-get install -y nodejs npm",
             ),
             check(
                 "jco",
-                runs("jco", &["--version"]),
-                "npm install of @bytecodealliance/jco@1.35.0 with componentize-js 0.23.0 and preview2-shim 0.26.0 pinned through `overrides`, as in docs/steps/js.md (or scripts/install-tools in the stephost repository); then export PATH=\"$PWD/node_modules/.bin:$PATH\"",
+                tool("jco", &["--version"], &path),
+                lang,
+                &format!(
+                    "npm install of @bytecodealliance/jco@{} with componentize-js {} and preview2-shim {} pinned through `overrides`, as in docs/steps/js.md",
+                    toolchains::JCO_VERSION,
+                    toolchains::COMPONENTIZE_JS_VERSION,
+                    toolchains::PREVIEW2_SHIM_VERSION
+                ),
             ),
         ],
         Lang::C => {
-            let apt = "apt-get install -y clang lld wasi-libc libclang-rt-14-dev-wasm32";
+            let apt = format!("apt-get install -y {}", toolchains::C_PACKAGES.join(" "));
             let file = |p: &str| Path::new(p).exists().then(|| p.to_owned());
             let builtins = std::fs::read_dir("/usr/lib/llvm-14/lib/clang")
                 .ok()
@@ -640,10 +705,15 @@ pub fn doctor(lang: Lang) -> Vec<Check> {
                 .filter(|p| p.exists())
                 .map(|p| p.display().to_string());
             vec![
-                check("clang", runs("clang", &["--version"]), apt),
-                check("wasm-ld (lld)", runs("wasm-ld", &["--version"]), apt),
-                check("wasi-libc", file("/usr/lib/wasm32-wasi/libc.a"), apt),
-                check("compiler-rt builtins for wasm32", builtins, apt),
+                check("clang", tool("clang", &["--version"], &path), lang, &apt),
+                check(
+                    "wasm-ld (lld)",
+                    tool("wasm-ld", &["--version"], &path),
+                    lang,
+                    &apt,
+                ),
+                check("wasi-libc", file("/usr/lib/wasm32-wasi/libc.a"), lang, &apt),
+                check("compiler-rt builtins for wasm32", builtins, lang, &apt),
             ]
         }
     }

@@ -95,7 +95,8 @@ enum StepCommand {
     /// limits from step.toml. Exits 1 if any case fails.
     Test(DirArgs),
     /// Check that a language's toolchain is installed; prints the exact
-    /// command that installs whatever is missing. Exits 1 if anything is.
+    /// command that installs whatever is missing (`--install` installs the
+    /// pinned one). Exits 1 if anything is missing.
     Doctor(DoctorArgs),
 }
 
@@ -132,6 +133,14 @@ struct DoctorArgs {
     /// The language to check [default: the `lang` of ./step.toml, or all].
     #[arg(long, value_enum)]
     lang: Option<crate::authoring::Lang>,
+    /// Install the pinned toolchain first: componentize-py (Python) or jco
+    /// with componentize-js (JavaScript) into
+    /// $STEPHOST_HOME/toolchains/<name>-<version>, where `step build` finds
+    /// it without PATH changes; Debian's clang and wasi-libc (C, as root;
+    /// otherwise the sudo line is printed); the wasm32-wasip2 target with
+    /// rustup (Rust). Installing what is installed does nothing.
+    #[arg(long)]
+    install: bool,
 }
 
 #[derive(Debug, Args)]
@@ -524,12 +533,28 @@ fn step_doctor(args: DoctorArgs) -> ExitCode {
         },
     };
     let mut ok = true;
+    if args.install {
+        if args.lang.is_none() && langs.len() > 1 {
+            eprintln!(
+                "error: --install needs --lang (rust, python, js or c), or a step.toml in the current directory"
+            );
+            return ExitCode::from(2);
+        }
+        let home = crate::config::stephost_home();
+        for &lang in &langs {
+            let mut say = |line: String| println!("install: {}: {line}", lang.as_str());
+            if let Err(e) = crate::authoring::toolchains::install(lang, home.as_deref(), &mut say) {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     for lang in langs {
         for c in doctor(lang) {
             ok &= c.ok;
             println!(
                 "{:<7} {:<4} {}: {}",
-                format!("{lang:?}").to_lowercase(),
+                lang.as_str(),
                 if c.ok { "ok" } else { "MISSING" },
                 c.what,
                 c.detail

@@ -6,13 +6,14 @@
 //! sandbox, and then all four are pushed to a running server and used in
 //! one workflow. The commands are the ones `docs/steps/*.md` show.
 //!
-//! The toolchains come from `scripts/install-tools` (run by `scripts/test`):
-//! componentize-py and jco under `.tools/`, clang and wasi-libc from
-//! Debian's packages. A missing toolchain fails this test; it never skips.
-//!
-//! The commands run a copy of the binary outside the source tree, with a
-//! `STEPHOST_HOME` of their own: a Rust scaffold must build from the SDK
-//! the binary carries, not from this repository's `sdk/`.
+//! The commands run a copy of the binary outside the source tree with a
+//! fresh, empty `HOME`, as a new user would: a Rust scaffold must build
+//! from the SDK the binary carries (written under that home), not from
+//! this repository's `sdk/`; and the Python and JavaScript toolchains come
+//! from `stephost step doctor --install` into that home (the pinned ones,
+//! from PyPI and npm), never from PATH. Rust's toolchain and C's Debian
+//! packages are the machine's (`scripts/test` installs them); a missing
+//! one fails this test, it never skips.
 
 mod cli_support;
 
@@ -28,47 +29,77 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// PATH with the pinned Python and JavaScript tools in front.
-fn path_with_tools() -> String {
-    let tools = repo().join(".tools");
-    let py = tools.join("venv/bin");
-    let js = tools.join("node/node_modules/.bin");
-    for (dir, tool) in [(&py, "componentize-py"), (&js, "jco")] {
-        assert!(
-            dir.join(tool).exists(),
-            "{tool} is not installed in {}: run scripts/install-tools (scripts/test does)",
-            dir.display()
-        );
-    }
-    format!(
-        "{}:{}:{}",
-        py.display(),
-        js.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
+/// The caller's PATH without any directory that holds componentize-py or
+/// jco, so the Python and JavaScript toolchains can only come from what
+/// `step doctor --install` puts under the test's own home.
+fn path_without_guest_tools() -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let kept: Vec<PathBuf> = std::env::split_paths(&path)
+        .filter(|d| !d.join("componentize-py").exists() && !d.join("jco").exists())
+        .collect();
+    std::env::join_paths(kept).unwrap().into_string().unwrap()
 }
 
-/// A copy of the binary and a `STEPHOST_HOME`, both in a directory of this
-/// test process outside the source tree.
+/// The real home of this test process (where rustup, cargo and the pip
+/// and npm download caches are).
+fn real_home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+}
+
+/// A copy of the binary and an empty `HOME` for it, both in a directory of
+/// this test process outside the source tree.
 fn installed() -> &'static (PathBuf, PathBuf) {
     static INSTALLED: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
     INSTALLED.get_or_init(|| {
         let root = std::env::temp_dir().join(format!("stephost-installed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
         let bin = root.join("bin/stephost");
         std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
         std::fs::copy(env!("CARGO_BIN_EXE_stephost"), &bin).expect("copy the binary");
-        (bin, root.join("home"))
+        let home = root.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        (bin, home)
     })
 }
 
-/// Runs `stephost ARGS` in `dir` with the tools on PATH.
+/// Where the binary keeps what it manages under the fresh home: the
+/// default `~/.local/share/stephost`.
+fn stephost_home() -> PathBuf {
+    installed().1.join(".local/share/stephost")
+}
+
+/// Runs `stephost ARGS` in `dir` as a new user would: a fresh `HOME` (so
+/// `STEPHOST_HOME` and the caches take their defaults under it) and no
+/// guest toolchain on PATH. Rust's toolchain and the pip and npm download
+/// caches stay the machine's (downloads only: every install still comes
+/// from the registries into the fresh home).
 fn stephost_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let (bin, home) = installed();
+    let real = real_home();
+    let or_default =
+        |var: &str, default: PathBuf| std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
     let out = Command::new(bin)
         .args(args)
         .current_dir(dir)
-        .env("PATH", path_with_tools())
-        .env("STEPHOST_HOME", home)
+        .env("PATH", path_without_guest_tools())
+        .env("HOME", home)
+        .env(
+            "RUSTUP_HOME",
+            or_default("RUSTUP_HOME", real.join(".rustup")),
+        )
+        .env("CARGO_HOME", or_default("CARGO_HOME", real.join(".cargo")))
+        .env(
+            "PIP_CACHE_DIR",
+            or_default("PIP_CACHE_DIR", real.join(".cache/pip")),
+        )
+        .env(
+            "npm_config_cache",
+            or_default("npm_config_cache", real.join(".npm")),
+        )
+        .env_remove("STEPHOST_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("XDG_CONFIG_HOME")
         // Each scaffold decides where its build output goes.
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("STEPHOST_URL")
@@ -169,6 +200,63 @@ fn add_misbehaviour(dir: &Path, lang: &str) {
     }
 }
 
+/// The managed toolchain directory of `lang`, if it has one.
+fn managed_tool(lang: &str) -> Option<&'static str> {
+    match lang {
+        "python" => Some("componentize-py-0.25.1"),
+        "js" => Some("jco-1.35.0"),
+        _ => None,
+    }
+}
+
+/// On the fresh home, a scaffold's build first fails naming the install
+/// command (it never installs silently); `step doctor --install` installs
+/// the pinned toolchain into `~/.local/share/stephost/toolchains`, and a
+/// second install changes nothing. Rust and C come from rustup and the
+/// machine's packages, which scripts/install-tools already installed:
+/// their install is the no-op.
+fn install_toolchain(dir: &Path, lang: &str) {
+    let install = ["step", "doctor", "--lang", lang, "--install"];
+    let Some(tool) = managed_tool(lang) else {
+        let out = must(dir, &install);
+        assert!(out.contains("already installed"), "{lang}: {out}");
+        return;
+    };
+    let (ok, _, stderr) = stephost_in(dir, &["step", "build"]);
+    assert!(!ok, "{lang}: built without a toolchain\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "install it with:\n  stephost step doctor --lang {lang} --install"
+        )),
+        "{lang}: {stderr}"
+    );
+    let toolchain = stephost_home().join("toolchains").join(tool);
+    assert!(!toolchain.exists(), "{lang}: the failed build installed");
+    let (program, version) = tool.rsplit_once('-').unwrap();
+    let out = must(dir, &install);
+    assert!(
+        out.contains(&format!(
+            "install: {lang}: installed {program} {version} in {}",
+            toolchain.display()
+        )),
+        "{lang}: {out}"
+    );
+    // And the checks that follow find it there.
+    assert!(
+        out.contains(&format!("ok   {program}: ")) && out.contains(toolchain.to_str().unwrap()),
+        "{lang}: {out}"
+    );
+    let stamp = toolchain.join(".stephost-stamp");
+    let stamped = std::fs::metadata(&stamp).unwrap().modified().unwrap();
+    let again = must(dir, &install);
+    assert!(again.contains("is already installed in"), "{lang}: {again}");
+    assert_eq!(
+        std::fs::metadata(&stamp).unwrap().modified().unwrap(),
+        stamped,
+        "{lang}: the second install redid the first"
+    );
+}
+
 #[test]
 fn four_languages_from_nothing_to_one_workflow() {
     let work = tempfile::tempdir().unwrap();
@@ -185,8 +273,18 @@ fn four_languages_from_nothing_to_one_workflow() {
             assert!(dir.join("wit/step.wit").exists(), "{lang}: no WIT");
         }
         add_misbehaviour(&dir, lang);
+        install_toolchain(&dir, lang);
 
-        let built = must(&dir, &["step", "build"]);
+        let (ok, built, stderr) = stephost_in(&dir, &["step", "build"]);
+        assert!(ok, "{lang}: step build failed\n{stderr}");
+        if let Some(tool) = managed_tool(lang) {
+            // The build says which toolchain it used: the managed one.
+            let dir = stephost_home().join("toolchains").join(tool);
+            assert!(
+                stderr.contains("build: using") && stderr.contains(dir.to_str().unwrap()),
+                "{lang}: {stderr}"
+            );
+        }
         let component = dir.join(built.trim());
         assert!(component.exists(), "{lang}: {built}");
 
@@ -295,23 +393,49 @@ fn four_languages_from_nothing_to_one_workflow() {
 #[test]
 fn doctor_names_the_install_command_for_what_is_missing() {
     let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_stephost"))
-        .args(["step", "doctor", "--lang", "python"])
-        .current_dir(empty.path())
-        .env("PATH", empty.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
+    let doctor = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_stephost"))
+            .args(args)
+            .current_dir(empty.path())
+            .env("PATH", empty.path())
+            .env("STEPHOST_HOME", empty.path().join("home"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, _) = doctor(&["step", "doctor", "--lang", "python"]);
+    assert!(!ok, "{stdout}");
     assert!(
         stdout.contains(
-            "MISSING componentize-py: missing; install with: pip install componentize-py==0.25.1"
+            "MISSING componentize-py: missing; install with: stephost step doctor --lang python --install (or by hand: pip install componentize-py==0.25.1)"
         ),
         "{stdout}"
     );
+    // Where the installer's own tool is missing, --install says what to
+    // install first, and exits non-zero.
+    for (lang, first) in [
+        (
+            "python",
+            "python3 is not installed; install Python 3 with its venv module first",
+        ),
+        (
+            "js",
+            "node is not installed; install Node.js 18 or later with npm first",
+        ),
+    ] {
+        let (ok, _, stderr) = doctor(&["step", "doctor", "--lang", lang, "--install"]);
+        assert!(!ok, "{lang}: {stderr}");
+        assert!(stderr.contains(first), "{lang}: {stderr}");
+    }
+    let (ok, _, stderr) = doctor(&["step", "doctor", "--install"]);
+    assert!(!ok && stderr.contains("--install needs --lang"), "{stderr}");
     let (ok, stdout, _) = stephost_in(empty.path(), &["step", "doctor", "--lang", "c"]);
     assert!(ok, "{stdout}");
-    assert!(stdout.contains("ok   clang"), "{stdout}");
+    assert!(stdout.contains("c       ok   clang: "), "{stdout}");
 }
 
 /// `step new --lang rust` writes the SDK the binary carries into
@@ -321,9 +445,8 @@ fn doctor_names_the_install_command_for_what_is_missing() {
 #[test]
 fn the_rust_sdk_travels_with_the_binary() {
     let work = tempfile::tempdir().unwrap();
-    let (_, home) = installed();
     must(work.path(), &["step", "new", "one", "--lang", "rust"]);
-    let sdk = home.join("sdk").join(env!("CARGO_PKG_VERSION"));
+    let sdk = stephost_home().join("sdk").join(env!("CARGO_PKG_VERSION"));
     let manifest = std::fs::read_to_string(work.path().join("one/Cargo.toml")).unwrap();
     assert!(
         manifest.contains(&format!(

@@ -186,6 +186,43 @@ async fn js_exception_is_trapped_with_its_text() {
     exception_is_trapped_with_its_text("js-guest.wasm", "js").await;
 }
 
+/// A JavaScript step without the helpers that throws an `Error` or a
+/// string and prints nothing: componentize-js's glue loses the value, so
+/// the outcome says what happened and how to keep the text, rather than
+/// only the glue's `expected a string, received [undefined]`. The printed
+/// case (above) gets no such hint.
+#[tokio::test]
+async fn js_unprinted_exception_is_trapped_with_an_explanation() {
+    for op in ["throw_quiet", "throw_string"] {
+        let r = run("js-guest.wasm", json!({"op": op}), Overrides::default()).await;
+        let Outcome::Trapped { message, .. } = r.outcome else {
+            panic!("{op}: {:?}", r.outcome);
+        };
+        assert!(
+            message.contains("the step threw a value that is not a step error")
+                && message.contains("runJson"),
+            "{op}: {message}"
+        );
+        assert!(
+            !message.contains("marker"),
+            "{op}: the glue kept it? {message}"
+        );
+    }
+    let r = run(
+        "js-guest.wasm",
+        json!({"op": "throw"}),
+        Overrides::default(),
+    )
+    .await;
+    let Outcome::Trapped { message, .. } = r.outcome else {
+        panic!("{:?}", r.outcome);
+    };
+    assert!(
+        message.contains("boom from js") && !message.contains("not a step error"),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn js_infinite_loop_is_stopped() {
     loops_are_stopped_by_fuel_and_by_time("js-guest.wasm").await;

@@ -172,6 +172,25 @@ fn check_output(output: String, limits: &Limits) -> Outcome {
     }
 }
 
+/// What a trapped JavaScript step is told when componentize-js's export
+/// glue lost the value it threw.
+const JS_LOST_EXCEPTION: &str = "; the step threw a value that is not a step error, and \
+     componentize-js lost it (its glue tries to return the value as a step-error and fails \
+     with `expected a string, received [undefined]`): wrap `run` with `runJson` from \
+     stephost.js, which writes the exception and its stack to stderr, or throw a StepError \
+     (docs/steps/js.md)";
+
+/// Whether the guest's stderr is componentize-js's glue failing to lower a
+/// thrown value that is not a step error, with nothing of the value before
+/// it: its text is then gone, and all that is left is the glue's own
+/// TypeError. (`runJson` and the scaffolds print `uncaught exception: …`
+/// first; then the text is there and no hint is needed.)
+fn lost_js_exception(stderr: &str) -> bool {
+    stderr.contains("expected a string, received [undefined]")
+        && stderr.contains("export_run@")
+        && !stderr.contains("uncaught exception")
+}
+
 fn classify(
     e: &wasmtime::Error,
     stopped: u8,
@@ -198,6 +217,9 @@ fn classify(
         None => format!("{e:#}"),
     };
     let stderr = log.stderr_tail(MAX_TRAP_MESSAGE / 2);
+    if lost_js_exception(&stderr) {
+        message.push_str(JS_LOST_EXCEPTION);
+    }
     if !stderr.is_empty() {
         message.push_str("; guest stderr: ");
         message.push_str(&stderr);

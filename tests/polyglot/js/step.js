@@ -51,6 +51,17 @@ const ops = {
     throw new Error(`boom from ${LANG}`);
   },
 
+  // What a step without the helpers does: throw something that is not a
+  // step error, with nothing written to stderr (`run` below rethrows these
+  // two unprinted).
+  throw_quiet() {
+    throw new Error(`quiet marker from ${LANG}`);
+  },
+
+  throw_string() {
+    throw `string marker from ${LANG}`;
+  },
+
   loop() {
     for (;;) {}
   },
@@ -89,7 +100,7 @@ export async function run(input) {
   try {
     return JSON.stringify(await handler(req));
   } catch (e) {
-    if (!(e instanceof StepError)) {
+    if (!(e instanceof StepError) && op !== "throw_quiet" && op !== "throw_string") {
       console.error(`uncaught exception in run: ${e && e.stack ? `${e}\n${e.stack}` : e}`);
     }
     throw e;
