@@ -82,11 +82,11 @@ pub struct RunRequest {
     pub workflow_version: VersionField,
     /// The execution's input; the first step receives it.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub input_data: serde_json::Value,
     /// Opaque data returned with the execution.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub custom_data: Option<serde_json::Value>,
     /// Async only: start at this RFC 3339 time instead of now (status
     /// `scheduled` until then; a time already past starts it at once).

@@ -15,7 +15,7 @@ pub async fn live() -> Json<Value> {
 }
 
 /// The store answers, so requests can be served.
-#[utoipa::path(get, path = "/health/ready", tag = "health", responses((status = 200, description = "ready"), (status = 503, description = "the store does not answer")))]
+#[utoipa::path(get, path = "/health/ready", tag = "health", responses((status = 200, description = "ready"), (status = 503, body = super::problem::ProblemBody, description = "the store does not answer")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     match state
         .store

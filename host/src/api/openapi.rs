@@ -21,11 +21,99 @@ impl Modify for Bearer {
     }
 }
 
+/// Unique operation ids, and every error response the way the server sends it, on every operation
+/// where it can happen, so a client (and schemathesis) can rely on the
+/// document: error bodies are `application/problem+json`; a secured
+/// operation can answer 401; one that takes path or query parameters or a
+/// body can answer 400 (a malformed parameter or body); one that takes a
+/// body can answer 413 (over the body limit) and 415 (not JSON).
+struct Problems;
+
+impl Modify for Problems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ProblemBody")))
+                .build()
+        };
+        let common = |status: &str| {
+            let description = match status {
+                "400" => "a path or query parameter, or the body, is malformed",
+                "401" => "no token, or a token that is not valid here",
+                "413" => "the body is over the server's limit",
+                "415" => "the body is not `application/json`",
+                _ => "error",
+            };
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content("application/problem+json", problem())
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                // utoipa names an operation after its handler, and handlers
+                // of different resources share names (`get`, `pause`): an
+                // operationId must be unique, so it takes the tag in front.
+                if let (Some(tag), Some(id)) = (
+                    op.tags.as_ref().and_then(|t| t.first()).cloned(),
+                    op.operation_id.as_mut(),
+                ) && !id.starts_with(&format!("{tag}_"))
+                {
+                    *id = format!("{tag}_{id}");
+                }
+                for (status, response) in op.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if status.as_str() >= "400"
+                        && let Some(content) = response.content.shift_remove("application/json")
+                    {
+                        response
+                            .content
+                            .insert("application/problem+json".into(), content);
+                    }
+                }
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let has_body = op.request_body.is_some();
+                let mut add = |status: &str| {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| common(status));
+                };
+                if secured {
+                    add("401");
+                }
+                if has_params || has_body {
+                    add("400");
+                }
+                if has_body {
+                    add("413");
+                    add("415");
+                }
+            }
+        }
+    }
+}
+
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "stephost", description = "Sandboxed workflow host: every step is an isolated WebAssembly component."),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &Problems),
     paths(
         super::health::live, super::health::ready,
         super::tenants::create, super::tenants::create_token,

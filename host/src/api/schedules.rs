@@ -47,11 +47,11 @@ pub struct CreateSchedule {
     pub timezone: Option<String>,
     /// The input of every execution.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub input_data: serde_json::Value,
     /// Opaque data copied to every execution.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub custom_data: Option<serde_json::Value>,
     /// `skip` (default), `buffer_one`, `allow_all` or `cancel_other`.
     #[serde(default)]
@@ -164,10 +164,10 @@ pub struct ScheduleBody {
     /// The IANA time zone.
     pub timezone: String,
     /// The input of every execution.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub input_data: serde_json::Value,
     /// Opaque data copied to every execution.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub custom_data: Option<serde_json::Value>,
     /// The overlap policy.
     pub overlap: Overlap,

@@ -342,7 +342,7 @@ pub struct StepRun {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ExecutionError>,
     /// Its output, once it succeeded.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub output: Option<serde_json::Value>,
     /// Every attempt, oldest first.
     pub attempts: Vec<Attempt>,
@@ -378,7 +378,7 @@ pub struct PendingSignal {
     /// Its name.
     pub name: String,
     /// Its payload.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub payload: serde_json::Value,
     /// When it was delivered.
     #[schema(value_type = String, format = DateTime)]
@@ -403,15 +403,15 @@ pub struct Execution {
     /// Current status.
     pub status: Status,
     /// The input given at submission.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub input_data: serde_json::Value,
     /// The workflow's output (the last step's output), once succeeded.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub output: Option<serde_json::Value>,
     /// Why it failed, when it failed.
     pub error: Option<ExecutionError>,
     /// Opaque data from the client, returned as given.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub custom_data: Option<serde_json::Value>,
     /// When it was accepted.
     #[schema(value_type = String, format = DateTime)]

@@ -56,6 +56,11 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// Starts a server whose configuration `change` adjusts first.
+    pub fn start_with(change: impl FnOnce(&mut stephost::config::Config)) -> Self {
         let data = tempfile::tempdir().expect("temporary directory");
         let dir = data.path().to_str().expect("UTF-8 temporary path");
         let created = stephost(&["tenant", "create", "acme", "--data-dir", dir], &[]);
@@ -67,11 +72,12 @@ impl Server {
             .set_nonblocking(true)
             .expect("non-blocking listener");
         let addr: SocketAddr = listener.local_addr().expect("local address");
-        let config = stephost::config::Config {
+        let mut config = stephost::config::Config {
             data_dir: data.path().to_owned(),
             workers: 2,
             ..Default::default()
         };
+        change(&mut config);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()

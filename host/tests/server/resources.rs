@@ -35,6 +35,43 @@ async fn health_openapi_and_reference_page() {
             "{path} missing from the OpenAPI document"
         );
     }
+    // Operation ids are unique; every error response is problem+json; a
+    // secured operation documents 401, one with a body 400, 413 and 415.
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_owned()), "{method} {path}: `{id}` twice");
+            let responses = op["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                if status.as_str() >= "400" {
+                    let content = response["content"]
+                        .as_object()
+                        .unwrap_or_else(|| panic!("{method} {path} {status}: no body"));
+                    assert_eq!(
+                        content.keys().collect::<Vec<_>>(),
+                        ["application/problem+json"],
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            if op.get("security").is_some() {
+                assert!(responses.contains_key("401"), "{method} {path}: no 401");
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415"] {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path}: no {status}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        ids.contains("executions_get") && ids.contains("workflows_get"),
+        "{ids:?}"
+    );
     let page = s
         .client
         .get(format!("{}/docs/", s.url))
