@@ -216,6 +216,19 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A client verb whose output goes to a reader that stopped reading
+/// (`stephost exec list | head -1`) ends quietly, as other command-line
+/// tools do, instead of panicking in `println!` on the broken pipe: Rust
+/// ignores SIGPIPE, so its default action is put back. Not for `serve`,
+/// where a client that hangs up must never end the server.
+fn restore_sigpipe() {
+    // SAFETY: called once at start, before any thread exists; setting a
+    // signal's disposition to its default touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -225,6 +238,9 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        restore_sigpipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -232,3 +232,22 @@ fn step_call_takes_the_workflow_duration_grammar() {
     assert_eq!(code, 2);
     assert!(stderr.contains("soon"), "{stderr}");
 }
+
+/// A client verb writing to a pipe nobody reads ends the way other
+/// command-line tools do (SIGPIPE), without a panic on stderr. The read
+/// end is closed before the binary starts, so its first write fails.
+#[test]
+fn a_closed_stdout_ends_a_client_verb_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_stephost"))
+        .args(["step", "inspect", test_programs::ECHO])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "{:?}: {stderr}", out.status);
+}
