@@ -355,7 +355,7 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         Lang::C => "clang",
     };
     if program == Some(main) {
-        let checks = doctor(lang);
+        let checks = doctor_on(lang, &path);
         let missing: Vec<&str> = checks
             .iter()
             .filter(|c| !c.ok)
@@ -638,10 +638,14 @@ fn tool(program: &str, args: &[&str], path: &OsString) -> Option<String> {
 /// installed (see [`toolchains`]) before those on `PATH`.
 pub fn doctor(lang: Lang) -> Vec<Check> {
     let home = crate::config::stephost_home();
-    let path = toolchains::search_path(lang, home.as_deref());
+    doctor_on(lang, &toolchains::search_path(lang, home.as_deref()))
+}
+
+/// [`doctor`] with the tools looked up on `path`.
+fn doctor_on(lang: Lang, path: &OsString) -> Vec<Check> {
     match lang {
         Lang::Rust => {
-            let targets = toolchains::which("rustup", &path).and_then(|rustup| {
+            let targets = toolchains::which("rustup", path).and_then(|rustup| {
                 let out = Command::new(rustup)
                     .args(["target", "list", "--installed"])
                     .output()
@@ -654,7 +658,7 @@ pub fn doctor(lang: Lang) -> Vec<Check> {
             vec![
                 check(
                     "cargo",
-                    tool("cargo", &["--version"], &path),
+                    tool("cargo", &["--version"], path),
                     lang,
                     "curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh",
                 ),
@@ -668,7 +672,7 @@ pub fn doctor(lang: Lang) -> Vec<Check> {
         }
         Lang::Python => vec![check(
             "componentize-py",
-            tool("componentize-py", &["--version"], &path),
+            tool("componentize-py", &["--version"], path),
             lang,
             &format!(
                 "pip install componentize-py=={}",
@@ -678,13 +682,13 @@ pub fn doctor(lang: Lang) -> Vec<Check> {
         Lang::Js => vec![
             check(
                 "node",
-                tool("node", &["--version"], &path),
+                tool("node", &["--version"], path),
                 lang,
                 "apt-get install -y nodejs npm",
             ),
             check(
                 "jco",
-                tool("jco", &["--version"], &path),
+                tool("jco", &["--version"], path),
                 lang,
                 &format!(
                     "npm install of @bytecodealliance/jco@{} with componentize-js {} and preview2-shim {} pinned through `overrides`, as in docs/steps/js.md",
@@ -705,10 +709,10 @@ pub fn doctor(lang: Lang) -> Vec<Check> {
                 .filter(|p| p.exists())
                 .map(|p| p.display().to_string());
             vec![
-                check("clang", tool("clang", &["--version"], &path), lang, &apt),
+                check("clang", tool("clang", &["--version"], path), lang, &apt),
                 check(
                     "wasm-ld (lld)",
-                    tool("wasm-ld", &["--version"], &path),
+                    tool("wasm-ld", &["--version"], path),
                     lang,
                     &apt,
                 ),

@@ -35,21 +35,24 @@ fn schemathesis() -> std::path::PathBuf {
 
 /// `PUT /v1/secrets/NAME` with a text body (the CLI has no secret verb).
 fn put_secret(server: &Server, name: &str, value: &str) {
-    use std::io::{Read, Write};
-    let addr = server.url.trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        conn,
-        "PUT /v1/secrets/{name} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{value}",
-        server.token,
-        value.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let response = runtime
+        .block_on(
+            reqwest::Client::new()
+                .put(format!("{}/v1/secrets/{name}", server.url))
+                .bearer_auth(&server.token)
+                .header("content-type", "text/plain")
+                .body(value.to_owned())
+                .send(),
+        )
+        .unwrap();
     assert!(
-        response.starts_with("HTTP/1.1 2"),
-        "PUT /v1/secrets/{name}: {response}"
+        response.status().is_success(),
+        "PUT /v1/secrets/{name}: {}",
+        response.status()
     );
 }
 

@@ -49,6 +49,8 @@ const STAMP: &str = ".stephost-stamp";
 /// A toolchain stephost installs into a directory of its own.
 #[derive(Debug, Clone)]
 pub struct Managed {
+    /// Python or JavaScript.
+    pub lang: Lang,
     /// The command `step build` runs (`componentize-py`, `jco`).
     pub program: &'static str,
     /// Its version.
@@ -67,6 +69,7 @@ impl Managed {
             Lang::Rust | Lang::C => return None,
         };
         Some(Self {
+            lang,
             program,
             version,
             dir: home.join("toolchains").join(format!("{program}-{version}")),
@@ -75,16 +78,16 @@ impl Managed {
 
     /// Where its commands are.
     pub fn bin(&self) -> PathBuf {
-        match self.program {
-            "jco" => self.dir.join("node_modules").join(".bin"),
+        match self.lang {
+            Lang::Js => self.dir.join("node_modules").join(".bin"),
             _ => self.dir.join("bin"),
         }
     }
 
     /// What the stamp file holds once the install finished.
     fn want(&self) -> String {
-        match self.program {
-            "jco" => format!(
+        match self.lang {
+            Lang::Js => format!(
                 "jco@{JCO_VERSION} componentize-js@{COMPONENTIZE_JS_VERSION} preview2-shim@{PREVIEW2_SHIM_VERSION}"
             ),
             _ => format!("componentize-py=={COMPONENTIZE_PY_VERSION}"),
@@ -99,7 +102,7 @@ impl Managed {
             std::fs::read_to_string(self.dir.join(STAMP)).is_ok_and(|s| s.trim() == self.want());
         stamped
             && self.bin().join(self.program).exists()
-            && (self.program == "jco"
+            && (self.lang == Lang::Js
                 || Command::new(self.bin().join("python"))
                     .args(["-c", ""])
                     .stdout(Stdio::null())
@@ -164,15 +167,8 @@ pub fn apt_plan(root: bool) -> AptPlan {
 }
 
 fn is_root() -> bool {
-    // The effective uid is the second field of `Uid:`.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Runs a tool whose output is chatter: it goes to stderr, and a failure
