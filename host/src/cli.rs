@@ -53,6 +53,11 @@ struct ServeArgs {
     /// [default: ./stephost-data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// A PostgreSQL database instead of the embedded SQLite file, as a URL:
+    /// postgres://user:password@host:port/db (also `database` in the
+    /// config file and STEPHOST_DATABASE). Several servers may share one.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     /// A TOML configuration file (keys as in `stephost serve --help`'s
     /// documentation; see README).
     #[arg(long, env = "STEPHOST_CONFIG")]
@@ -68,6 +73,9 @@ enum TenantCommand {
         /// Data directory of the server [default: ./stephost-data].
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// The server's PostgreSQL database, when it uses one (a URL).
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
         /// A TOML configuration file.
         #[arg(long, env = "STEPHOST_CONFIG")]
         config: Option<PathBuf>,
@@ -266,8 +274,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenant(TenantCommand::Create {
             name,
             data_dir,
+            database,
             config,
-        }) => tenant_create(name, data_dir, config).await,
+        }) => tenant_create(name, data_dir, database, config).await,
         Command::Step(StepCommand::Call(args)) => step_call(args).await,
         Command::Step(StepCommand::Inspect(args)) => step_inspect(args),
         Command::Step(StepCommand::Push(args)) => crate::cli_client::push(args).await,
@@ -292,16 +301,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         &crate::config::Overrides {
             listen: args.listen,
             data_dir: args.data_dir,
+            database: args.database,
         },
     )
     .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    crate::check_database(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     eprintln!(
-        "stephost listening on http://{} (data in {}, API reference at /docs)",
+        "stephost listening on http://{} (database {}, API reference at /docs)",
         listener.local_addr()?,
-        config.data_dir.display()
+        crate::database_label(&config)
     );
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -325,6 +336,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn tenant_create(
     name: String,
     data_dir: Option<PathBuf>,
+    database: Option<String>,
     config: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let config = crate::config::Config::load(
@@ -332,11 +344,12 @@ async fn tenant_create(
         &crate::config::Overrides {
             listen: None,
             data_dir,
+            database,
         },
     )
     .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     crate::model::check_name("tenant name", &name).map_err(anyhow::Error::msg)?;
-    let store = crate::open_store(&config)?;
+    let store = crate::open_store(&config).await?;
     let token = crate::api::generate_token().map_err(|_| anyhow::anyhow!("no randomness"))?;
     let tenant = crate::store::Tenant {
         id: crate::model::TenantId::generate(),

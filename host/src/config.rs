@@ -48,6 +48,21 @@ pub struct Config {
     /// Where the database and precompiled components live
     /// (`STEPHOST_DATA_DIR`, `--data-dir`).
     pub data_dir: PathBuf,
+    /// A PostgreSQL database to keep everything in instead of the embedded
+    /// SQLite file in `data-dir` (`STEPHOST_DATABASE`, `--database`): a
+    /// libpq URL, `postgres://user:password@host:port/db?sslmode=require`.
+    /// Several servers may share one; each then needs its own `node-id` (or
+    /// data directory) and all the same `secrets-key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<Secret>,
+    /// The most connections this server opens to a PostgreSQL `database`.
+    pub database_max_connections: u32,
+    /// The schema of the PostgreSQL `database` that holds stephost's tables,
+    /// created if missing (`STEPHOST_DATABASE_SCHEMA`; lower-case letters,
+    /// digits and `_`). Without it, the URL's search path (normally
+    /// `public`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_schema: Option<String>,
     /// A token that may manage tenants (`STEPHOST_ADMIN_TOKEN`). Without it,
     /// tenants are created with `stephost tenant create`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,6 +125,9 @@ impl Default for Config {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             data_dir: PathBuf::from("stephost-data"),
+            database: None,
+            database_max_connections: 16,
+            database_schema: None,
             admin_token: None,
             workers: cpus,
             max_in_flight: 512,
@@ -134,6 +152,9 @@ pub struct Overrides {
     /// `--data-dir`.
     #[serde(rename = "data-dir", skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// `--database`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }
 
 /// Environment variables that belong to the client and tools, not to the
@@ -225,6 +246,7 @@ mod tests {
                 &Overrides {
                     listen: Some("127.0.0.1:2".parse().unwrap()),
                     data_dir: None,
+                    database: None,
                 },
             )
             .map_err(figment::Error::from)?;
@@ -235,6 +257,43 @@ mod tests {
             jail.set_env("STEPHOST_BOGUS", "1");
             let err = Config::load(None, &Overrides::default()).unwrap_err();
             assert!(err.contains("bogus"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment's Jail API fixes the closure's error type"
+    )]
+    fn the_database_comes_from_each_layer_and_is_redacted() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("s.toml", "database = \"postgres://a:pw1@file/db\"")?;
+            let c = Config::load(Some(Path::new("s.toml")), &Overrides::default())
+                .map_err(figment::Error::from)?;
+            assert_eq!(
+                c.database.as_ref().map(Secret::expose),
+                Some("postgres://a:pw1@file/db")
+            );
+            assert!(!format!("{c:?}").contains("pw1"));
+            jail.set_env("STEPHOST_DATABASE", "postgres://b@env/db");
+            jail.set_env("STEPHOST_DATABASE_MAX_CONNECTIONS", "4");
+            let c = Config::load(Some(Path::new("s.toml")), &Overrides::default())
+                .map_err(figment::Error::from)?;
+            assert_eq!(
+                c.database.as_ref().map(Secret::expose),
+                Some("postgres://b@env/db")
+            );
+            assert_eq!(c.database_max_connections, 4);
+            let flag = Overrides {
+                database: Some("postgres://c@flag/db".into()),
+                ..Overrides::default()
+            };
+            let c = Config::load(Some(Path::new("s.toml")), &flag).map_err(figment::Error::from)?;
+            assert_eq!(
+                c.database.as_ref().map(Secret::expose),
+                Some("postgres://c@flag/db")
+            );
             Ok(())
         });
     }

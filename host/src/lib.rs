@@ -31,10 +31,65 @@ use crate::store::Store;
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "stephost.db";
 
-/// Opens the store in `config.data_dir`, creating the directory.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<store::sqlite::SqliteStore>> {
+/// Where the server keeps its data, for messages: the PostgreSQL URL
+/// without its password, or the SQLite file.
+pub fn database_label(config: &Config) -> String {
+    match &config.database {
+        Some(url) => store::postgres::redact_url(url.expose()),
+        None => config.data_dir.join(DATABASE_FILE).display().to_string(),
+    }
+}
+
+/// Checks the database settings before anything starts: a `database` must
+/// be a PostgreSQL URL, and with one a `secrets-key` must be set.
+pub fn check_database(config: &Config) -> anyhow::Result<()> {
+    let Some(url) = &config.database else {
+        return Ok(());
+    };
+    let url = url.expose();
+    anyhow::ensure!(
+        store::postgres::is_postgres_url(url),
+        "`database` must be a postgres:// or postgresql:// URL, not `{}` (leave it \
+         unset to use the embedded SQLite database in the data directory)",
+        store::postgres::redact_url(url)
+    );
+    anyhow::ensure!(
+        config.secrets_key.is_some(),
+        "with a PostgreSQL `database`, set `secrets-key` (STEPHOST_SECRETS_KEY): every server \
+         sharing the database must seal and open tenant secrets with the same key, so none \
+         is generated. Make one with: openssl rand -base64 32"
+    );
+    Ok(())
+}
+
+/// Opens the store: the PostgreSQL `database` when one is configured (its
+/// schema created or upgraded), else the SQLite file in `data_dir`. Creates
+/// the data directory either way (it also holds precompiled components).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    if let Some(url) = &config.database {
+        let url = url.expose();
+        anyhow::ensure!(
+            store::postgres::is_postgres_url(url),
+            "`database` must be a postgres:// or postgresql:// URL, not `{}`",
+            store::postgres::redact_url(url)
+        );
+        let settings = store::postgres::Settings {
+            max_connections: config.database_max_connections,
+            schema: config.database_schema.clone(),
+            ..store::postgres::Settings::default()
+        };
+        let store = store::postgres::PostgresStore::connect(url, &settings)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}",
+                    store::postgres::redact_url(url)
+                )
+            })?;
+        return Ok(Arc::new(store));
+    }
     let path = config.data_dir.join(DATABASE_FILE);
     let store = store::sqlite::SqliteStore::open(&path, config.durability.into())
         .with_context(|| format!("cannot open the database {}", path.display()))?;
@@ -86,7 +141,8 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
     clock: Arc<dyn engine::Clock>,
 ) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = open_store(&config)?;
+    check_database(&config)?;
+    let store: Arc<dyn Store> = open_store(&config).await?;
     let sandbox = Arc::new(
         sandbox::Sandbox::new(sandbox::Settings {
             cache_dir: Some(config.data_dir.join("precompiled")),
@@ -142,7 +198,7 @@ pub async fn run_with_clock(
             max_wait: Duration::from_secs(config.max_wait_seconds),
         },
     );
-    tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "stephost serving");
+    tracing::info!(addr = %listener.local_addr()?, database = %database_label(&config), data_dir = %config.data_dir.display(), "stephost serving");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -251,3 +251,49 @@ fn a_closed_stdout_ends_a_client_verb_without_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.signal(), Some(13), "{:?}: {stderr}", out.status);
 }
+
+/// `serve` on PostgreSQL: a URL that is not PostgreSQL, a missing secrets
+/// key and an unreachable server are each refused at start with a message
+/// that says what to do, and the password never appears in it.
+#[test]
+fn serve_refuses_a_database_it_cannot_use_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let serve = |database: &str, env: &[(&str, &str)]| {
+        stephost_with(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                data,
+                "--database",
+                database,
+            ],
+            env,
+        )
+    };
+    let (code, _, err) = serve("mysql://u:pw9@db/x", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("must be a postgres:// or postgresql:// URL"),
+        "{err}"
+    );
+    assert!(!err.contains("pw9"), "{err}");
+
+    let (code, _, err) = serve("postgres://postgres@127.0.0.1:5432/test", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("set `secrets-key`"), "{err}");
+
+    let key = [(
+        "STEPHOST_SECRETS_KEY",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    )];
+    let (code, _, err) = serve("postgres://postgres:pw9@127.0.0.1:1/test", &key);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot open the database postgres://postgres:***@127.0.0.1:1/test"),
+        "{err}"
+    );
+    assert!(!err.contains("pw9"), "{err}");
+}

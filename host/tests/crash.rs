@@ -5,9 +5,11 @@
 //! (every timer fires once, half of them due while the server was down, and
 //! every signal sent after the restart is consumed once).
 
+#[path = "pg_support/mod.rs"]
+mod pg_support;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -18,6 +20,22 @@ use serde_json::{Value, json};
 const ADMIN: &str = "crash-admin-token";
 const EXECUTIONS: usize = 200;
 
+/// Where a server keeps its data across restarts: a data directory, and a
+/// PostgreSQL schema when the suite runs there (`TEST_STORE=postgres`).
+struct Data {
+    dir: tempfile::TempDir,
+    schema: Option<pg_support::Schema>,
+}
+
+impl Data {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            schema: pg_support::Schema::for_run(),
+        }
+    }
+}
+
 /// A `stephost serve` process; killed with SIGKILL when dropped.
 struct Server {
     child: Child,
@@ -25,10 +43,11 @@ struct Server {
 }
 
 impl Server {
-    fn start(data_dir: &Path) -> Self {
+    fn start(data: &Data) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stephost"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .arg(data.dir.path())
+            .envs(data.schema.iter().flat_map(pg_support::Schema::env))
             .env("STEPHOST_ADMIN_TOKEN", ADMIN)
             .env("STEPHOST_WORKERS", "2")
             .env("STEPHOST_DURABILITY", "full")
@@ -159,9 +178,9 @@ async fn tenant(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_200_async_executions_loses_nothing_and_completes_each_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Data::new();
     let client = Client::new();
-    let mut first = Server::start(dir.path());
+    let mut first = Server::start(&dir);
     let url = first.url.clone();
 
     // Three steps of 10 ms each on two workers: 200 executions take about
@@ -220,7 +239,7 @@ async fn kill_9_during_200_async_executions_loses_nothing_and_completes_each_onc
         "the kill came too late to prove anything ({done_before} already done)"
     );
 
-    let second = Server::start(dir.path());
+    let second = Server::start(&dir);
     let url = second.url.clone();
     let after_restart = count_succeeded(&client, &url, &token).await;
     assert!(
@@ -320,9 +339,9 @@ fn terminal_entries(exec: &Value) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_1000_timers_and_100_signal_waits_fires_each_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Data::new();
     let client = Client::new();
-    let mut first = Server::start(dir.path());
+    let mut first = Server::start(&dir);
     let url = first.url.clone();
     let token = tenant(
         &client,
@@ -388,7 +407,7 @@ async fn kill_9_with_1000_timers_and_100_signal_waits_fires_each_once() {
     let due = early.duration_since(jiff::Timestamp::now()) + jiff::SignedDuration::from_millis(500);
     tokio::time::sleep(Duration::try_from(due).unwrap_or_default()).await;
 
-    let second = Server::start(dir.path());
+    let second = Server::start(&dir);
     let url = second.url.clone();
     // Every signal is sent twice with one key: each counts once.
     for (i, id) in gates.iter().enumerate() {
@@ -458,9 +477,9 @@ async fn kill_9_with_1000_timers_and_100_signal_waits_fires_each_once() {
 /// covers the downtime; none doubled by a fire that was under way).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_around_schedule_ticks_fires_each_tick_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Data::new();
     let client = Client::new();
-    let mut server = Server::start(dir.path());
+    let mut server = Server::start(&dir);
     let url = server.url.clone();
     let token = tenant(
         &client,
@@ -490,7 +509,7 @@ async fn kill_9_around_schedule_ticks_fires_each_tick_once() {
         tokio::time::sleep(Duration::from_millis(run_ms)).await;
         server.kill_9();
         tokio::time::sleep(Duration::from_millis(down_ms)).await;
-        server = Server::start(dir.path());
+        server = Server::start(&dir);
     }
     let url = server.url.clone();
     tokio::time::sleep(Duration::from_millis(1_500)).await;

@@ -102,7 +102,7 @@ async fn new_tenant(store: &dyn Store, name: &str) -> TenantId {
 
 /// A queued execution with a step, and JSON whose numbers must survive
 /// storage exactly as written.
-fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp) -> Execution {
+pub(crate) fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp) -> Execution {
     let input_data =
         serde_json::from_str(r#"{"amount": 12.50, "big": 123456789012345678901234567890}"#)
             .expect("valid JSON");

@@ -19,8 +19,10 @@
 //!
 //! This module knows SQL; it must not know HTTP or wasmtime.
 
+mod codec;
 #[cfg(test)]
 mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 use serde::{Deserialize, Serialize};

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../pg_support/mod.rs"]
+mod pg_support;
+
 use std::net::SocketAddr;
 use std::process::Command;
 
@@ -50,6 +53,9 @@ pub struct Server {
     pub url: String,
     pub token: String,
     pub data: tempfile::TempDir,
+    /// The PostgreSQL schema of its data, when the suite runs there
+    /// (dropped after the server stops).
+    schema: Option<pg_support::Schema>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -63,7 +69,13 @@ impl Server {
     pub fn start_with(change: impl FnOnce(&mut stephost::config::Config)) -> Self {
         let data = tempfile::tempdir().expect("temporary directory");
         let dir = data.path().to_str().expect("UTF-8 temporary path");
-        let created = stephost(&["tenant", "create", "acme", "--data-dir", dir], &[]);
+        let schema = pg_support::Schema::for_run();
+        let env = schema
+            .as_ref()
+            .map(pg_support::Schema::env)
+            .unwrap_or_default();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let created = stephost(&["tenant", "create", "acme", "--data-dir", dir], &env);
         assert_eq!(created.code, 0, "{}", created.stderr);
         let token = created.stdout.trim().to_owned();
 
@@ -77,6 +89,9 @@ impl Server {
             workers: 2,
             ..Default::default()
         };
+        if let Some(schema) = &schema {
+            schema.configure(&mut config);
+        }
         change(&mut config);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -99,6 +114,7 @@ impl Server {
             url: format!("http://{addr}"),
             token,
             data,
+            schema,
             shutdown: Some(tx),
             thread: Some(thread),
         }

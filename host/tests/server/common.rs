@@ -9,6 +9,8 @@ pub struct Server {
     pub url: String,
     pub client: Client,
     dir: std::sync::Arc<tempfile::TempDir>,
+    /// The PostgreSQL schema of its data, when the suite runs there.
+    schema: Option<std::sync::Arc<crate::pg_support::Schema>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<()>>,
 }
@@ -37,13 +39,16 @@ pub async fn start_with(
     config: Value,
     after: Option<Server>,
 ) -> Server {
-    let dir = match after {
+    let (dir, schema) = match after {
         Some(mut old) => {
-            let dir = old.dir.clone();
+            let kept = (old.dir.clone(), old.schema.clone());
             old.shutdown().await;
-            dir
+            kept
         }
-        None => std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        None => (
+            std::sync::Arc::new(tempfile::tempdir().unwrap()),
+            crate::pg_support::Schema::for_run().map(std::sync::Arc::new),
+        ),
     };
     let mut settings = json!({
         "listen": "127.0.0.1:0",
@@ -51,6 +56,11 @@ pub async fn start_with(
         "admin-token": ADMIN,
         "workers": 2,
     });
+    if let Some(schema) = &schema {
+        for (k, v) in schema.settings() {
+            settings[k] = v.into();
+        }
+    }
     for (k, v) in config.as_object().unwrap() {
         settings[k] = v.clone();
     }
@@ -74,6 +84,7 @@ pub async fn start_with(
         url,
         client: Client::new(),
         dir,
+        schema,
         stop: Some(tx),
         stopped: Some(stopped),
     }

@@ -6,6 +6,8 @@ mod dag;
 mod definitions;
 mod executions;
 mod pause;
+#[path = "../pg_support/mod.rs"]
+mod pg_support;
 mod postponed;
 mod resources;
 mod schedules;

@@ -13,7 +13,7 @@ pub(super) fn node(name: &str) -> NodeId {
     NodeId::new_unchecked(name)
 }
 
-pub(super) fn lease(owner: &str, until: Timestamp) -> Lease {
+pub(crate) fn lease(owner: &str, until: Timestamp) -> Lease {
     Lease {
         owner: node(owner),
         until,

@@ -6,13 +6,11 @@
 
 use std::str::FromStr;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{Execution, StepName, TenantId, Timestamp, WorkflowId};
 use crate::store::{
-    Error, Idempotency, Lease, Result, StepRecord, StepVersion, Tenant, TokenHash, WorkflowRecord,
+    Idempotency, Lease, Result, StepRecord, StepVersion, Tenant, TokenHash, WorkflowRecord,
 };
 
 /// Reads column `idx` as text and parses it.
@@ -35,35 +33,9 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::
     })
 }
 
-pub(super) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Backend(format!("cannot encode JSON: {e}")))
-}
-
-/// Nanoseconds since the epoch, saturating outside SQLite's integer range so
-/// that strict comparisons stay correct at the extremes.
-pub(super) fn nanos(at: Timestamp) -> i64 {
-    let ns = at.as_nanosecond();
-    i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
-}
-
-/// The timestamp `nanos` made.
-pub(super) fn from_nanos(ns: i64) -> Result<Timestamp> {
-    Timestamp::from_nanosecond(i128::from(ns))
-        .map_err(|e| Error::Backend(format!("a stored time is out of range: {e}")))
-}
-
-pub(super) fn encode_cursor(seq: i64) -> String {
-    URL_SAFE_NO_PAD.encode(seq.to_be_bytes())
-}
-
-pub(super) fn decode_cursor(cursor: &str) -> Result<i64> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
-        .map(i64::from_be_bytes)
-        .ok_or_else(|| Error::InvalidCursor(format!("`{cursor}` is not a cursor this server made")))
-}
+pub(super) use crate::store::codec::{
+    decode_cursor, decode_execution, encode_cursor, from_nanos, nanos, to_json,
+};
 
 /// An execution as its columns, encoded on the caller's thread so that the
 /// writer thread only runs SQL.
@@ -144,16 +116,6 @@ impl ExecutionRow {
         ])?;
         Ok(())
     }
-}
-
-/// Decodes a stored document; the tenant and the version are columns, not
-/// part of it.
-pub(super) fn decode_execution(tenant: &str, doc: &str, version: i64) -> Result<Execution> {
-    let mut execution: Execution = serde_json::from_str(doc)
-        .map_err(|e| Error::Backend(format!("a stored execution is not valid: {e}")))?;
-    execution.tenant_id = TenantId::new_unchecked(tenant);
-    execution.version = u64::try_from(version).unwrap_or(0);
-    Ok(execution)
 }
 
 pub(super) fn load_execution(

@@ -65,13 +65,7 @@ impl ScheduleRow {
     }
 }
 
-fn decode(tenant: &str, doc: &str, version: i64) -> Result<Schedule> {
-    let mut schedule: Schedule = serde_json::from_str(doc)
-        .map_err(|e| Error::Backend(format!("a stored schedule is not valid: {e}")))?;
-    schedule.tenant_id = TenantId::new_unchecked(tenant);
-    schedule.version = u64::try_from(version).unwrap_or(0);
-    Ok(schedule)
-}
+use crate::store::codec::decode_schedule as decode;
 
 pub(super) fn load(conn: &Connection, tenant: &str, id: &str) -> Result<Option<Schedule>> {
     let row: Option<(String, i64)> = conn

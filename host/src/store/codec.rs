@@ -1,0 +1,95 @@
+//! How values become columns and back, the same for every backend: times
+//! as nanoseconds since the epoch, records as JSON text (so that numbers
+//! survive exactly as written), and opaque listing cursors.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::{Error, Result};
+use crate::model::{Execution, Schedule, TenantId, Timestamp};
+
+/// Encodes a value as JSON text.
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Backend(format!("cannot encode JSON: {e}")))
+}
+
+/// Nanoseconds since the epoch, saturating outside a 64-bit integer's range
+/// so that strict comparisons stay correct at the extremes.
+pub(crate) fn nanos(at: Timestamp) -> i64 {
+    let ns = at.as_nanosecond();
+    i64::try_from(ns).unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The timestamp `nanos` made.
+pub(crate) fn from_nanos(ns: i64) -> Result<Timestamp> {
+    Timestamp::from_nanosecond(i128::from(ns))
+        .map_err(|e| Error::Backend(format!("a stored time is out of range: {e}")))
+}
+
+/// A listing cursor: the last row's sequence number, opaque to clients.
+pub(crate) fn encode_cursor(seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(seq.to_be_bytes())
+}
+
+/// The sequence number in a cursor `encode_cursor` made.
+pub(crate) fn decode_cursor(cursor: &str) -> Result<i64> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map(i64::from_be_bytes)
+        .ok_or_else(|| Error::InvalidCursor(format!("`{cursor}` is not a cursor this server made")))
+}
+
+/// A stored version number as the model's.
+pub(crate) fn version(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// A model's count or version as a column.
+pub(crate) fn column(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Decodes a stored execution; the tenant and the version are columns, not
+/// part of the document.
+pub(crate) fn decode_execution(tenant: &str, doc: &str, v: i64) -> Result<Execution> {
+    let mut execution: Execution = serde_json::from_str(doc)
+        .map_err(|e| Error::Backend(format!("a stored execution is not valid: {e}")))?;
+    execution.tenant_id = TenantId::new_unchecked(tenant);
+    execution.version = version(v);
+    Ok(execution)
+}
+
+/// Decodes a stored schedule, as [`decode_execution`] does an execution.
+pub(crate) fn decode_schedule(tenant: &str, doc: &str, v: i64) -> Result<Schedule> {
+    let mut schedule: Schedule = serde_json::from_str(doc)
+        .map_err(|e| Error::Backend(format!("a stored schedule is not valid: {e}")))?;
+    schedule.tenant_id = TenantId::new_unchecked(tenant);
+    schedule.version = version(v);
+    Ok(schedule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).unwrap(), 42);
+        for bad in ["", "abc", "!!!!", URL_SAFE_NO_PAD.encode([0u8; 9]).as_str()] {
+            assert!(
+                matches!(decode_cursor(bad), Err(Error::InvalidCursor(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn nanos_saturate_and_round_trip() {
+        let t: Timestamp = "2026-12-01T10:00:00.123456789Z".parse().unwrap();
+        assert_eq!(from_nanos(nanos(t)).unwrap(), t);
+        assert_eq!(nanos(Timestamp::MAX), i64::MAX);
+        assert_eq!(nanos(Timestamp::MIN), i64::MIN);
+    }
+}

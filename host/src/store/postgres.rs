@@ -1,0 +1,891 @@
+//! The PostgreSQL backend: a pool of connections to one database that
+//! several `stephost serve` nodes share.
+//!
+//! Unlike SQLite's single writer, writes here run concurrently from many
+//! connections and nodes at READ COMMITTED. Each write is one transaction
+//! that either locks the rows it depends on (`FOR UPDATE`, a fenced
+//! `UPDATE`), relies on a unique constraint (`ON CONFLICT`), or takes a
+//! transaction-scoped advisory lock on the key it decides about (an
+//! idempotency key, a workflow's next version). See `work` for the claims
+//! and the inbox.
+//!
+//! The driver is sqlx: an async pure-Rust driver with its own pool, TLS by
+//! rustls with libpq's `sslmode` values (`disable` to `verify-full`,
+//! `sslrootcert`) and LISTEN/NOTIFY. The database URL is libpq's
+//! (`postgres://user:password@host:port/db?sslmode=require&options=-c%20search_path%3Dstephost`).
+//!
+//! This module must not decide policy: it stores and finds what the engine
+//! and the API hand it.
+
+mod schedules;
+mod schema;
+mod work;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
+
+use super::codec::{
+    column, decode_cursor, decode_execution, decode_schedule, encode_cursor, nanos, to_json,
+};
+use super::{
+    Commit, Created, Error, ExecutionFilter, Held, Idempotency, Lease, OnConflict, Page, Result,
+    ScheduleFilter, SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant,
+    TokenHash, WorkflowRecord,
+};
+use crate::model::{
+    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, StepName,
+    TenantId, Timestamp, WorkflowId,
+};
+
+/// How a store connects.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The most connections the pool opens.
+    pub max_connections: u32,
+    /// How long a query waits for a free connection before it fails.
+    pub acquire_timeout: Duration,
+    /// A schema to create (if missing) and put first on the search path;
+    /// `None` uses the URL's (by default `public`).
+    pub schema: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            schema: None,
+        }
+    }
+}
+
+/// The PostgreSQL implementation of [`Store`].
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options = self.pool.connect_options();
+        f.debug_struct("PostgresStore")
+            .field("host", &options.get_host())
+            .field("database", &options.get_database())
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolClosed => Self::Closed,
+            e => Self::Backend(e.to_string()),
+        }
+    }
+}
+
+/// Whether `e` is a unique violation.
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Whether `url` names a PostgreSQL database rather than a file.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) if user.contains(':') => {
+                let name = user.split_once(':').map_or(user, |(n, _)| n);
+                format!("{scheme}://{name}:***@{host}")
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url`, creates or upgrades the schema
+    /// (once, whatever other nodes start at the same time), and returns the
+    /// store.
+    pub async fn connect(url: &str, settings: &Settings) -> Result<Self> {
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Backend(format!("invalid database URL: {e}")))?
+            .application_name("stephost");
+        if let Some(schema) = &settings.schema {
+            check_schema_name(schema)?;
+            let mut conn = sqlx::ConnectOptions::connect(&options).await?;
+            // Nodes starting at once would race on `IF NOT EXISTS`; the
+            // advisory lock makes them create the schema one at a time.
+            let mut tx = sqlx::Connection::begin(&mut conn).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("stephost schema {schema}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(schema)
+            )))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            sqlx::Connection::close(conn).await?;
+            options = options.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        schema::migrate(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Refuses a schema name that would need quoting: the search path and the
+/// `CREATE SCHEMA` must name the same schema.
+fn check_schema_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if first_ok && rest_ok && name.len() <= 63 {
+        return Ok(());
+    }
+    Err(Error::Backend(format!(
+        "the database schema `{name}` must be 1 to 63 lower-case letters, digits and `_`, \
+         not starting with a digit"
+    )))
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Inserts an execution at version 1 (see the SQLite backend's
+/// `ExecutionRow::insert`); `false` when the tick it runs for started one
+/// already (the transaction must then be dropped).
+async fn insert_execution(
+    tx: &mut Transaction<'static, Postgres>,
+    execution: &Execution,
+    doc: &str,
+    lease: Option<&Lease>,
+    tick_ns: Option<i64>,
+) -> Result<bool> {
+    let due = nanos(execution.scheduled_for.unwrap_or(execution.created_at));
+    let (owner, until) = match lease {
+        Some(l) => (Some(l.owner.as_str()), Some(nanos(l.until))),
+        None => (None, None),
+    };
+    let done = sqlx::query(
+        "INSERT INTO executions
+             (id, tenant_id, workflow_id, status, created_ns, doc, version, wake_ns,
+              lease_owner, lease_until_ns, schedule_id, tick_ns)
+         VALUES ($1, $2, $3, $4, $5, $6, 1, COALESCE($8, $9), $7, $8, $10, $11)",
+    )
+    .bind(execution.execution_id.as_str())
+    .bind(execution.tenant_id.as_str())
+    .bind(execution.workflow_id.as_str())
+    .bind(execution.status.as_str())
+    .bind(nanos(execution.created_at))
+    .bind(doc)
+    .bind(owner)
+    .bind(until)
+    .bind(due)
+    .bind(execution.schedule_id.as_ref().map(ScheduleId::as_str))
+    .bind(tick_ns)
+    .execute(&mut **tx)
+    .await;
+    match done {
+        Ok(_) => Ok(true),
+        Err(e) if tick_ns.is_some() && is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Ends a transaction: commits it when `result` is a success, rolls it back
+/// otherwise (at once, so that no lock outlives the call).
+async fn finish<T>(tx: Transaction<'static, Postgres>, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The error that ended the transaction is the one to report.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// Takes a transaction-scoped advisory lock on `key`: concurrent writers
+/// deciding about the same key run one after the other.
+async fn lock_key(tx: &mut Transaction<'static, Postgres>, key: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn load_execution<'e, E>(exec: E, tenant: &str, id: &str) -> Result<Option<Execution>>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT doc, version FROM executions WHERE id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(exec)
+            .await?;
+    row.map(|(doc, v)| decode_execution(tenant, &doc, v))
+        .transpose()
+}
+
+fn parse_time(text: &str) -> Result<Timestamp> {
+    text.parse()
+        .map_err(|e| Error::Backend(format!("a stored time `{text}` is not valid: {e}")))
+}
+
+fn tenant_of((id, name, created_at): (String, String, String)) -> Result<Tenant> {
+    Ok(Tenant {
+        id: TenantId::new_unchecked(id),
+        name,
+        created_at: parse_time(&created_at)?,
+    })
+}
+
+type WorkflowColumns = (i64, String, String, Option<i64>);
+
+fn workflow_of(
+    id: &WorkflowId,
+    (v, definition, created_at, deleted): WorkflowColumns,
+) -> Result<WorkflowRecord> {
+    Ok(WorkflowRecord {
+        workflow_id: id.clone(),
+        version: u32::try_from(v).map_err(|_| {
+            Error::Backend(format!("a stored workflow version {v} is out of range"))
+        })?,
+        definition: serde_json::from_str(&definition)
+            .map_err(|e| Error::Backend(format!("a stored definition is not JSON: {e}")))?,
+        created_at: parse_time(&created_at)?,
+        deleted_at: deleted.map(super::codec::from_nanos).transpose()?,
+    })
+}
+
+async fn load_workflow<'e, E>(
+    exec: E,
+    tenant: &TenantId,
+    id: &WorkflowId,
+    version: Option<u32>,
+) -> Result<Option<WorkflowRecord>>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let row: Option<WorkflowColumns> = sqlx::query_as(
+        "SELECT version, definition, created_at, deleted_ns FROM workflows
+         WHERE tenant_id = $1 AND workflow_id = $2 AND ($3::BIGINT IS NULL OR version = $3)
+         ORDER BY version DESC LIMIT 1",
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(version.map(i64::from))
+    .fetch_optional(exec)
+    .await?;
+    row.map(|r| workflow_of(id, r)).transpose()
+}
+
+async fn load_steps(
+    pool: &PgPool,
+    tenant: &TenantId,
+    name: Option<&str>,
+) -> Result<Vec<StepRecord>> {
+    let rows: Vec<(String, String, i64, String, i64, String)> = sqlx::query_as(
+        "SELECT name, digest, size_bytes, imports, compile_ms, created_at FROM step_versions
+         WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR name = $2)
+         ORDER BY name, seq",
+    )
+    .bind(tenant.as_str())
+    .bind(name)
+    .fetch_all(pool)
+    .await?;
+    let mut steps: Vec<StepRecord> = Vec::new();
+    for (name, digest, size_bytes, imports, compile_ms, created_at) in rows {
+        let version = StepVersion {
+            digest: digest
+                .parse()
+                .map_err(|e| Error::Backend(format!("a stored digest is not valid: {e}")))?,
+            size_bytes: u64::try_from(size_bytes).unwrap_or(0),
+            imports: serde_json::from_str(&imports)
+                .map_err(|e| Error::Backend(format!("stored imports are not JSON: {e}")))?,
+            compile_ms: u64::try_from(compile_ms).unwrap_or(0),
+            created_at: parse_time(&created_at)?,
+        };
+        match steps.last_mut() {
+            Some(step) if step.name.as_str() == name => step.versions.push(version),
+            _ => steps.push(StepRecord {
+                name: StepName::new_unchecked(name),
+                versions: vec![version],
+            }),
+        }
+    }
+    Ok(steps)
+}
+
+/// A listing query's arguments, bound in order to `$1`, `$2`, ...
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// A `SELECT seq, doc, version` listing of one tenant's rows, newest first,
+/// with one condition per filter and a cursor.
+struct Listing {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Listing {
+    fn new(table: &str, tenant: &TenantId, cursor: Option<&str>) -> Result<Self> {
+        let mut listing = Self {
+            sql: format!("SELECT seq, doc, version FROM {table} WHERE tenant_id = $1"),
+            args: vec![Arg::Text(tenant.as_str().to_owned())],
+        };
+        if let Some(before) = cursor.map(decode_cursor).transpose()? {
+            listing.and("seq <", Arg::Int(before));
+        }
+        Ok(listing)
+    }
+
+    /// Adds `AND <condition> $n`.
+    fn and(&mut self, condition: &str, arg: Arg) {
+        self.args.push(arg);
+        self.sql
+            .push_str(&format!(" AND {condition} ${}", self.args.len()));
+    }
+
+    /// Runs it for up to `limit` rows: the rows and the cursor of the next
+    /// page, if there is one.
+    async fn run(
+        mut self,
+        pool: &PgPool,
+        limit: u32,
+    ) -> Result<(Vec<(String, i64)>, Option<String>)> {
+        let limit = limit.max(1);
+        // One row more than asked tells whether another page exists.
+        self.args.push(Arg::Int(i64::from(limit) + 1));
+        self.sql
+            .push_str(&format!(" ORDER BY seq DESC LIMIT ${}", self.args.len()));
+        let mut query = sqlx::query(AssertSqlSafe(self.sql));
+        for arg in self.args {
+            query = match arg {
+                Arg::Text(text) => query.bind(text),
+                Arg::Int(n) => query.bind(n),
+            };
+        }
+        let rows = query.fetch_all(pool).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for row in rows {
+            if items.len() == limit as usize {
+                return Ok((items, last.map(encode_cursor)));
+            }
+            last = Some(row.try_get::<i64, _>(0)?);
+            items.push((row.try_get(1)?, row.try_get(2)?));
+        }
+        Ok((items, None))
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn create_tenant(&self, tenant: &Tenant, token: TokenHash) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let result: Result<()> = async {
+            let inserted = sqlx::query(
+                "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(tenant.id.as_str())
+            .bind(&tenant.name)
+            .bind(tenant.created_at.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(Error::AlreadyExists(format!("tenant `{}`", tenant.name)));
+            }
+            insert_token(&mut tx, &tenant.id, &token).await?;
+            Ok(())
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
+        let row = sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(tenant_of).transpose()
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        let row = sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(tenant_of).transpose()
+    }
+
+    async fn add_token(&self, tenant: &TenantId, token: TokenHash) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let result = insert_token(&mut tx, tenant, &token).await;
+        finish(tx, result).await
+    }
+
+    async fn authenticate(&self, token: &TokenHash) -> Result<Option<TenantId>> {
+        let tenant: Option<String> =
+            sqlx::query_scalar("SELECT tenant_id FROM tokens WHERE hash = $1")
+                .bind(&token.0[..])
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(tenant.map(TenantId::new_unchecked))
+    }
+
+    async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO components (digest, bytes) VALUES ($1, $2)
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest.to_string())
+        .bind(bytes)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn component(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT bytes FROM components WHERE digest = $1")
+                .bind(digest.to_string())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn put_step_version(
+        &self,
+        tenant: &TenantId,
+        name: &StepName,
+        version: &StepVersion,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO step_versions
+                 (tenant_id, name, digest, size_bytes, imports, compile_ms, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (tenant_id, name, digest) DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(name.as_str())
+        .bind(version.digest.to_string())
+        .bind(column(version.size_bytes))
+        .bind(to_json(&version.imports)?)
+        .bind(column(version.compile_ms))
+        .bind(version.created_at.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn step(&self, tenant: &TenantId, name: &StepName) -> Result<Option<StepRecord>> {
+        Ok(load_steps(&self.pool, tenant, Some(name.as_str()))
+            .await?
+            .pop())
+    }
+
+    async fn steps(&self, tenant: &TenantId) -> Result<Vec<StepRecord>> {
+        load_steps(&self.pool, tenant, None).await
+    }
+
+    async fn delete_step(&self, tenant: &TenantId, name: &StepName) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM step_versions WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant.as_str())
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_workflow(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        definition: &serde_json::Value,
+    ) -> Result<WorkflowRecord> {
+        let text = to_json(definition)?;
+        let mut tx = self.pool.begin().await?;
+        let result: Result<WorkflowRecord> = async {
+            lock_key(&mut tx, &format!("workflow {tenant} {id}")).await?;
+            let latest = load_workflow(&mut *tx, tenant, id, None).await?;
+            let version = match latest {
+                Some(latest) if &latest.definition == definition && latest.deleted_at.is_none() => {
+                    return Ok(latest);
+                }
+                Some(latest) => latest.version + 1,
+                None => 1,
+            };
+            let created_at = Timestamp::now();
+            sqlx::query(
+                "INSERT INTO workflows (tenant_id, workflow_id, version, definition, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(i64::from(version))
+            .bind(text)
+            .bind(created_at.to_string())
+            .execute(&mut *tx)
+            .await?;
+            Ok(WorkflowRecord {
+                workflow_id: id.clone(),
+                version,
+                definition: definition.clone(),
+                created_at,
+                deleted_at: None,
+            })
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn workflow(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        version: Option<u32>,
+    ) -> Result<Option<WorkflowRecord>> {
+        load_workflow(&self.pool, tenant, id, version).await
+    }
+
+    async fn workflows(&self, tenant: &TenantId) -> Result<Vec<WorkflowRecord>> {
+        let rows: Vec<(String, i64, String, String, Option<i64>)> = sqlx::query_as(
+            "SELECT DISTINCT ON (workflow_id)
+                    workflow_id, version, definition, created_at, deleted_ns
+             FROM workflows WHERE tenant_id = $1
+             ORDER BY workflow_id, version DESC",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, v, definition, created_at, deleted)| {
+                workflow_of(
+                    &WorkflowId::new_unchecked(id),
+                    (v, definition, created_at, deleted),
+                )
+            })
+            .collect()
+    }
+
+    async fn delete_workflow(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE workflows SET deleted_ns = $3
+             WHERE tenant_id = $1 AND workflow_id = $2 AND deleted_ns IS NULL",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(nanos(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_execution(
+        &self,
+        execution: &Execution,
+        idempotency: Option<&Idempotency>,
+        lease: Option<&Lease>,
+    ) -> Result<Created> {
+        let doc = to_json(execution)?;
+        let tenant = execution.tenant_id.as_str();
+        let mut tx = self.pool.begin().await?;
+        let result: Result<Created> = async {
+            let Some(idempotency) = idempotency else {
+                insert_execution(&mut tx, execution, &doc, lease, None).await?;
+                return Ok(Created::New);
+            };
+            // Concurrent requests with one key decide one after the other.
+            lock_key(
+                &mut tx,
+                &format!("idempotency {tenant} {}", idempotency.key),
+            )
+            .await?;
+            let earlier: Option<(Vec<u8>, String)> = sqlx::query_as(
+                "SELECT request_hash, execution_id FROM idempotency
+                 WHERE tenant_id = $1 AND key = $2",
+            )
+            .bind(tenant)
+            .bind(&idempotency.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let existing = match earlier {
+                Some((hash, _)) if hash != idempotency.request_hash => {
+                    return Ok(Created::KeyReused);
+                }
+                // A key whose execution is gone is as good as unused.
+                Some((_, id)) => load_execution(&mut *tx, tenant, &id).await?,
+                None => None,
+            };
+            match (existing, idempotency.on_conflict) {
+                (Some(e), OnConflict::ReturnExisting) => Ok(Created::Existing(Box::new(e))),
+                (Some(e), OnConflict::Fail) => Ok(Created::Conflict(Box::new(e))),
+                (Some(e), OnConflict::FailOnRunning) if !e.status.is_terminal() => {
+                    Ok(Created::Conflict(Box::new(e)))
+                }
+                (Some(_) | None, _) => {
+                    insert_execution(&mut tx, execution, &doc, lease, None).await?;
+                    sqlx::query(
+                        "INSERT INTO idempotency (tenant_id, key, request_hash, execution_id)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (tenant_id, key) DO UPDATE SET
+                             request_hash = excluded.request_hash,
+                             execution_id = excluded.execution_id",
+                    )
+                    .bind(tenant)
+                    .bind(&idempotency.key)
+                    .bind(&idempotency.request_hash[..])
+                    .bind(execution.execution_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok(Created::New)
+                }
+            }
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Execution>> {
+        work::claim_due(&self.pool, lease, now, limit).await
+    }
+
+    async fn claim_execution(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        tenant: &TenantId,
+        id: &ExecutionId,
+    ) -> Result<Option<Execution>> {
+        work::claim_execution(&self.pool, lease, now, tenant, id).await
+    }
+
+    async fn commit_execution(&self, commit: Commit<'_>) -> Result<u64> {
+        work::commit(&self.pool, commit).await
+    }
+
+    async fn renew_leases(&self, lease: &Lease, ids: &[ExecutionId]) -> Result<Vec<Held>> {
+        work::renew_leases(&self.pool, lease, ids).await
+    }
+
+    async fn release_leases(&self, owner: &NodeId, now: Timestamp) -> Result<u64> {
+        work::release_leases(&self.pool, owner, now).await
+    }
+
+    async fn next_wake_at(&self, owner: &NodeId) -> Result<Option<Timestamp>> {
+        work::next_wake_at(&self.pool, owner).await
+    }
+
+    async fn send_event(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+        event: &NewEvent,
+    ) -> Result<Sent> {
+        work::send_event(&self.pool, tenant, id, event).await
+    }
+
+    async fn events(&self, id: &ExecutionId, after: u64) -> Result<Vec<Event>> {
+        work::events(&self.pool, id, after).await
+    }
+
+    async fn execution(&self, tenant: &TenantId, id: &ExecutionId) -> Result<Option<Execution>> {
+        load_execution(&self.pool, tenant.as_str(), id.as_str()).await
+    }
+
+    async fn executions(
+        &self,
+        tenant: &TenantId,
+        filter: &ExecutionFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page> {
+        let mut listing = Listing::new("executions", tenant, cursor)?;
+        if let Some(status) = filter.status {
+            listing.and("status =", Arg::Text(status.as_str().to_owned()));
+        }
+        if let Some(workflow) = &filter.workflow_id {
+            listing.and("workflow_id =", Arg::Text(workflow.as_str().to_owned()));
+        }
+        if let Some(after) = filter.created_after {
+            listing.and("created_ns >", Arg::Int(nanos(after)));
+        }
+        if let Some(before) = filter.created_before {
+            listing.and("created_ns <", Arg::Int(nanos(before)));
+        }
+        if let Some(schedule) = &filter.schedule_id {
+            listing.and("schedule_id =", Arg::Text(schedule.as_str().to_owned()));
+        }
+        let (rows, next_cursor) = listing.run(&self.pool, limit).await?;
+        let items = rows
+            .iter()
+            .map(|(doc, v)| decode_execution(tenant.as_str(), doc, *v))
+            .collect::<Result<_>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn create_schedule(&self, schedule: &Schedule, wake_at: Option<Timestamp>) -> Result<()> {
+        schedules::create(&self.pool, schedule, wake_at).await
+    }
+
+    async fn schedule(&self, tenant: &TenantId, id: &ScheduleId) -> Result<Option<Schedule>> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT doc, version FROM schedules WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(doc, v)| decode_schedule(tenant.as_str(), &doc, v))
+            .transpose()
+    }
+
+    async fn schedules(
+        &self,
+        tenant: &TenantId,
+        filter: &ScheduleFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<SchedulePage> {
+        let mut listing = Listing::new("schedules", tenant, cursor)?;
+        if let Some(workflow) = &filter.workflow_id {
+            listing.and("workflow_id =", Arg::Text(workflow.as_str().to_owned()));
+        }
+        if let Some(state) = filter.state {
+            listing.and("state =", Arg::Text(state.as_str().to_owned()));
+        }
+        let (rows, next_cursor) = listing.run(&self.pool, limit).await?;
+        let items = rows
+            .iter()
+            .map(|(doc, v)| decode_schedule(tenant.as_str(), doc, *v))
+            .collect::<Result<_>>()?;
+        Ok(SchedulePage { items, next_cursor })
+    }
+
+    async fn write_schedule(&self, write: ScheduleWrite<'_>) -> Result<Option<u64>> {
+        schedules::write(&self.pool, write).await
+    }
+
+    async fn delete_schedule(&self, tenant: &TenantId, id: &ScheduleId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM schedules WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
+        schedules::due(&self.pool, now, limit).await
+    }
+
+    async fn next_schedule_at(&self) -> Result<Option<Timestamp>> {
+        schedules::next_wake(&self.pool).await
+    }
+
+    async fn put_secret(&self, tenant: &TenantId, name: &str, sealed: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO secrets (tenant_id, name, sealed) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, name) DO UPDATE SET sealed = excluded.sealed",
+        )
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(sealed)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn secret_names(&self, tenant: &TenantId) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT name FROM secrets WHERE tenant_id = $1 ORDER BY name")
+                .bind(tenant.as_str())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn delete_secret(&self, tenant: &TenantId, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM secrets WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant.as_str())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn secrets(&self, tenant: &TenantId, names: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
+        let found: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT name, sealed FROM secrets WHERE tenant_id = $1 AND name = ANY($2)",
+        )
+        .bind(tenant.as_str())
+        .bind(names)
+        .fetch_all(&self.pool)
+        .await?;
+        // In the order asked, as the SQLite backend answers.
+        let mut found: std::collections::HashMap<String, Vec<u8>> = found.into_iter().collect();
+        Ok(names
+            .iter()
+            .filter_map(|n| found.remove(n).map(|s| (n.clone(), s)))
+            .collect())
+    }
+}
+
+async fn insert_token(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+    token: &TokenHash,
+) -> Result<()> {
+    sqlx::query("INSERT INTO tokens (hash, tenant_id, created_at) VALUES ($1, $2, $3)")
+        .bind(&token.0[..])
+        .bind(tenant.as_str())
+        .bind(Timestamp::now().to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

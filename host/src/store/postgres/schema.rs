@@ -1,0 +1,190 @@
+//! The schema of the PostgreSQL store and its upgrades.
+//!
+//! This file must only describe tables and how they are upgraded; queries
+//! live with the code that uses them.
+//!
+//! Upgrades run at start in one transaction that first takes an advisory
+//! lock keyed by the schema's name, so that several nodes starting at once
+//! against one database migrate once: the first applies what is missing,
+//! the others wait for it and then find nothing to do. The applied versions
+//! are rows of `stephost_schema`.
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::store::{Error, Result};
+
+/// The schema version this build writes.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// The first schema: the same tables as SQLite's third version. Every
+/// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
+/// order survive exactly as written); the other columns exist for lookups,
+/// listing and the work. Times are nanoseconds since the epoch.
+///
+/// `executions.wake_ns` is the queue: when an execution nobody holds is
+/// next due, when a held one's lease lapses, and NULL once it is terminal.
+/// The partial index on it is the claim path, so finished executions (the
+/// bulk of the table) are not in it. Component bytes live in their own
+/// table, never in the rows the work touches; documents over about 2 kB
+/// are kept out of line by PostgreSQL (TOAST), so claims and renewals,
+/// which do not change `doc`, do not rewrite it.
+const SCHEMA_1: &str = "
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE tokens (
+    hash BYTEA PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE components (
+    digest TEXT PRIMARY KEY,
+    bytes BYTEA NOT NULL
+);
+CREATE TABLE step_versions (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    imports TEXT NOT NULL,
+    compile_ms BIGINT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (tenant_id, name, digest)
+);
+CREATE TABLE workflows (
+    tenant_id TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    definition TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    deleted_ns BIGINT,
+    PRIMARY KEY (tenant_id, workflow_id, version)
+);
+CREATE TABLE executions (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_ns BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    wake_ns BIGINT,
+    lease_owner TEXT,
+    lease_until_ns BIGINT,
+    schedule_id TEXT,
+    tick_ns BIGINT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX executions_by_tenant ON executions (tenant_id, seq);
+CREATE INDEX executions_by_status ON executions (tenant_id, status, seq);
+CREATE INDEX executions_by_workflow ON executions (tenant_id, workflow_id, seq);
+CREATE INDEX executions_due ON executions (wake_ns, seq) WHERE wake_ns IS NOT NULL;
+CREATE INDEX executions_by_owner ON executions (lease_owner) WHERE lease_owner IS NOT NULL;
+CREATE INDEX executions_by_schedule ON executions (tenant_id, schedule_id, seq)
+    WHERE schedule_id IS NOT NULL;
+CREATE UNIQUE INDEX executions_by_tick ON executions (tenant_id, schedule_id, tick_ns)
+    WHERE tick_ns IS NOT NULL;
+CREATE TABLE inbox (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT,
+    payload TEXT,
+    created_ns BIGINT NOT NULL
+);
+CREATE INDEX inbox_by_execution ON inbox (execution_id, seq);
+CREATE TABLE event_keys (
+    execution_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    PRIMARY KEY (execution_id, key)
+);
+CREATE TABLE idempotency (
+    tenant_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash BYTEA NOT NULL,
+    execution_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);
+CREATE TABLE schedules (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    wake_ns BIGINT,
+    buffered BOOLEAN NOT NULL DEFAULT FALSE,
+    doc TEXT NOT NULL,
+    UNIQUE (tenant_id, id)
+);
+CREATE INDEX schedules_due ON schedules (wake_ns, seq) WHERE wake_ns IS NOT NULL;
+CREATE INDEX schedules_by_workflow ON schedules (tenant_id, workflow_id, seq);
+CREATE TABLE secrets (
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sealed BYTEA NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+";
+
+/// The upgrades in order: entry `i` brings version `i` to `i + 1`.
+const MIGRATIONS: [&str; 1] = [SCHEMA_1];
+
+/// Applies the upgrades the database lacks and records them, under the
+/// advisory lock; refuses a database written by a newer build.
+pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let result = upgrade(&mut tx).await;
+    super::finish(tx, result).await
+}
+
+async fn upgrade(tx: &mut Transaction<'static, Postgres>) -> Result<()> {
+    let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&mut **tx)
+        .await?;
+    let Some(schema) = schema else {
+        return Err(Error::Backend(
+            "the database has no schema to create tables in: the search_path names no \
+             existing schema (create it, or use one that exists)"
+                .into(),
+        ));
+    };
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("stephost migrations in {schema}"))
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS stephost_schema (
+             version BIGINT PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )
+    .execute(&mut **tx)
+    .await?;
+    let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM stephost_schema")
+        .fetch_one(&mut **tx)
+        .await?;
+    let current = current.unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(Error::Backend(format!(
+            "the database has schema version {current}, newer than this build's \
+             {SCHEMA_VERSION}"
+        )));
+    }
+    for (from, upgrade) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        sqlx::raw_sql(*upgrade).execute(&mut **tx).await?;
+        sqlx::query("INSERT INTO stephost_schema (version) VALUES ($1)")
+            .bind(i64::try_from(from).unwrap_or(i64::MAX) + 1)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! The PostgreSQL backend against the server at `TEST_DATABASE_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/test`), each test in a
+//! schema of its own that is dropped afterwards. An unreachable server fails
+//! these tests; nothing is skipped.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::store::conformance::{Harness, conformance_tests};
+
+/// The database the tests use.
+pub(crate) fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Stores in one schema of their own; every `open` opens the same schema.
+struct Pg {
+    schema: String,
+}
+
+impl Pg {
+    fn new() -> Self {
+        Self {
+            schema: format!("conformance_{}", uuid::Uuid::now_v7().simple()),
+        }
+    }
+
+    async fn connect(&self) -> PostgresStore {
+        PostgresStore::connect(
+            &test_database_url(),
+            &Settings {
+                schema: Some(self.schema.clone()),
+                // The suite queues thousands of writes at once.
+                acquire_timeout: Duration::from_secs(120),
+                ..Settings::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {} must be reachable for these tests: {e}",
+                redact_url(&test_database_url())
+            )
+        })
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let schema = self.schema.clone();
+        // Drop runs inside the test's runtime, which cannot block on
+        // another future: a thread of its own removes the schema.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let options = PgConnectOptions::from_str(&test_database_url())?;
+                let mut conn = sqlx::ConnectOptions::connect(&options).await?;
+                // A transaction left open must fail the drop, not hang it.
+                sqlx::query("SET lock_timeout = '20s'")
+                    .execute(&mut conn)
+                    .await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS {} CASCADE",
+                    quote_ident(&schema)
+                )))
+                .execute(&mut conn)
+                .await?;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop schema {}: {e}", self.schema);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Harness for Pg {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(self.connect().await)
+    }
+}
+
+conformance_tests!(Pg::new());
+
+/// Nodes starting at once against an empty schema migrate it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_migrate_once() {
+    let pg = Pg::new();
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            let url = test_database_url();
+            let settings = Settings {
+                schema: Some(pg.schema.clone()),
+                max_connections: 2,
+                ..Settings::default()
+            };
+            tokio::spawn(async move { PostgresStore::connect(&url, &settings).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for start in starts {
+        stores.push(start.await.unwrap().expect("every node starts"));
+    }
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM stephost_schema ORDER BY 1")
+        .fetch_all(&stores[0].pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, (1..=schema::SCHEMA_VERSION).collect::<Vec<_>>());
+}
+
+/// A database a newer build upgraded is refused, not written to.
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let pg = Pg::new();
+    let store = pg.connect().await;
+    sqlx::query("INSERT INTO stephost_schema (version) VALUES ($1)")
+        .bind(schema::SCHEMA_VERSION + 1)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    store.close().await;
+    let err = PostgresStore::connect(
+        &test_database_url(),
+        &Settings {
+            schema: Some(pg.schema.clone()),
+            ..Settings::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+/// A server that is not there is a clear error at once.
+#[tokio::test]
+async fn an_unreachable_server_is_an_error() {
+    let err = PostgresStore::connect(
+        "postgres://postgres@127.0.0.1:1/test",
+        &Settings {
+            acquire_timeout: Duration::from_secs(2),
+            ..Settings::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    let err = PostgresStore::connect("postgres://[bad", &Settings::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid database URL"), "{err}");
+}
+
+/// Claimers on several nodes take disjoint batches: every due execution is
+/// claimed by exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claimers_take_each_execution_once() {
+    use crate::store::conformance::work::lease;
+    const N: usize = 400;
+    let pg = Pg::new();
+    let store = Arc::new(pg.connect().await);
+    let tenant = Tenant {
+        id: TenantId::generate(),
+        name: "acme".into(),
+        created_at: Timestamp::now(),
+    };
+    store
+        .create_tenant(&tenant, TokenHash([7; 32]))
+        .await
+        .unwrap();
+    let t0 = Timestamp::now();
+    for _ in 0..N {
+        let e = crate::store::conformance::execution(&tenant.id, "orders", t0);
+        store.create_execution(&e, None, None).await.unwrap();
+    }
+    let claimers: Vec<_> = (0..4)
+        .map(|node| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let lease = lease(&format!("node-{node}"), Timestamp::MAX);
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.claim_due(&lease, Timestamp::now(), 7).await.unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|e| e.execution_id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(all.len(), N, "claimed {} times in all", all.len());
+    assert_eq!(distinct.len(), N);
+}
+
+#[tokio::test]
+async fn schema_names_that_need_quoting_are_refused() {
+    for bad in ["", "Upper", "1st", "a-b", "a b", &"x".repeat(64)] {
+        let err = PostgresStore::connect(
+            &test_database_url(),
+            &Settings {
+                schema: Some(bad.to_owned()),
+                ..Settings::default()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("lower-case letters"),
+            "{bad}: {err}"
+        );
+    }
+    check_schema_name("stephost_2").unwrap();
+}
+
+#[test]
+fn passwords_are_redacted_and_urls_recognised() {
+    assert_eq!(
+        redact_url("postgres://app:hunter2@db:5432/x"),
+        "postgres://app:***@db:5432/x"
+    );
+    assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+    assert!(is_postgres_url("postgresql://db/x"));
+    assert!(is_postgres_url("postgres://db/x"));
+    assert!(!is_postgres_url("/var/lib/stephost"));
+}
