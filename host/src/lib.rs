@@ -43,16 +43,9 @@ pub fn database_label(config: &Config) -> String {
 /// Checks the database settings before anything starts: a `database` must
 /// be a PostgreSQL URL, and with one a `secrets-key` must be set.
 pub fn check_database(config: &Config) -> anyhow::Result<()> {
-    let Some(url) = &config.database else {
+    if postgres_url(config)?.is_none() {
         return Ok(());
-    };
-    let url = url.expose();
-    anyhow::ensure!(
-        store::postgres::is_postgres_url(url),
-        "`database` must be a postgres:// or postgresql:// URL, not `{}` (leave it \
-         unset to use the embedded SQLite database in the data directory)",
-        store::postgres::redact_url(url)
-    );
+    }
     anyhow::ensure!(
         config.secrets_key.is_some(),
         "with a PostgreSQL `database`, set `secrets-key` (STEPHOST_SECRETS_KEY): every server \
@@ -62,19 +55,28 @@ pub fn check_database(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The configured PostgreSQL URL, refusing a `database` of another kind.
+fn postgres_url(config: &Config) -> anyhow::Result<Option<&str>> {
+    let Some(url) = &config.database else {
+        return Ok(None);
+    };
+    let url = url.expose();
+    anyhow::ensure!(
+        store::postgres::is_postgres_url(url),
+        "`database` must be a postgres:// or postgresql:// URL, not `{}` (leave it \
+         unset to use the embedded SQLite database in the data directory)",
+        store::postgres::redact_url(url)
+    );
+    Ok(Some(url))
+}
+
 /// Opens the store: the PostgreSQL `database` when one is configured (its
 /// schema created or upgraded), else the SQLite file in `data_dir`. Creates
 /// the data directory either way (it also holds precompiled components).
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    if let Some(url) = &config.database {
-        let url = url.expose();
-        anyhow::ensure!(
-            store::postgres::is_postgres_url(url),
-            "`database` must be a postgres:// or postgresql:// URL, not `{}`",
-            store::postgres::redact_url(url)
-        );
+    if let Some(url) = postgres_url(config)? {
         let settings = store::postgres::Settings {
             max_connections: config.database_max_connections,
             schema: config.database_schema.clone(),

@@ -6,7 +6,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{Error, Result};
-use crate::model::{Execution, Schedule, TenantId, Timestamp};
+use super::{StepRecord, StepVersion};
+use crate::model::{Execution, Schedule, StepName, TenantId, Timestamp};
 
 /// Encodes a value as JSON text.
 pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
@@ -68,6 +69,25 @@ pub(crate) fn decode_schedule(tenant: &str, doc: &str, v: i64) -> Result<Schedul
     schedule.tenant_id = TenantId::new_unchecked(tenant);
     schedule.version = version(v);
     Ok(schedule)
+}
+
+/// Groups `(step name, version)` rows, ordered by name and then by age,
+/// into one record per step.
+pub(crate) fn group_steps(
+    rows: impl IntoIterator<Item = Result<(String, StepVersion)>>,
+) -> Result<Vec<StepRecord>> {
+    let mut steps: Vec<StepRecord> = Vec::new();
+    for row in rows {
+        let (name, version) = row?;
+        match steps.last_mut() {
+            Some(step) if step.name.as_str() == name => step.versions.push(version),
+            _ => steps.push(StepRecord {
+                name: StepName::new_unchecked(name),
+                versions: vec![version],
+            }),
+        }
+    }
+    Ok(steps)
 }
 
 #[cfg(test)]

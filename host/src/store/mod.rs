@@ -197,6 +197,22 @@ pub struct Commit<'a> {
     pub next: Next,
 }
 
+impl Commit<'_> {
+    /// Refuses a commit whose status and `next` disagree: a terminal status
+    /// must finish, and only a terminal status may.
+    pub fn check(&self) -> Result<()> {
+        if matches!(self.next, Next::Finish) != self.execution.status.is_terminal() {
+            return Err(Error::Backend(format!(
+                "execution {} in status {} cannot be committed with {:?}",
+                self.execution.execution_id,
+                self.execution.status.as_str(),
+                self.next
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// An execution whose lease a renewal extended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {

@@ -17,6 +17,7 @@
 //! This module must not decide policy: it stores and finds what the engine
 //! and the API hand it.
 
+mod rows;
 mod schedules;
 mod schema;
 mod work;
@@ -25,11 +26,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
+use sqlx::{AssertSqlSafe, PgPool};
 
-use super::codec::{
-    column, decode_cursor, decode_execution, decode_schedule, encode_cursor, nanos, to_json,
+use self::rows::{
+    Arg, Listing, finish, insert_execution, insert_token, load_execution, load_steps,
+    load_workflow, lock_key, tenant_of, workflow_of,
 };
+
+use super::codec::{column, decode_execution, decode_schedule, nanos, to_json};
 use super::{
     Commit, Created, Error, ExecutionFilter, Held, Idempotency, Lease, OnConflict, Page, Result,
     ScheduleFilter, SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant,
@@ -84,11 +88,6 @@ impl From<sqlx::Error> for Error {
             e => Self::Backend(e.to_string()),
         }
     }
-}
-
-/// Whether `e` is a unique violation.
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 /// Whether `url` names a PostgreSQL database rather than a file.
@@ -147,6 +146,17 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    /// Runs a `DELETE` of one tenant's row by its key (`$1`, `$2`):
+    /// whether there was one.
+    async fn delete(&self, sql: &'static str, tenant: &TenantId, key: &str) -> Result<bool> {
+        let done = sqlx::query(sql)
+            .bind(tenant.as_str())
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -173,242 +183,6 @@ fn check_schema_name(name: &str) -> Result<()> {
 /// `name` as a quoted SQL identifier.
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Inserts an execution at version 1 (see the SQLite backend's
-/// `ExecutionRow::insert`); `false` when the tick it runs for started one
-/// already (the transaction must then be dropped).
-async fn insert_execution(
-    tx: &mut Transaction<'static, Postgres>,
-    execution: &Execution,
-    doc: &str,
-    lease: Option<&Lease>,
-    tick_ns: Option<i64>,
-) -> Result<bool> {
-    let due = nanos(execution.scheduled_for.unwrap_or(execution.created_at));
-    let (owner, until) = match lease {
-        Some(l) => (Some(l.owner.as_str()), Some(nanos(l.until))),
-        None => (None, None),
-    };
-    let done = sqlx::query(
-        "INSERT INTO executions
-             (id, tenant_id, workflow_id, status, created_ns, doc, version, wake_ns,
-              lease_owner, lease_until_ns, schedule_id, tick_ns)
-         VALUES ($1, $2, $3, $4, $5, $6, 1, COALESCE($8, $9), $7, $8, $10, $11)",
-    )
-    .bind(execution.execution_id.as_str())
-    .bind(execution.tenant_id.as_str())
-    .bind(execution.workflow_id.as_str())
-    .bind(execution.status.as_str())
-    .bind(nanos(execution.created_at))
-    .bind(doc)
-    .bind(owner)
-    .bind(until)
-    .bind(due)
-    .bind(execution.schedule_id.as_ref().map(ScheduleId::as_str))
-    .bind(tick_ns)
-    .execute(&mut **tx)
-    .await;
-    match done {
-        Ok(_) => Ok(true),
-        Err(e) if tick_ns.is_some() && is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Ends a transaction: commits it when `result` is a success, rolls it back
-/// otherwise (at once, so that no lock outlives the call).
-async fn finish<T>(tx: Transaction<'static, Postgres>, result: Result<T>) -> Result<T> {
-    match result {
-        Ok(value) => {
-            tx.commit().await?;
-            Ok(value)
-        }
-        Err(e) => {
-            // The error that ended the transaction is the one to report.
-            let _ = tx.rollback().await;
-            Err(e)
-        }
-    }
-}
-
-/// Takes a transaction-scoped advisory lock on `key`: concurrent writers
-/// deciding about the same key run one after the other.
-async fn lock_key(tx: &mut Transaction<'static, Postgres>, key: &str) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(key)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn load_execution<'e, E>(exec: E, tenant: &str, id: &str) -> Result<Option<Execution>>
-where
-    E: sqlx::Executor<'e, Database = Postgres>,
-{
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT doc, version FROM executions WHERE id = $1 AND tenant_id = $2")
-            .bind(id)
-            .bind(tenant)
-            .fetch_optional(exec)
-            .await?;
-    row.map(|(doc, v)| decode_execution(tenant, &doc, v))
-        .transpose()
-}
-
-fn parse_time(text: &str) -> Result<Timestamp> {
-    text.parse()
-        .map_err(|e| Error::Backend(format!("a stored time `{text}` is not valid: {e}")))
-}
-
-fn tenant_of((id, name, created_at): (String, String, String)) -> Result<Tenant> {
-    Ok(Tenant {
-        id: TenantId::new_unchecked(id),
-        name,
-        created_at: parse_time(&created_at)?,
-    })
-}
-
-type WorkflowColumns = (i64, String, String, Option<i64>);
-
-fn workflow_of(
-    id: &WorkflowId,
-    (v, definition, created_at, deleted): WorkflowColumns,
-) -> Result<WorkflowRecord> {
-    Ok(WorkflowRecord {
-        workflow_id: id.clone(),
-        version: u32::try_from(v).map_err(|_| {
-            Error::Backend(format!("a stored workflow version {v} is out of range"))
-        })?,
-        definition: serde_json::from_str(&definition)
-            .map_err(|e| Error::Backend(format!("a stored definition is not JSON: {e}")))?,
-        created_at: parse_time(&created_at)?,
-        deleted_at: deleted.map(super::codec::from_nanos).transpose()?,
-    })
-}
-
-async fn load_workflow<'e, E>(
-    exec: E,
-    tenant: &TenantId,
-    id: &WorkflowId,
-    version: Option<u32>,
-) -> Result<Option<WorkflowRecord>>
-where
-    E: sqlx::Executor<'e, Database = Postgres>,
-{
-    let row: Option<WorkflowColumns> = sqlx::query_as(
-        "SELECT version, definition, created_at, deleted_ns FROM workflows
-         WHERE tenant_id = $1 AND workflow_id = $2 AND ($3::BIGINT IS NULL OR version = $3)
-         ORDER BY version DESC LIMIT 1",
-    )
-    .bind(tenant.as_str())
-    .bind(id.as_str())
-    .bind(version.map(i64::from))
-    .fetch_optional(exec)
-    .await?;
-    row.map(|r| workflow_of(id, r)).transpose()
-}
-
-async fn load_steps(
-    pool: &PgPool,
-    tenant: &TenantId,
-    name: Option<&str>,
-) -> Result<Vec<StepRecord>> {
-    let rows: Vec<(String, String, i64, String, i64, String)> = sqlx::query_as(
-        "SELECT name, digest, size_bytes, imports, compile_ms, created_at FROM step_versions
-         WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR name = $2)
-         ORDER BY name, seq",
-    )
-    .bind(tenant.as_str())
-    .bind(name)
-    .fetch_all(pool)
-    .await?;
-    let mut steps: Vec<StepRecord> = Vec::new();
-    for (name, digest, size_bytes, imports, compile_ms, created_at) in rows {
-        let version = StepVersion {
-            digest: digest
-                .parse()
-                .map_err(|e| Error::Backend(format!("a stored digest is not valid: {e}")))?,
-            size_bytes: u64::try_from(size_bytes).unwrap_or(0),
-            imports: serde_json::from_str(&imports)
-                .map_err(|e| Error::Backend(format!("stored imports are not JSON: {e}")))?,
-            compile_ms: u64::try_from(compile_ms).unwrap_or(0),
-            created_at: parse_time(&created_at)?,
-        };
-        match steps.last_mut() {
-            Some(step) if step.name.as_str() == name => step.versions.push(version),
-            _ => steps.push(StepRecord {
-                name: StepName::new_unchecked(name),
-                versions: vec![version],
-            }),
-        }
-    }
-    Ok(steps)
-}
-
-/// A listing query's arguments, bound in order to `$1`, `$2`, ...
-enum Arg {
-    Text(String),
-    Int(i64),
-}
-
-/// A `SELECT seq, doc, version` listing of one tenant's rows, newest first,
-/// with one condition per filter and a cursor.
-struct Listing {
-    sql: String,
-    args: Vec<Arg>,
-}
-
-impl Listing {
-    fn new(table: &str, tenant: &TenantId, cursor: Option<&str>) -> Result<Self> {
-        let mut listing = Self {
-            sql: format!("SELECT seq, doc, version FROM {table} WHERE tenant_id = $1"),
-            args: vec![Arg::Text(tenant.as_str().to_owned())],
-        };
-        if let Some(before) = cursor.map(decode_cursor).transpose()? {
-            listing.and("seq <", Arg::Int(before));
-        }
-        Ok(listing)
-    }
-
-    /// Adds `AND <condition> $n`.
-    fn and(&mut self, condition: &str, arg: Arg) {
-        self.args.push(arg);
-        self.sql
-            .push_str(&format!(" AND {condition} ${}", self.args.len()));
-    }
-
-    /// Runs it for up to `limit` rows: the rows and the cursor of the next
-    /// page, if there is one.
-    async fn run(
-        mut self,
-        pool: &PgPool,
-        limit: u32,
-    ) -> Result<(Vec<(String, i64)>, Option<String>)> {
-        let limit = limit.max(1);
-        // One row more than asked tells whether another page exists.
-        self.args.push(Arg::Int(i64::from(limit) + 1));
-        self.sql
-            .push_str(&format!(" ORDER BY seq DESC LIMIT ${}", self.args.len()));
-        let mut query = sqlx::query(AssertSqlSafe(self.sql));
-        for arg in self.args {
-            query = match arg {
-                Arg::Text(text) => query.bind(text),
-                Arg::Int(n) => query.bind(n),
-            };
-        }
-        let rows = query.fetch_all(pool).await?;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for row in rows {
-            if items.len() == limit as usize {
-                return Ok((items, last.map(encode_cursor)));
-            }
-            last = Some(row.try_get::<i64, _>(0)?);
-            items.push((row.try_get(1)?, row.try_get(2)?));
-        }
-        Ok((items, None))
-    }
 }
 
 #[async_trait::async_trait]
@@ -522,12 +296,12 @@ impl Store for PostgresStore {
     }
 
     async fn delete_step(&self, tenant: &TenantId, name: &StepName) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM step_versions WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant.as_str())
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete(
+            "DELETE FROM step_versions WHERE tenant_id = $1 AND name = $2",
+            tenant,
+            name.as_str(),
+        )
+        .await
     }
 
     async fn put_workflow(
@@ -809,12 +583,12 @@ impl Store for PostgresStore {
     }
 
     async fn delete_schedule(&self, tenant: &TenantId, id: &ScheduleId) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM schedules WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.as_str())
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete(
+            "DELETE FROM schedules WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            id.as_str(),
+        )
+        .await
     }
 
     async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
@@ -848,12 +622,12 @@ impl Store for PostgresStore {
     }
 
     async fn delete_secret(&self, tenant: &TenantId, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM secrets WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant.as_str())
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete(
+            "DELETE FROM secrets WHERE tenant_id = $1 AND name = $2",
+            tenant,
+            name,
+        )
+        .await
     }
 
     async fn secrets(&self, tenant: &TenantId, names: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
@@ -871,20 +645,6 @@ impl Store for PostgresStore {
             .filter_map(|n| found.remove(n).map(|s| (n.clone(), s)))
             .collect())
     }
-}
-
-async fn insert_token(
-    tx: &mut Transaction<'static, Postgres>,
-    tenant: &TenantId,
-    token: &TokenHash,
-) -> Result<()> {
-    sqlx::query("INSERT INTO tokens (hash, tenant_id, created_at) VALUES ($1, $2, $3)")
-        .bind(&token.0[..])
-        .bind(tenant.as_str())
-        .bind(Timestamp::now().to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]

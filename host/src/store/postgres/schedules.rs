@@ -9,7 +9,7 @@
 
 use sqlx::PgPool;
 
-use super::insert_execution;
+use super::rows::insert_execution;
 use crate::model::{Schedule, Timestamp};
 use crate::store::codec::{column, decode_schedule, from_nanos, nanos, to_json, version};
 use crate::store::{Error, Result, ScheduleWrite};
@@ -108,7 +108,7 @@ pub(super) async fn write(pool: &PgPool, write: ScheduleWrite<'_>) -> Result<Opt
         tx.rollback().await?;
         return Ok(None);
     }
-    super::finish(tx, result).await
+    super::rows::finish(tx, result).await
 }
 
 /// Schedules due at `now`, earliest first.

@@ -139,7 +139,7 @@ const MIGRATIONS: [&str; 1] = [SCHEMA_1];
 pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
     let mut tx = pool.begin().await?;
     let result = upgrade(&mut tx).await;
-    super::finish(tx, result).await
+    super::rows::finish(tx, result).await
 }
 
 async fn upgrade(tx: &mut Transaction<'static, Postgres>) -> Result<()> {

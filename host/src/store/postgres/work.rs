@@ -85,23 +85,10 @@ pub(super) async fn claim_execution(
         .transpose()
 }
 
-/// Checks that a commit's status and `next` agree.
-pub(super) fn check(commit: &Commit<'_>) -> Result<()> {
-    if matches!(commit.next, Next::Finish) != commit.execution.status.is_terminal() {
-        return Err(Error::Backend(format!(
-            "execution {} in status {} cannot be committed with {:?}",
-            commit.execution.execution_id,
-            commit.execution.status.as_str(),
-            commit.next
-        )));
-    }
-    Ok(())
-}
-
 /// Applies a commit if the version and owner still match; returns the new
 /// version.
 pub(super) async fn commit(pool: &PgPool, commit: Commit<'_>) -> Result<u64> {
-    check(&commit)?;
+    commit.check()?;
     let execution = commit.execution;
     let id = execution.execution_id.as_str();
     let doc = to_json(execution)?;
@@ -181,7 +168,7 @@ pub(super) async fn commit(pool: &PgPool, commit: Commit<'_>) -> Result<u64> {
         Ok(version(new_version))
     }
     .await;
-    super::finish(tx, result).await
+    super::rows::finish(tx, result).await
 }
 
 /// Extends the leases `lease.owner` still holds among `ids`.
@@ -253,7 +240,7 @@ pub(super) async fn send_event(
     let payload = event.payload.as_ref().map(to_json).transpose()?;
     let mut tx = pool.begin().await?;
     let sent = send_in(&mut tx, tenant, id, event, payload.as_deref()).await;
-    super::finish(tx, sent).await
+    super::rows::finish(tx, sent).await
 }
 
 async fn send_in(

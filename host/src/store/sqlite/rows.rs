@@ -8,9 +8,9 @@ use std::str::FromStr;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::model::{Execution, StepName, TenantId, Timestamp, WorkflowId};
+use crate::model::{Execution, TenantId, Timestamp, WorkflowId};
 use crate::store::{
-    Idempotency, Lease, Result, StepRecord, StepVersion, Tenant, TokenHash, WorkflowRecord,
+    Error, Idempotency, Lease, Result, StepRecord, StepVersion, Tenant, TokenHash, WorkflowRecord,
 };
 
 /// Reads column `idx` as text and parses it.
@@ -33,6 +33,7 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::
     })
 }
 
+use crate::store::codec::group_steps;
 pub(super) use crate::store::codec::{
     decode_cursor, decode_execution, encode_cursor, from_nanos, nanos, to_json,
 };
@@ -215,16 +216,5 @@ pub(super) fn load_steps(
         };
         Ok((row.get::<_, String>(0)?, version))
     })?;
-    let mut steps: Vec<StepRecord> = Vec::new();
-    for row in rows {
-        let (name, version) = row?;
-        match steps.last_mut() {
-            Some(step) if step.name.as_str() == name => step.versions.push(version),
-            _ => steps.push(StepRecord {
-                name: StepName::new_unchecked(name),
-                versions: vec![version],
-            }),
-        }
-    }
-    Ok(steps)
+    group_steps(rows.map(|row| row.map_err(Error::from)))
 }

@@ -110,14 +110,7 @@ pub(super) struct Change {
 
 impl Change {
     pub(super) fn of(commit: &Commit<'_>) -> Result<Self> {
-        if matches!(commit.next, Next::Finish) != commit.execution.status.is_terminal() {
-            return Err(Error::Backend(format!(
-                "execution {} in status {} cannot be committed with {:?}",
-                commit.execution.execution_id,
-                commit.execution.status.as_str(),
-                commit.next
-            )));
-        }
+        commit.check()?;
         Ok(Self {
             id: commit.execution.execution_id.as_str().to_owned(),
             status: commit.execution.status.as_str(),
