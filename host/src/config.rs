@@ -39,6 +39,26 @@ impl Serialize for Secret {
     }
 }
 
+/// A length of time written as text (`5s`, `250ms`, `1m`, `PT5S`), as in
+/// workflow definitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval(pub std::time::Duration);
+
+impl Serialize for Interval {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", self.0.as_millis()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::engine::definition::parse_duration(&text)
+            .map(Interval)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// Everything `stephost serve` can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -78,9 +98,35 @@ pub struct Config {
     /// kept, so that a restart takes back its own leases at once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
+    /// Whether this node claims and runs executions and fires schedules
+    /// (`STEPHOST_CLAIM_WORK`; default true). `false` makes an API-only
+    /// node of several sharing a PostgreSQL `database`: it accepts
+    /// requests and answers waits, and the others run the work.
+    pub claim_work: bool,
+    /// How long a node's lease on an execution lasts unless renewed
+    /// (`STEPHOST_LEASE_TTL`; default `5s`). It is renewed every fifth of
+    /// that while the node drives the execution, so a node that dies or
+    /// stalls is taken over after at most this long plus one poll.
+    pub lease_ttl: Interval,
+    /// The longest a node goes without looking in the store for due work,
+    /// and a waiter without reading the execution it waits for
+    /// (`STEPHOST_POLL_INTERVAL`; default `1s`): the fallback for hints
+    /// from other nodes that do not arrive.
+    pub poll_interval: Interval,
+    /// Whether nodes sharing a PostgreSQL `database` send each other hints
+    /// with `LISTEN/NOTIFY` (default true), so that work and answers move
+    /// between them at once. Turn it off behind a pooler that does not
+    /// pass notifications on (PgBouncer in transaction mode); nodes then
+    /// find each other's work within `poll-interval`.
+    pub database_notifications: bool,
+    /// How long a stopping server (`SIGTERM`, Ctrl-C) lets running
+    /// attempts finish before it abandons them to be run again elsewhere
+    /// (`STEPHOST_SHUTDOWN_GRACE`; default `20s`). Keep it below the time
+    /// your supervisor waits before it kills the process.
+    pub shutdown_grace: Interval,
     /// `full` (fsync every commit; the default), `normal` or `off`.
     pub durability: DurabilityConfig,
-    /// Seconds a synchronous call waits when the client does not say.
+    /// Interval a synchronous call waits when the client does not say.
     pub default_wait_seconds: u64,
     /// The longest wait a client may ask for, in seconds.
     pub max_wait_seconds: u64,
@@ -132,6 +178,11 @@ impl Default for Config {
             workers: cpus,
             max_in_flight: 512,
             node_id: None,
+            claim_work: true,
+            lease_ttl: Interval(crate::engine::Settings::LEASE_TTL),
+            poll_interval: Interval(crate::engine::Settings::POLL_INTERVAL),
+            database_notifications: true,
+            shutdown_grace: Interval(std::time::Duration::from_secs(20)),
             durability: DurabilityConfig::Full,
             default_wait_seconds: 60,
             max_wait_seconds: 300,
@@ -294,6 +345,31 @@ mod tests {
                 c.database.as_ref().map(Secret::expose),
                 Some("postgres://c@flag/db")
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment's Jail API fixes the closure's error type"
+    )]
+    fn durations_and_switches_read_as_text() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None, &Overrides::default()).map_err(figment::Error::from)?;
+            assert_eq!(c.lease_ttl.0, std::time::Duration::from_secs(5));
+            assert_eq!(c.poll_interval.0, std::time::Duration::from_secs(1));
+            assert!(c.claim_work && c.database_notifications);
+            jail.create_file("s.toml", "lease-ttl = \"10s\"\npoll-interval = \"250ms\"")?;
+            jail.set_env("STEPHOST_CLAIM_WORK", "false");
+            let c = Config::load(Some(Path::new("s.toml")), &Overrides::default())
+                .map_err(figment::Error::from)?;
+            assert_eq!(c.lease_ttl.0, std::time::Duration::from_secs(10));
+            assert_eq!(c.poll_interval.0, std::time::Duration::from_millis(250));
+            assert!(!c.claim_work);
+            jail.set_env("STEPHOST_LEASE_TTL", "soon");
+            let err = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.contains("`soon` is not a duration"), "{err}");
             Ok(())
         });
     }

@@ -40,10 +40,28 @@ pub fn database_label(config: &Config) -> String {
     }
 }
 
-/// Checks the database settings before anything starts: a `database` must
-/// be a PostgreSQL URL, and with one a `secrets-key` must be set.
+/// Checks the settings that decide how this node shares work before
+/// anything starts: a `database` must be a PostgreSQL URL, with one a
+/// `secrets-key` must be set, without one `claim-work` must stay on, and
+/// the lease and poll times must be sensible.
 pub fn check_database(config: &Config) -> anyhow::Result<()> {
+    let lease = config.lease_ttl.0;
+    anyhow::ensure!(
+        lease >= Duration::from_millis(500),
+        "`lease-ttl` must be at least 500ms, not {lease:?}"
+    );
+    let poll = config.poll_interval.0;
+    anyhow::ensure!(
+        (Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&poll),
+        "`poll-interval` must be between 10ms and 1h, not {poll:?}"
+    );
     if postgres_url(config)?.is_none() {
+        anyhow::ensure!(
+            config.claim_work,
+            "`claim-work = false` needs a PostgreSQL `database` shared with nodes that do \
+             claim work: on the embedded SQLite database this server is the only one, so \
+             nothing would ever run"
+        );
         return Ok(());
     }
     anyhow::ensure!(
@@ -80,6 +98,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         let settings = store::postgres::Settings {
             max_connections: config.database_max_connections,
             schema: config.database_schema.clone(),
+            notifications: config.database_notifications,
             ..store::postgres::Settings::default()
         };
         let store = store::postgres::PostgresStore::connect(url, &settings)
@@ -177,15 +196,16 @@ pub async fn run_with_clock(
             max_in_flight: config.max_in_flight,
             runtime: Some(attempt_runtime),
             node: node_id(&config)?,
-            lease_ttl: engine::Settings::LEASE_TTL,
-            poll_interval: engine::Settings::POLL_INTERVAL,
+            lease_ttl: config.lease_ttl.0,
+            poll_interval: config.poll_interval.0,
+            claim_work: config.claim_work,
         },
     )
     .await
     .context("cannot start the engine")?;
     let state = api::AppState::new(
         store,
-        engine,
+        engine.clone(),
         runner,
         vault,
         config
@@ -201,8 +221,23 @@ pub async fn run_with_clock(
         },
     );
     tracing::info!(addr = %listener.local_addr()?, database = %database_label(&config), data_dir = %config.data_dir.display(), "stephost serving");
+    let grace = config.shutdown_grace.0;
+    // The API keeps serving while the engine drains (readiness says 503),
+    // so that requests in flight and waiters still get answers; then it
+    // stops.
+    let drained = async move {
+        shutdown.await;
+        tracing::info!(grace = ?grace, "stopping: claiming nothing more, letting running attempts finish");
+        let done = engine.shutdown(grace).await;
+        tracing::info!(
+            handed_back = done.handed_back,
+            abandoned = done.abandoned,
+            leases_released = done.released,
+            "the engine has stopped"
+        );
+    };
     axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(drained)
         .await
         .context("the server failed")
 }

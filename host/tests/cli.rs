@@ -297,3 +297,33 @@ fn serve_refuses_a_database_it_cannot_use_clearly() {
     );
     assert!(!err.contains("pw9"), "{err}");
 }
+
+/// Settings that cannot work are refused at start with a message naming
+/// them: an API-only node on SQLite (nothing would run its work), a lease
+/// too short to renew, a poll interval out of range.
+#[test]
+fn serve_refuses_work_settings_that_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let serve = |env: &[(&str, &str)]| {
+        stephost_with(
+            &["serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+            env,
+        )
+    };
+    let (code, _, err) = serve(&[("STEPHOST_CLAIM_WORK", "false")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("`claim-work = false` needs a PostgreSQL `database`"),
+        "{err}"
+    );
+    let (code, _, err) = serve(&[("STEPHOST_LEASE_TTL", "100ms")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("`lease-ttl` must be at least 500ms"), "{err}");
+    let (code, _, err) = serve(&[("STEPHOST_POLL_INTERVAL", "2h")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("`poll-interval` must be between"), "{err}");
+    let (code, _, err) = serve(&[("STEPHOST_SHUTDOWN_GRACE", "whenever")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("`whenever` is not a duration"), "{err}");
+}

@@ -7,15 +7,15 @@
 
 #[path = "pg_support/mod.rs"]
 mod pg_support;
+#[path = "serve_support/mod.rs"]
+mod serve_support;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use serve_support::{Serve, call};
 
 const ADMIN: &str = "crash-admin-token";
 const EXECUTIONS: usize = 200;
@@ -36,72 +36,22 @@ impl Data {
     }
 }
 
-/// A `stephost serve` process; killed with SIGKILL when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(data: &Data) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stephost"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.dir.path())
-            .envs(data.schema.iter().flat_map(pg_support::Schema::env))
-            .env("STEPHOST_ADMIN_TOKEN", ADMIN)
-            .env("STEPHOST_WORKERS", "2")
-            .env("STEPHOST_DURABILITY", "full")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start stephost serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        // Reads the address from the first line, then keeps draining stderr
-        // so that the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let url = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server did not report its address");
-        Self { child, url }
-    }
-
-    fn kill_9(&mut self) {
-        // `Child::kill` sends SIGKILL on Unix: no shutdown code runs.
-        self.child.kill().expect("kill -9");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn call(
-    client: &Client,
-    method: reqwest::Method,
-    url: String,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = client.request(method, url).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("request");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
+/// Starts `stephost serve` on `data`.
+fn start(data: &Data) -> Serve {
+    let mut env: Vec<(String, String)> = data
+        .schema
+        .iter()
+        .flat_map(pg_support::Schema::env)
+        .collect();
+    env.extend(
+        [
+            ("STEPHOST_ADMIN_TOKEN", ADMIN),
+            ("STEPHOST_WORKERS", "2"),
+            ("STEPHOST_DURABILITY", "full"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    Serve::start(data.dir.path(), &env)
 }
 
 /// Every execution id the listing returns for `filter`, following cursors.
@@ -134,53 +84,21 @@ async fn count_succeeded(client: &Client, url: &str, token: &str) -> usize {
         .len()
 }
 
-/// A tenant named `name` with one step (`step` from the component at
-/// `program`) and `workflows`; returns its token.
 async fn tenant(
     client: &Client,
     url: &str,
     name: &str,
-    (step, program): (&str, &str),
+    step: (&str, &str),
     workflows: &[(&str, Value)],
 ) -> String {
-    let (status, body) = call(
-        client,
-        reqwest::Method::POST,
-        format!("{url}/v1/tenants"),
-        ADMIN,
-        Some(json!({"name": name})),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let token = body["token"].as_str().unwrap().to_owned();
-    let r = client
-        .put(format!("{url}/v1/steps/{step}"))
-        .bearer_auth(&token)
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(program).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    for (id, def) in workflows {
-        let (status, body) = call(
-            client,
-            reqwest::Method::PUT,
-            format!("{url}/v1/workflows/{id}"),
-            &token,
-            Some(def.clone()),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-    token
+    serve_support::tenant(client, url, ADMIN, name, step, workflows).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_200_async_executions_loses_nothing_and_completes_each_once() {
     let dir = Data::new();
     let client = Client::new();
-    let mut first = Server::start(&dir);
+    let mut first = start(&dir);
     let url = first.url.clone();
 
     // Three steps of 10 ms each on two workers: 200 executions take about
@@ -239,7 +157,7 @@ async fn kill_9_during_200_async_executions_loses_nothing_and_completes_each_onc
         "the kill came too late to prove anything ({done_before} already done)"
     );
 
-    let second = Server::start(&dir);
+    let second = start(&dir);
     let url = second.url.clone();
     let after_restart = count_succeeded(&client, &url, &token).await;
     assert!(
@@ -341,7 +259,7 @@ fn terminal_entries(exec: &Value) -> usize {
 async fn kill_9_with_1000_timers_and_100_signal_waits_fires_each_once() {
     let dir = Data::new();
     let client = Client::new();
-    let mut first = Server::start(&dir);
+    let mut first = start(&dir);
     let url = first.url.clone();
     let token = tenant(
         &client,
@@ -407,7 +325,7 @@ async fn kill_9_with_1000_timers_and_100_signal_waits_fires_each_once() {
     let due = early.duration_since(jiff::Timestamp::now()) + jiff::SignedDuration::from_millis(500);
     tokio::time::sleep(Duration::try_from(due).unwrap_or_default()).await;
 
-    let second = Server::start(&dir);
+    let second = start(&dir);
     let url = second.url.clone();
     // Every signal is sent twice with one key: each counts once.
     for (i, id) in gates.iter().enumerate() {
@@ -479,7 +397,7 @@ async fn kill_9_with_1000_timers_and_100_signal_waits_fires_each_once() {
 async fn kill_9_around_schedule_ticks_fires_each_tick_once() {
     let dir = Data::new();
     let client = Client::new();
-    let mut server = Server::start(&dir);
+    let mut server = start(&dir);
     let url = server.url.clone();
     let token = tenant(
         &client,
@@ -509,7 +427,7 @@ async fn kill_9_around_schedule_ticks_fires_each_tick_once() {
         tokio::time::sleep(Duration::from_millis(run_ms)).await;
         server.kill_9();
         tokio::time::sleep(Duration::from_millis(down_ms)).await;
-        server = Server::start(&dir);
+        server = start(&dir);
     }
     let url = server.url.clone();
     tokio::time::sleep(Duration::from_millis(1_500)).await;

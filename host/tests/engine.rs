@@ -266,6 +266,18 @@ impl Store for Flaky {
     async fn secrets(&self, tenant: &TenantId, names: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
         self.inner.secrets(tenant, names).await
     }
+
+    async fn heartbeat(&self, beat: &stephost::store::Heartbeat<'_>) -> Result<()> {
+        self.inner.heartbeat(beat).await
+    }
+
+    async fn nodes(&self, now: Timestamp) -> Result<Vec<stephost::store::NodeRecord>> {
+        self.inner.nodes(now).await
+    }
+
+    async fn forget_nodes(&self, before: Timestamp) -> Result<u64> {
+        self.inner.forget_nodes(before).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,6 +334,7 @@ async fn commits_the_store_refuses_are_retried_until_it_takes_them() {
             node: NodeId::generate(),
             lease_ttl: Settings::LEASE_TTL,
             poll_interval: Duration::from_millis(50),
+            claim_work: true,
         },
     )
     .await

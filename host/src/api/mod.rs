@@ -1,6 +1,7 @@
 //! The REST API: axum routes, one file per resource, and the one error type.
 //! It is the only module that knows HTTP.
 
+mod admin;
 mod auth;
 mod executions;
 mod health;
@@ -144,6 +145,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route("/v1/admin/nodes", get(admin::nodes))
         .route("/v1/tenants", post(tenants::create))
         .route("/v1/tenants/{tenant}/tokens", post(tenants::create_token))
         .route("/v1/workflows", get(workflows::list))

@@ -116,7 +116,7 @@ impl Modify for Problems {
     modifiers(&Bearer, &Problems),
     paths(
         super::health::live, super::health::ready,
-        super::tenants::create, super::tenants::create_token,
+        super::tenants::create, super::tenants::create_token, super::admin::nodes,
         super::steps::put, super::steps::list, super::steps::get, super::steps::delete,
         super::workflows::put, super::workflows::list, super::workflows::get, super::workflows::delete,
         super::schedules::create, super::schedules::list, super::schedules::get,
@@ -135,6 +135,7 @@ impl Modify for Problems {
         (name = "steps", description = "Step components"),
         (name = "secrets", description = "Tenant secrets (names only; values never leave)"),
         (name = "tenants", description = "Tenants and tokens (admin)"),
+        (name = "admin", description = "The server and its nodes (admin)"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

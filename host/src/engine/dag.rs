@@ -741,3 +741,11 @@ pub(super) fn add(at: Timestamp, d: Duration) -> Timestamp {
         .and_then(|d| at.checked_add(d).ok())
         .unwrap_or(jiff::Timestamp::MAX)
 }
+
+/// `at - d`, saturating at the start of time.
+pub(super) fn sub(at: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| at.checked_sub(d).ok())
+        .unwrap_or(jiff::Timestamp::MIN)
+}

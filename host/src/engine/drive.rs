@@ -184,7 +184,7 @@ async fn persister(
             &id,
             Published {
                 version,
-                execution: snapshot.execution,
+                execution: Some(snapshot.execution),
             },
         );
     }
@@ -199,7 +199,9 @@ struct Run {
     /// Cancels running attempts: once the core stops (a cancel, the
     /// deadline, a failure), or when the lease is lost.
     attempts_cancel: CancellationToken,
-    tasks: JoinSet<Done>,
+    /// The attempts; `None` from one that never started because the engine
+    /// began shutting down while it waited for a worker.
+    tasks: JoinSet<Option<Done>>,
     /// The last inbox event acted on.
     consumed: u64,
     state: State,
@@ -299,6 +301,10 @@ impl Run {
         }
         let needs = def.needs();
         loop {
+            if self.inner.draining.is_cancelled() {
+                self.drain(def).await;
+                return;
+            }
             let now = self.now();
             let action = self.state.advance(def, &needs, now, self.tasks.len());
             if self.state.stop.is_some() {
@@ -333,15 +339,16 @@ impl Run {
                 }
             };
             let driven = self.driven.clone();
+            let draining = self.inner.draining.clone();
             let has_tasks = !self.tasks.is_empty();
             tokio::select! {
                 done = self.tasks.join_next(), if has_tasks => {
-                    if let Some(Ok(done)) = done {
+                    if let Some(Ok(Some(done))) = done {
                         let random = random_unit();
                         self.state.record(def, done, self.now(), random);
                         // Collect every other attempt that already finished,
                         // so that one commit covers them all.
-                        while let Some(Ok(more)) = self.tasks.try_join_next() {
+                        while let Some(Ok(Some(more))) = self.tasks.try_join_next() {
                             self.state.record(def, more, self.now(), random_unit());
                         }
                         self.save();
@@ -359,8 +366,34 @@ impl Run {
                     self.abandon().await;
                     return;
                 }
+                () = draining.cancelled() => {}
             }
         }
+    }
+
+    /// The engine is shutting down: starts nothing, lets the running
+    /// attempts finish and commits their results, then hands the execution
+    /// back to the store, due now, for whichever node claims it next (which
+    /// decides what comes next, as after any claim). Events stay in the
+    /// inbox for that node.
+    async fn drain(&mut self, def: &Definition) {
+        while !self.tasks.is_empty() {
+            let driven = self.driven.clone();
+            tokio::select! {
+                done = self.tasks.join_next() => {
+                    if let Some(Ok(Some(done))) = done {
+                        self.state.record(def, done, self.now(), random_unit());
+                        self.save();
+                    }
+                }
+                () = driven.lost.cancelled() => {
+                    self.abandon().await;
+                    return;
+                }
+            }
+        }
+        let now = self.now();
+        self.park(now).await;
     }
 
     /// Runs one attempt the core asked for on the bounded attempt pool.
@@ -381,16 +414,23 @@ impl Run {
         let (index, number, started_at, input) = (s.index, s.number, s.started_at, s.input);
         self.tasks.spawn(async move {
             let result = {
-                let _permit = inner.attempts.acquire().await;
+                // An attempt still waiting for a worker when the engine
+                // begins shutting down never starts: the node that claims
+                // the execution next runs it.
+                let _permit = tokio::select! {
+                    biased;
+                    () = inner.draining.cancelled() => return None,
+                    permit = inner.attempts.acquire() => permit,
+                };
                 inner.runner.run(&tenant, &digest, &spec, &cancel).await
             };
-            Done {
+            Some(Done {
                 index,
                 number,
                 started_at,
                 input,
                 result,
-            }
+            })
         });
     }
 
@@ -398,7 +438,7 @@ impl Run {
     /// `status` and commits the terminal state.
     async fn finish(&mut self, status: Status, def: Option<&Definition>) {
         while let Some(done) = self.tasks.join_next().await {
-            if let (Ok(done), Some(def)) = (done, def) {
+            if let (Ok(Some(done)), Some(def)) = (done, def) {
                 let now = self.now();
                 self.state.record(def, done, now, random_unit());
             }

@@ -17,6 +17,7 @@ mod dag;
 pub mod definition;
 mod drive;
 mod events;
+mod nodes;
 mod resolve;
 pub mod schedule;
 pub mod template;
@@ -256,6 +257,10 @@ pub struct Settings {
     /// store, and the longest a waiter goes without reading the store:
     /// the fallback that makes progress independent of notifications.
     pub poll_interval: Duration,
+    /// Whether this process claims work. Without, it serves the API only:
+    /// it stores submissions and events for the processes that do, and
+    /// fires no schedules.
+    pub claim_work: bool,
 }
 
 impl Settings {
@@ -290,6 +295,9 @@ pub(crate) struct Inner {
     node: NodeId,
     lease_ttl: Duration,
     poll_interval: Duration,
+    claim_work: bool,
+    /// When this process's engine started (its node's `started_at`).
+    started_at: Timestamp,
     /// The executions this process drives.
     drivers: Mutex<HashMap<ExecutionId, Arc<Driven>>>,
     /// Waiters' subscriptions to committed states, by execution.
@@ -300,6 +308,11 @@ pub(crate) struct Inner {
     /// Wakes the schedule loop: a schedule was created or changed, or an
     /// execution of a schedule finished.
     schedule_wake: Arc<Notify>,
+    /// Shutting down: claim nothing more, let running attempts finish and
+    /// hand every execution back to the store (see [`Engine::shutdown`]).
+    draining: CancellationToken,
+    /// Shut down: waiters answer with what they have.
+    stopped: CancellationToken,
 }
 
 /// The engine. Cloning shares it.
@@ -426,6 +439,20 @@ impl<K: std::hash::Hash + Eq, V: Clone> Recent<K, V> {
     }
 }
 
+/// What a graceful shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    /// Executions whose running attempts finished and were committed
+    /// before they were handed back.
+    pub handed_back: usize,
+    /// Executions whose attempts were still running after the grace
+    /// period: left as a crash would leave them.
+    pub abandoned: usize,
+    /// Leases released at the end (abandoned executions, and any other
+    /// lease the store still had for this node).
+    pub released: u64,
+}
+
 /// What the engine is built from besides the store.
 pub struct Services {
     /// Runs attempts.
@@ -444,8 +471,10 @@ impl std::fmt::Debug for Services {
 
 impl Engine {
     /// Starts the engine: releases the leases a previous life of this node
-    /// held, and starts the claim and lease-renewal loops. Nothing is loaded
-    /// up front; due work is claimed as permits allow.
+    /// held, registers the node, and starts its heartbeat, the loop that
+    /// acts on hints from other nodes and, when it claims work, the claim,
+    /// lease-renewal and schedule loops. Nothing is loaded up front; due
+    /// work is claimed as permits allow.
     pub async fn start(
         store: Arc<dyn Store>,
         services: Services,
@@ -456,7 +485,7 @@ impl Engine {
                 store,
                 runner: services.runner,
                 secrets: services.secrets,
-                clock: services.clock,
+                clock: services.clock.clone(),
                 definitions: Mutex::new(HashMap::new()),
                 workflows: Recent::new(),
                 steps: Recent::new(),
@@ -466,10 +495,14 @@ impl Engine {
                 node: settings.node.clone(),
                 lease_ttl: settings.lease_ttl.max(Duration::from_millis(100)),
                 poll_interval: settings.poll_interval.max(Duration::from_millis(1)),
+                claim_work: settings.claim_work,
+                started_at: services.clock.now(),
                 drivers: Mutex::new(HashMap::new()),
                 watchers: watch::Watchers::default(),
                 wake: Arc::new(Notify::new()),
                 schedule_wake: Arc::new(Notify::new()),
+                draining: CancellationToken::new(),
+                stopped: CancellationToken::new(),
             }),
         };
         let inner = &engine.inner;
@@ -480,8 +513,11 @@ impl Engine {
         if released > 0 {
             tracing::info!(count = released, node = %inner.node, "released the leases of this node's previous run");
         }
-        work::start(inner);
-        tokio::spawn(schedule::run(Arc::downgrade(inner)));
+        nodes::start(inner).await?;
+        if inner.claim_work {
+            work::start(inner);
+            tokio::spawn(schedule::run(Arc::downgrade(inner)));
+        }
         Ok(engine)
     }
 
@@ -619,5 +655,61 @@ impl Engine {
     /// This process's node id.
     pub fn node(&self) -> &NodeId {
         &self.inner.node
+    }
+
+    /// Shuts the engine down gracefully: claims nothing more (new
+    /// submissions are stored for other nodes, or for this one's next
+    /// start), lets the attempts that are running finish within `grace`
+    /// and commits their results, then hands each execution back to the
+    /// store, due at once, for whichever node claims it next. Executions
+    /// whose attempts are still running after `grace` are abandoned as a
+    /// crash would leave them (their attempts will run again) and their
+    /// leases released. Waiters then answer with what they have.
+    pub async fn shutdown(&self, grace: Duration) -> Shutdown {
+        let inner = &self.inner;
+        inner.draining.cancel();
+        inner.wake.notify_one();
+        inner.schedule_wake.notify_one();
+        let driving = inner.lock_drivers().len();
+        let deadline = tokio::time::Instant::now() + grace;
+        while !inner.lock_drivers().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let late: Vec<Arc<Driven>> = inner.lock_drivers().values().cloned().collect();
+        for d in &late {
+            d.lost.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !inner.lock_drivers().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let released = match inner
+            .store
+            .release_leases(&inner.node, inner.clock.now())
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "releasing this node's leases failed; other nodes take them over when they lapse");
+                0
+            }
+        };
+        inner.stopped.cancel();
+        Shutdown {
+            handed_back: driving - late.len(),
+            abandoned: late.len(),
+            released,
+        }
+    }
+
+    /// Whether [`Engine::shutdown`] has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.draining.is_cancelled()
+    }
+
+    /// Every node registered in the store, with the executions each holds
+    /// now.
+    pub async fn nodes(&self) -> Result<Vec<store::NodeRecord>, Error> {
+        Ok(self.inner.store.nodes(self.inner.clock.now()).await?)
     }
 }

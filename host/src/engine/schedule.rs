@@ -673,8 +673,11 @@ fn settled_state(s: &Schedule) -> ScheduleState {
 /// execution of a schedule finished), or the poll interval.
 pub(super) async fn run(weak: std::sync::Weak<super::Inner>) {
     loop {
-        let (engine, wake, clock, poll) = {
+        let (engine, wake, clock, poll, draining) = {
             let Some(inner) = weak.upgrade() else { return };
+            if inner.draining.is_cancelled() {
+                return;
+            }
             (
                 Engine {
                     inner: inner.clone(),
@@ -682,6 +685,7 @@ pub(super) async fn run(weak: std::sync::Weak<super::Inner>) {
                 inner.schedule_wake.clone(),
                 inner.clock.clone(),
                 inner.poll_interval,
+                inner.draining.clone(),
             )
         };
         let until = match round(&engine).await {
@@ -707,6 +711,7 @@ pub(super) async fn run(weak: std::sync::Weak<super::Inner>) {
             () = wake.notified() => {}
             () = timer => {}
             () = tokio::time::sleep(poll) => {}
+            () = draining.cancelled() => return,
         }
     }
 }

@@ -4,9 +4,10 @@
 //! A waiter subscribes to the execution's committed states before it reads
 //! the store, so no commit falls between the read and the subscription.
 //! Drivers in this process publish every state right after the store
-//! committed it; for executions driven elsewhere the waiter reads the store
-//! every poll interval. A state is taken only if its version is newer than
-//! the one the waiter has.
+//! committed it. For executions driven elsewhere, a hint from the other
+//! process (see `nodes`) pokes the waiter to read the store at once, and
+//! without one the waiter reads the store every poll interval. A state is
+//! taken only if its version is newer than the one the waiter has.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,11 +18,12 @@ use tokio::sync::watch;
 use super::{Error, Inner, Until};
 use crate::model::{Execution, ExecutionId, TenantId};
 
-/// A committed state of an execution, with the version the commit gave it.
+/// A committed state of an execution, with the version the commit gave it;
+/// without the state when another process committed it (read the store).
 #[derive(Debug, Clone)]
 pub(super) struct Published {
     pub(super) version: u64,
-    pub(super) execution: Arc<Execution>,
+    pub(super) execution: Option<Arc<Execution>>,
 }
 
 /// The subscriptions, by execution. An entry exists only while a waiter
@@ -42,6 +44,28 @@ impl Watchers {
     pub(super) fn publish(&self, id: &ExecutionId, state: Published) {
         if let Some(tx) = self.lock().get(id) {
             tx.send_replace(Some(state));
+        }
+    }
+
+    /// Tells the execution's waiters, if any, that another process
+    /// committed `version`: they read the store if they have an older one.
+    pub(super) fn poke(&self, id: &ExecutionId, version: u64) {
+        self.publish(
+            id,
+            Published {
+                version,
+                execution: None,
+            },
+        );
+    }
+
+    /// Makes every waiter read the store (hints may have been missed).
+    pub(super) fn poke_all(&self) {
+        for tx in self.lock().values() {
+            tx.send_replace(Some(Published {
+                version: u64::MAX,
+                execution: None,
+            }));
         }
     }
 
@@ -111,12 +135,21 @@ pub(super) async fn wait(
                     return Ok(current);
                 }
                 let published = rx.borrow_and_update().clone();
-                if let Some(p) = published
-                    && p.version > current.version
-                {
-                    let mut newer = (*p.execution).clone();
-                    newer.version = p.version;
-                    current = newer;
+                match published {
+                    Some(p) if p.version > current.version => match p.execution {
+                        Some(execution) => {
+                            let mut newer = (*execution).clone();
+                            newer.version = p.version;
+                            current = newer;
+                        }
+                        None => {
+                            let stored = read().await?;
+                            if stored.version > current.version {
+                                current = stored;
+                            }
+                        }
+                    },
+                    _ => {}
                 }
             }
             () = tokio::time::sleep(inner.poll_interval) => {
@@ -126,6 +159,8 @@ pub(super) async fn wait(
                 }
             }
             () = tokio::time::sleep_until(deadline) => return Ok(current),
+            // The engine shut down: nothing here will change it any more.
+            () = inner.stopped.cancelled() => return Ok(current),
         }
     }
 }

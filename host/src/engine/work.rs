@@ -78,6 +78,9 @@ pub(super) fn spawn_driver(
 /// store it under, so that this process starts it at once (the fast path);
 /// `None` when every slot is taken.
 pub(super) fn fast_slot(inner: &Inner) -> Option<(OwnedSemaphorePermit, Lease)> {
+    if !inner.claim_work || inner.draining.is_cancelled() {
+        return None;
+    }
     let permit = inner.in_flight.clone().try_acquire_owned().ok()?;
     Some((permit, inner.lease()))
 }
@@ -100,8 +103,9 @@ pub(super) fn launch(
 /// Makes the driver of an execution read its inbox: the one in this
 /// process if there is one, else a driver started here for the purpose
 /// (claimed without a slot, since acting on a cancel or a pause runs
-/// nothing). If another process holds the execution, its renewal finds the
-/// event.
+/// nothing). If another process holds the execution, the store's hint or
+/// its renewal tells it; a process that claims no work leaves the event to
+/// those that do.
 pub(super) async fn deliver(
     inner: &Arc<Inner>,
     tenant: &TenantId,
@@ -109,6 +113,9 @@ pub(super) async fn deliver(
 ) -> Result<(), Error> {
     if let Some(d) = inner.lock_drivers().get(id) {
         d.events.notify_one();
+        return Ok(());
+    }
+    if !inner.claim_work || inner.draining.is_cancelled() {
         return Ok(());
     }
     let claimed = inner
@@ -154,15 +161,19 @@ async fn claim_loop(
     poll_interval: Duration,
 ) {
     loop {
-        let round = {
+        let (round, draining) = {
             let Some(inner) = weak.upgrade() else { return };
-            match claim_round(&inner).await {
+            if inner.draining.is_cancelled() {
+                return;
+            }
+            let round = match claim_round(&inner).await {
                 Ok(round) => round,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming due executions failed; retrying");
                     Round::Until(None)
                 }
-            }
+            };
+            (round, inner.draining.clone())
         };
         match round {
             Round::Again => tokio::task::yield_now().await,
@@ -177,6 +188,7 @@ async fn claim_loop(
                     () = wake.notified() => {}
                     () = timer => {}
                     () = tokio::time::sleep(poll_interval) => {}
+                    () = draining.cancelled() => return,
                 }
             }
         }

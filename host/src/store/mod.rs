@@ -222,6 +222,51 @@ pub struct Held {
     pub has_events: bool,
 }
 
+/// What a node says of itself in a heartbeat.
+#[derive(Debug, Clone)]
+pub struct Heartbeat<'a> {
+    /// The node.
+    pub node: &'a NodeId,
+    /// When this life of the node started.
+    pub started_at: Timestamp,
+    /// Whether it claims work (`false`: it serves the API only).
+    pub claim_work: bool,
+    /// Now.
+    pub at: Timestamp,
+}
+
+/// A node as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Its id.
+    pub node_id: NodeId,
+    /// When its current life started.
+    pub started_at: Timestamp,
+    /// Its last heartbeat.
+    pub last_heartbeat_at: Timestamp,
+    /// Whether it claims work.
+    pub claim_work: bool,
+    /// How many executions it holds under a lease that has not lapsed.
+    pub executions_held: u64,
+}
+
+/// A hint from another process sharing the store that something changed.
+/// Hints may be lost (a pooler that drops notifications, a reconnect), so
+/// whoever acts on one also polls; a hint only makes it sooner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hint {
+    /// Executions became due: claim.
+    Work,
+    /// An event reached an execution's inbox: its holder reads it.
+    Event(ExecutionId),
+    /// An execution committed a new state at this version.
+    Committed(ExecutionId, u64),
+    /// A schedule changed or became due.
+    Schedules,
+    /// Hints may have been missed: look at everything again.
+    Resync,
+}
+
 /// What `send_event` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sent {
@@ -473,4 +518,18 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_secret(&self, tenant: &TenantId, name: &str) -> Result<bool>;
     /// The sealed values of those of `names` that exist.
     async fn secrets(&self, tenant: &TenantId, names: &[String]) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// Records a node's heartbeat, registering the node (or its new life,
+    /// with a new `started_at`) if needed.
+    async fn heartbeat(&self, beat: &Heartbeat<'_>) -> Result<()>;
+    /// Every registered node, by id, with the executions it holds at `now`.
+    async fn nodes(&self, now: Timestamp) -> Result<Vec<NodeRecord>>;
+    /// Forgets the nodes whose last heartbeat is before `before`; returns
+    /// how many.
+    async fn forget_nodes(&self, before: Timestamp) -> Result<u64>;
+    /// Hints from other processes sharing this store; `None` when nothing
+    /// else can share it (each call subscribes anew).
+    fn hints(&self) -> Option<tokio::sync::broadcast::Receiver<Hint>> {
+        None
+    }
 }

@@ -17,12 +17,15 @@
 //! This module must not decide policy: it stores and finds what the engine
 //! and the API hand it.
 
+mod hints;
+mod nodes;
 mod rows;
 mod schedules;
 mod schema;
 mod work;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -35,9 +38,9 @@ use self::rows::{
 
 use super::codec::{column, decode_execution, decode_schedule, nanos, to_json};
 use super::{
-    Commit, Created, Error, ExecutionFilter, Held, Idempotency, Lease, OnConflict, Page, Result,
-    ScheduleFilter, SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant,
-    TokenHash, WorkflowRecord,
+    Commit, Created, Error, ExecutionFilter, Heartbeat, Held, Hint, Idempotency, Lease, Next,
+    NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage, ScheduleWrite, Sent,
+    StepRecord, StepVersion, Store, Tenant, TokenHash, WorkflowRecord,
 };
 use crate::model::{
     Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, StepName,
@@ -54,6 +57,10 @@ pub struct Settings {
     /// A schema to create (if missing) and put first on the search path;
     /// `None` uses the URL's (by default `public`).
     pub schema: Option<String>,
+    /// Whether to exchange hints with the other nodes by `LISTEN/NOTIFY`
+    /// (see [`Store::hints`]). Off, nodes find each other's work by polling
+    /// only: for poolers that do not pass notifications on.
+    pub notifications: bool,
 }
 
 impl Default for Settings {
@@ -62,6 +69,7 @@ impl Default for Settings {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
             schema: None,
+            notifications: true,
         }
     }
 }
@@ -69,6 +77,16 @@ impl Default for Settings {
 /// The PostgreSQL implementation of [`Store`].
 pub struct PostgresStore {
     pool: PgPool,
+    /// Hints to and from the other nodes, unless notifications are off.
+    hints: Option<Arc<hints::Hints>>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(h) = &self.hints {
+            h.stop();
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -140,10 +158,29 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        schema::migrate(&pool).await?;
-        Ok(Self { pool })
+        let schema = schema::migrate(&pool).await?;
+        let hints =
+            if settings.notifications {
+                Some(hints::Hints::start(&pool, &options, &schema).await.map_err(|e| {
+                Error::Backend(format!(
+                    "cannot listen for notifications from the other nodes ({e}); behind a \
+                     pooler that does not pass LISTEN/NOTIFY on, set \
+                     `database-notifications = false`"
+                ))
+            })?)
+            } else {
+                None
+            };
+        Ok(Self { pool, hints })
+    }
+
+    /// Tells the other nodes, if notifications are on.
+    fn hint(&self, hint: Hint) {
+        if let Some(h) = &self.hints {
+            h.send(hint);
+        }
     }
 
     /// Runs a `DELETE` of one tenant's row by its key (`$1`, `$2`):
@@ -159,6 +196,9 @@ impl PostgresStore {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        if let Some(h) = &self.hints {
+            h.stop();
+        }
         self.pool.close().await;
     }
 }
@@ -455,7 +495,11 @@ impl Store for PostgresStore {
             }
         }
         .await;
-        finish(tx, result).await
+        let created = finish(tx, result).await?;
+        if created == Created::New && lease.is_none() {
+            self.hint(Hint::Work);
+        }
+        Ok(created)
     }
 
     async fn claim_due(
@@ -478,7 +522,20 @@ impl Store for PostgresStore {
     }
 
     async fn commit_execution(&self, commit: Commit<'_>) -> Result<u64> {
-        work::commit(&self.pool, commit).await
+        let id = commit.execution.execution_id.clone();
+        let schedule = commit.execution.schedule_id.is_some() && commit.next == Next::Finish;
+        // Parked due now: handed back (a node shutting down), for any node.
+        let due = matches!(commit.next, Next::Park { wake_at } if wake_at <= Timestamp::now());
+        let version = work::commit(&self.pool, commit).await?;
+        self.hint(Hint::Committed(id, version));
+        if due {
+            self.hint(Hint::Work);
+        }
+        if schedule {
+            // A buffered tick may wait for this execution to end.
+            self.hint(Hint::Schedules);
+        }
+        Ok(version)
     }
 
     async fn renew_leases(&self, lease: &Lease, ids: &[ExecutionId]) -> Result<Vec<Held>> {
@@ -486,7 +543,11 @@ impl Store for PostgresStore {
     }
 
     async fn release_leases(&self, owner: &NodeId, now: Timestamp) -> Result<u64> {
-        work::release_leases(&self.pool, owner, now).await
+        let released = work::release_leases(&self.pool, owner, now).await?;
+        if released > 0 {
+            self.hint(Hint::Work);
+        }
+        Ok(released)
     }
 
     async fn next_wake_at(&self, owner: &NodeId) -> Result<Option<Timestamp>> {
@@ -499,7 +560,11 @@ impl Store for PostgresStore {
         id: &ExecutionId,
         event: &NewEvent,
     ) -> Result<Sent> {
-        work::send_event(&self.pool, tenant, id, event).await
+        let sent = work::send_event(&self.pool, tenant, id, event).await?;
+        if matches!(sent, Sent::Stored(_)) {
+            self.hint(Hint::Event(id.clone()));
+        }
+        Ok(sent)
     }
 
     async fn events(&self, id: &ExecutionId, after: u64) -> Result<Vec<Event>> {
@@ -542,7 +607,9 @@ impl Store for PostgresStore {
     }
 
     async fn create_schedule(&self, schedule: &Schedule, wake_at: Option<Timestamp>) -> Result<()> {
-        schedules::create(&self.pool, schedule, wake_at).await
+        schedules::create(&self.pool, schedule, wake_at).await?;
+        self.hint(Hint::Schedules);
+        Ok(())
     }
 
     async fn schedule(&self, tenant: &TenantId, id: &ScheduleId) -> Result<Option<Schedule>> {
@@ -579,7 +646,15 @@ impl Store for PostgresStore {
     }
 
     async fn write_schedule(&self, write: ScheduleWrite<'_>) -> Result<Option<u64>> {
-        schedules::write(&self.pool, write).await
+        let unleased = write.start.as_ref().is_some_and(|s| s.lease.is_none());
+        let written = schedules::write(&self.pool, write).await?;
+        if written.is_some() {
+            self.hint(Hint::Schedules);
+            if unleased {
+                self.hint(Hint::Work);
+            }
+        }
+        Ok(written)
     }
 
     async fn delete_schedule(&self, tenant: &TenantId, id: &ScheduleId) -> Result<bool> {
@@ -644,6 +719,22 @@ impl Store for PostgresStore {
             .iter()
             .filter_map(|n| found.remove(n).map(|s| (n.clone(), s)))
             .collect())
+    }
+
+    async fn heartbeat(&self, beat: &Heartbeat<'_>) -> Result<()> {
+        nodes::heartbeat(&self.pool, beat).await
+    }
+
+    async fn nodes(&self, now: Timestamp) -> Result<Vec<NodeRecord>> {
+        nodes::nodes(&self.pool, now).await
+    }
+
+    async fn forget_nodes(&self, before: Timestamp) -> Result<u64> {
+        nodes::forget(&self.pool, before).await
+    }
+
+    fn hints(&self) -> Option<tokio::sync::broadcast::Receiver<Hint>> {
+        self.hints.as_ref().map(|h| h.subscribe())
     }
 }
 

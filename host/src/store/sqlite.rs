@@ -11,6 +11,7 @@
 //! it.
 
 mod connections;
+mod nodes;
 mod rows;
 mod schedules;
 mod schema;
@@ -27,9 +28,9 @@ use self::rows::{
     load_steps, load_tenant, load_workflow, nanos, to_json, workflow_row,
 };
 use super::{
-    Commit, Created, Error, ExecutionFilter, Held, Idempotency, Lease, OnConflict, Page, Result,
-    ScheduleFilter, SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant,
-    TokenHash, WorkflowRecord,
+    Commit, Created, Error, ExecutionFilter, Heartbeat, Held, Idempotency, Lease, NodeRecord,
+    OnConflict, Page, Result, ScheduleFilter, SchedulePage, ScheduleWrite, Sent, StepRecord,
+    StepVersion, Store, Tenant, TokenHash, WorkflowRecord,
 };
 use crate::model::{
     Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, StepName,
@@ -644,6 +645,36 @@ impl Store for SqliteStore {
                 }
                 Ok(out)
             })
+            .await
+    }
+
+    async fn heartbeat(&self, beat: &Heartbeat<'_>) -> Result<()> {
+        let (node, started_at, claim_work, at) =
+            (beat.node.clone(), beat.started_at, beat.claim_work, beat.at);
+        self.writer
+            .run(move |conn| {
+                nodes::heartbeat(
+                    conn,
+                    &Heartbeat {
+                        node: &node,
+                        started_at,
+                        claim_work,
+                        at,
+                    },
+                )
+            })
+            .await
+    }
+
+    async fn nodes(&self, now: Timestamp) -> Result<Vec<NodeRecord>> {
+        let now = nanos(now);
+        self.readers.run(move |conn| nodes::nodes(conn, now)).await
+    }
+
+    async fn forget_nodes(&self, before: Timestamp) -> Result<u64> {
+        let before = nanos(before);
+        self.writer
+            .run(move |conn| nodes::forget(conn, before))
             .await
     }
 }

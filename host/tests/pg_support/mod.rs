@@ -39,9 +39,15 @@ pub struct Schema {
 impl Schema {
     /// A new schema when the suites run on PostgreSQL.
     pub fn for_run() -> Option<Self> {
-        on_postgres().then(|| Self {
+        on_postgres().then(Self::new)
+    }
+
+    /// A new schema, whatever the suites run on (for tests of several
+    /// nodes, which need PostgreSQL).
+    pub fn new() -> Self {
+        Self {
             name: format!("e2e_{}", uuid::Uuid::now_v7().simple()),
-        })
+        }
     }
 
     /// The settings that put a server's data in this schema.

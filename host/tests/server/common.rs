@@ -55,6 +55,8 @@ pub async fn start_with(
         "data-dir": dir.path(),
         "admin-token": ADMIN,
         "workers": 2,
+        // Restarts in the suites wait for running attempts this long.
+        "shutdown-grace": "2s",
     });
     if let Some(schema) = &schema {
         for (k, v) in schema.settings() {

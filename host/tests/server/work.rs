@@ -257,3 +257,168 @@ async fn a_restart_claims_parked_work_as_it_comes_due() {
         );
     }
 }
+
+/// The admin sees this node registered, with its heartbeat and the
+/// execution it holds while it drives one; a tenant token gets 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_lists_the_nodes_and_what_they_hold() {
+    let s = crate::common::start_with(
+        std::sync::Arc::new(stephost::engine::SystemClock),
+        json!({"node-id": "only-node"}),
+        None,
+    )
+    .await;
+    let t = s.fixture("acme").await;
+    let list = |token: &'static str| {
+        let s = &s;
+        async move {
+            s.call(Method::GET, "/v1/admin/nodes", Some(token), None)
+                .await
+        }
+    };
+    let r = list(crate::common::ADMIN).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let items = r.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{:?}", r.body);
+    let me = &items[0];
+    assert_eq!(me["node_id"], "only-node");
+    assert_eq!(me["this_node"], true);
+    assert_eq!(me["claim_work"], true);
+    assert_eq!(me["executions_held"], 0);
+    let started: jiff::Timestamp = me["started_at"].as_str().unwrap().parse().unwrap();
+    let beat: jiff::Timestamp = me["last_heartbeat_at"].as_str().unwrap().parse().unwrap();
+    assert!(beat >= started, "{me}");
+
+    let id = submit(&s, &t, "slow", json!({})).await;
+    wait_for(&s, &t, &id, |e| e["status"] == "running").await;
+    let r = list(crate::common::ADMIN).await;
+    assert_eq!(r.body["items"][0]["executions_held"], 1, "{:?}", r.body);
+    // The heartbeat moves on (every 2 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = list(crate::common::ADMIN).await;
+        let later: jiff::Timestamp = r.body["items"][0]["last_heartbeat_at"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        if later > beat {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heartbeat after {beat}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let r = s.call(Method::GET, "/v1/admin/nodes", Some(&t), None).await;
+    crate::common::assert_problem(&r, StatusCode::UNAUTHORIZED, "admin token");
+}
+
+/// A stopping server lets a running attempt finish and commits it: after
+/// a restart on the same data, the execution goes on from there and the
+/// step that was running when the stop came ran once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_finishes_the_running_attempt_and_hands_the_rest_back() {
+    let config = json!({"shutdown-grace": "20s"});
+    let system = || std::sync::Arc::new(stephost::engine::SystemClock);
+    let s = start_with(system(), config.clone(), None).await;
+    let t = s.fixture("acme").await;
+    crate::common::apply(
+        &s,
+        &t,
+        "two",
+        json!({"steps": [
+            {"id": "first", "step": "hostile", "input": {"op": "nap", "n": 1500}},
+            {"id": "second", "step": "echo", "needs": ["first"]}]}),
+    )
+    .await;
+    let id = submit(&s, &t, "two", json!({})).await;
+    wait_for(&s, &t, &id, |e| e["status"] == "running").await;
+    let started = std::time::Instant::now();
+    let mut s = s;
+    s.shutdown().await;
+    let stopping = started.elapsed();
+    let stopped_at = jiff::Timestamp::now();
+    // The stop waited for the 1.5 s attempt, not for the 20 s grace.
+    assert!(
+        stopping < Duration::from_secs(15),
+        "stopping took {stopping:?}"
+    );
+    let s = start_with(system(), config, Some(s)).await;
+    let done = wait_for(&s, &t, &id, |e| e["status"] == "succeeded").await;
+    // The first step finished before the stop ended, not in a rerun after.
+    let finished: jiff::Timestamp =
+        crate::common::step(&done, "first")["attempts"][0]["finished_at"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    assert!(
+        finished < stopped_at,
+        "finished {finished}, stopped {stopped_at}: {done}"
+    );
+    for step in ["first", "second"] {
+        let attempts = crate::common::step(&done, step)["attempts"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(attempts, 1, "{step} ran {attempts} times: {done}");
+    }
+}
+
+/// An attempt that outlasts the grace period is abandoned as a crash would
+/// leave it: the stop does not wait for it, and the restarted server runs
+/// the step again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_abandons_what_outlasts_the_grace() {
+    let config = json!({"shutdown-grace": "500ms"});
+    let system = || std::sync::Arc::new(stephost::engine::SystemClock);
+    let s = start_with(system(), config.clone(), None).await;
+    let t = s.fixture("acme").await;
+    let id = submit(&s, &t, "slow", json!({})).await;
+    wait_for(&s, &t, &id, |e| {
+        crate::common::step(e, "first")["status"] == "succeeded"
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let s = start_with(system(), config, Some(s)).await;
+    let stopping = started.elapsed();
+    assert!(
+        stopping < Duration::from_secs(10),
+        "stopping took {stopping:?}"
+    );
+    // The stop released the lease; the new life claims the execution again
+    // and runs the step anew.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = s
+            .call(
+                Method::GET,
+                "/v1/admin/nodes",
+                Some(crate::common::ADMIN),
+                None,
+            )
+            .await;
+        if r.body["items"][0]["executions_held"] == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not claimed again: {:?}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = get(&s, &t, &id).await;
+    assert_eq!(again["status"], "running", "{again}");
+    assert_eq!(
+        crate::common::step(&again, "first")["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{again}"
+    );
+}

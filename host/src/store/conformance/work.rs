@@ -480,3 +480,78 @@ pub(crate) async fn claiming_one_execution(h: &dyn Harness) {
             .is_some()
     );
 }
+
+/// Nodes register with their first heartbeat and are listed by id with
+/// the leases they hold at the time asked (a lapsed lease is not held);
+/// a new life replaces `started_at`; silent nodes can be forgotten.
+pub(crate) async fn nodes_and_their_leases(h: &dyn Harness) {
+    use crate::store::{Heartbeat, NodeRecord};
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let t0 = Timestamp::now();
+    let beat = |name: &'static str, started_at, claim_work, at| {
+        let store = store.clone();
+        async move {
+            store
+                .heartbeat(&Heartbeat {
+                    node: &node(name),
+                    started_at,
+                    claim_work,
+                    at,
+                })
+                .await
+                .expect("the heartbeat is stored");
+        }
+    };
+    assert_eq!(store.nodes(t0).await.unwrap(), Vec::<NodeRecord>::new());
+    beat("b", t0, false, t0).await;
+    beat("a", t0, true, later(t0, 1)).await;
+    for n in 0..3 {
+        let exec = execution(&acme, "orders", later(t0, n));
+        store
+            .create_execution(&exec, None, Some(&lease("a", later(t0, 10 + n))))
+            .await
+            .unwrap();
+    }
+    let listed = store.nodes(later(t0, 11)).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            NodeRecord {
+                node_id: node("a"),
+                started_at: t0,
+                last_heartbeat_at: later(t0, 1),
+                claim_work: true,
+                // The first lease lapsed at t0 + 10.
+                executions_held: 2,
+            },
+            NodeRecord {
+                node_id: node("b"),
+                started_at: t0,
+                last_heartbeat_at: t0,
+                claim_work: false,
+                executions_held: 0,
+            },
+        ]
+    );
+    assert_eq!(
+        store.nodes(later(t0, 13)).await.unwrap()[0].executions_held,
+        0
+    );
+    // A restart: a new life of "a".
+    beat("a", later(t0, 20), true, later(t0, 20)).await;
+    let a = store.nodes(later(t0, 20)).await.unwrap().remove(0);
+    assert_eq!(
+        (a.started_at, a.last_heartbeat_at),
+        (later(t0, 20), later(t0, 20))
+    );
+    assert_eq!(store.forget_nodes(later(t0, 5)).await.unwrap(), 1);
+    let left: Vec<NodeId> = store
+        .nodes(later(t0, 20))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.node_id)
+        .collect();
+    assert_eq!(left, vec![node("a")]);
+}

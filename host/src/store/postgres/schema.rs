@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::store::{Error, Result};
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// The first schema: the same tables as SQLite's third version. Every
 /// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
@@ -131,18 +131,30 @@ CREATE TABLE secrets (
 );
 ";
 
+/// Version 2: the nodes that use the database, each with its last
+/// heartbeat (see `store::Heartbeat`).
+const SCHEMA_2: &str = "
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    started_ns BIGINT NOT NULL,
+    heartbeat_ns BIGINT NOT NULL,
+    claim_work BOOLEAN NOT NULL
+);
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = [SCHEMA_1];
+const MIGRATIONS: [&str; 2] = [SCHEMA_1, SCHEMA_2];
 
 /// Applies the upgrades the database lacks and records them, under the
 /// advisory lock; refuses a database written by a newer build.
-pub(super) async fn migrate(pool: &PgPool) -> Result<()> {
+/// Returns the schema the tables are in.
+pub(super) async fn migrate(pool: &PgPool) -> Result<String> {
     let mut tx = pool.begin().await?;
     let result = upgrade(&mut tx).await;
     super::rows::finish(tx, result).await
 }
 
-async fn upgrade(tx: &mut Transaction<'static, Postgres>) -> Result<()> {
+async fn upgrade(tx: &mut Transaction<'static, Postgres>) -> Result<String> {
     let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
         .fetch_one(&mut **tx)
         .await?;
@@ -186,5 +198,5 @@ async fn upgrade(tx: &mut Transaction<'static, Postgres>) -> Result<()> {
             .execute(&mut **tx)
             .await?;
     }
-    Ok(())
+    Ok(schema)
 }

@@ -236,3 +236,105 @@ fn passwords_are_redacted_and_urls_recognised() {
     assert!(is_postgres_url("postgres://db/x"));
     assert!(!is_postgres_url("/var/lib/stephost"));
 }
+
+/// The next hint, within 20 s.
+async fn next_hint(rx: &mut tokio::sync::broadcast::Receiver<Hint>) -> Hint {
+    tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("a hint within 20 s")
+        .expect("the hint channel is open")
+}
+
+/// What one store writes reaches another store on the same schema as hints
+/// (due work, an event, a committed state), a store does not hear its own
+/// hints, and with notifications off a store offers none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_reach_the_other_nodes() {
+    use crate::store::conformance::{execution, work::lease};
+    let pg = Pg::new();
+    let a = pg.connect().await;
+    let b = pg.connect().await;
+    let mut heard_by_a = a.hints().expect("notifications are on by default");
+    let mut heard_by_b = b.hints().expect("notifications are on by default");
+    let tenant = TenantId::generate();
+    a.create_tenant(
+        &Tenant {
+            id: tenant.clone(),
+            name: "acme".into(),
+            created_at: Timestamp::now(),
+        },
+        TokenHash([7; 32]),
+    )
+    .await
+    .unwrap();
+    let t0 = Timestamp::now();
+    let mut exec = execution(&tenant, "orders", t0);
+    assert_eq!(
+        a.create_execution(&exec, None, None).await.unwrap(),
+        Created::New
+    );
+    assert_eq!(next_hint(&mut heard_by_b).await, Hint::Work);
+    let event = crate::model::NewEvent {
+        kind: crate::model::EventKind::Cancel,
+        name: None,
+        payload: None,
+        idempotency_key: None,
+        at: t0,
+    };
+    assert!(matches!(
+        a.send_event(&tenant, &exec.execution_id, &event)
+            .await
+            .unwrap(),
+        Sent::Stored(_)
+    ));
+    assert_eq!(
+        next_hint(&mut heard_by_b).await,
+        Hint::Event(exec.execution_id.clone())
+    );
+    let held = lease(
+        "a",
+        Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(60))
+            .unwrap(),
+    );
+    let claimed = a
+        .claim_execution(&held, Timestamp::now(), &tenant, &exec.execution_id)
+        .await
+        .unwrap()
+        .expect("claimed");
+    exec.version = claimed.version;
+    let version = a
+        .commit_execution(Commit {
+            execution: &exec,
+            version: exec.version,
+            owner: &held.owner,
+            consumed: 0,
+            next: Next::Hold { until: held.until },
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        next_hint(&mut heard_by_b).await,
+        Hint::Committed(exec.execution_id.clone(), version)
+    );
+    // Nothing of its own came back to `a`: PostgreSQL delivers a
+    // channel's notifications in commit order, so `a`'s own (sent before
+    // `b` heard the last of them) would arrive before this one of `b`.
+    b.create_execution(&execution(&tenant, "orders", Timestamp::now()), None, None)
+        .await
+        .unwrap();
+    assert_eq!(next_hint(&mut heard_by_a).await, Hint::Work);
+
+    let quiet = PostgresStore::connect(
+        &test_database_url(),
+        &Settings {
+            schema: Some(pg.schema.clone()),
+            notifications: false,
+            ..Settings::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(quiet.hints().is_none());
+    assert!(quiet.hints.is_none(), "nor does it send any");
+}

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
@@ -142,8 +142,19 @@ CREATE UNIQUE INDEX executions_by_tick ON executions (tenant_id, schedule_id, ti
 ALTER TABLE workflows ADD COLUMN deleted_ns INTEGER;
 ";
 
+/// Version 4: the nodes that use the database, each with its last
+/// heartbeat (see `store::Heartbeat`).
+const SCHEMA_4: &str = "
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    started_ns INTEGER NOT NULL,
+    heartbeat_ns INTEGER NOT NULL,
+    claim_work INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 3] = [SCHEMA_1, SCHEMA_2, SCHEMA_3];
+const MIGRATIONS: [&str; 4] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4];
 
 /// Applies the upgrades the database lacks, in one transaction, and records
 /// the version; refuses a database written by a newer build.
