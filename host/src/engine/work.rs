@@ -244,6 +244,13 @@ async fn renew_loop(weak: Weak<Inner>, every: Duration) {
             Ok(renewed) => {
                 let renewed: std::collections::HashMap<ExecutionId, bool> =
                     renewed.into_iter().map(|h| (h.id, h.has_events)).collect();
+                let lost = held.len() - renewed.len();
+                if lost > 0 {
+                    tracing::warn!(
+                        count = lost,
+                        "the lease of executions this node drove was lost (another node took them over, or they ended); their drivers stop"
+                    );
+                }
                 for (id, driven) in held {
                     match renewed.get(&id) {
                         Some(true) => driven.events.notify_one(),

@@ -15,6 +15,8 @@ use serde_json::Value;
 /// A `stephost serve` process; killed with SIGKILL when dropped.
 pub struct Serve {
     child: Child,
+    /// Its warnings and errors (at most the first 10,000 lines).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
 }
@@ -34,6 +36,8 @@ impl Serve {
             .expect("start stephost serve");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
         // Reads the address from its line, then keeps draining stderr so
         // that the server never blocks on a full pipe.
         std::thread::spawn(move || {
@@ -43,6 +47,11 @@ impl Serve {
                     let url = rest.split_whitespace().next().unwrap_or_default();
                     let _ = tx.send(url.to_owned());
                 }
+                if let Ok(mut kept) = kept.lock()
+                    && kept.len() < 10_000
+                {
+                    kept.push(line.clone());
+                }
                 if std::env::var_os("TEST_SERVER_LOGS").is_some() {
                     eprintln!("[server] {line}");
                 }
@@ -51,7 +60,15 @@ impl Serve {
         let url = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the server did not report its address");
-        Self { child, url }
+        Self { child, url, log }
+    }
+
+    /// How many lines of its log so far contain `needle`.
+    pub fn logged(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .map(|l| l.iter().filter(|line| line.contains(needle)).count())
+            .unwrap_or(0)
     }
 
     /// `kill -9`: no shutdown code runs.
