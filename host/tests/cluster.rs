@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use serve_support::{Serve, call};
+use serve_support::{Serve, call, list_all};
 
 const ADMIN: &str = "cluster-admin-token";
 
@@ -296,16 +296,7 @@ async fn api_only_node_hands_everything_to_the_worker(notifications: bool) {
     // B as holding it.
     let id = submit(&client, a, &token, "slow").await;
     until(&client, a, &token, &id, |e| e["status"] == "running").await;
-    let held: Vec<(String, u64)> = nodes(&client, a)
-        .await
-        .iter()
-        .map(|n| {
-            (
-                n["node_id"].as_str().unwrap().to_owned(),
-                n["executions_held"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let held = holdings(&client, a).await;
     assert_eq!(
         held,
         vec![("node-a".to_owned(), 0), ("node-b".to_owned(), 1)]
@@ -409,16 +400,7 @@ async fn sigterm_hands_a_nodes_work_over_and_loses_and_doubles_nothing() {
         took < Duration::from_secs(15),
         "the stop took {took:?}: it must wait for the 3 s attempt, not the 20 s grace"
     );
-    let held: Vec<(String, u64)> = nodes(&client, &urls[1])
-        .await
-        .iter()
-        .map(|n| {
-            (
-                n["node_id"].as_str().unwrap().to_owned(),
-                n["executions_held"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let held = holdings(&client, &urls[1]).await;
     assert_eq!(held[0], ("node-1".to_owned(), 0), "{held:?}");
 
     for id in &ids {
@@ -444,37 +426,27 @@ async fn sigterm_hands_a_nodes_work_over_and_loses_and_doubles_nothing() {
     drop(second);
 }
 
-/// Every execution id the listing on `url` returns for `filter`, following
-/// cursors.
-async fn list_all(client: &Client, url: &str, token: &str, filter: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let (status, page) = call(
-            client,
-            Method::GET,
-            format!("{url}/v1/executions?limit=100{filter}{cursor}"),
-            token,
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        items.extend(page["items"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = format!("&cursor={c}"),
-            None => return items,
-        }
-    }
+/// `(node id, executions held)` of every node, as `url` lists them.
+async fn holdings(client: &Client, url: &str) -> Vec<(String, u64)> {
+    nodes(client, url)
+        .await
+        .iter()
+        .map(|n| {
+            (
+                n["node_id"].as_str().unwrap().to_owned(),
+                n["executions_held"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// The executions a node holds, as another node's listing shows them.
 async fn held_by(client: &Client, url: &str, node: &str) -> u64 {
-    nodes(client, url)
+    holdings(client, url)
         .await
-        .iter()
-        .find(|n| n["node_id"] == node)
-        .and_then(|n| n["executions_held"].as_u64())
-        .unwrap_or(0)
+        .into_iter()
+        .find(|(id, _)| id == node)
+        .map_or(0, |(_, held)| held)
 }
 
 const TOTAL: usize = 3000;

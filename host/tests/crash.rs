@@ -55,31 +55,16 @@ fn start(data: &Data) -> Serve {
 }
 
 /// Every execution id the listing returns for `filter`, following cursors.
-async fn list_all(client: &Client, url: &str, token: &str, filter: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let (status, page) = call(
-            client,
-            reqwest::Method::GET,
-            format!("{url}/v1/executions?limit=100{filter}{cursor}"),
-            token,
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{page}");
-        for e in page["items"].as_array().unwrap() {
-            ids.push(e["execution_id"].as_str().unwrap().to_owned());
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = format!("&cursor={c}"),
-            None => return ids,
-        }
-    }
+async fn list_ids(client: &Client, url: &str, token: &str, filter: &str) -> Vec<String> {
+    serve_support::list_all(client, url, token, filter)
+        .await
+        .iter()
+        .map(|e| e["execution_id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 async fn count_succeeded(client: &Client, url: &str, token: &str) -> usize {
-    list_all(client, url, token, "&status=succeeded")
+    list_ids(client, url, token, "&status=succeeded")
         .await
         .len()
 }
@@ -199,7 +184,7 @@ async fn kill_9_during_200_async_executions_loses_nothing_and_completes_each_onc
     }
     // Nothing lost and nothing duplicated: the listing holds exactly the
     // accepted ids.
-    let listed = list_all(&client, &url, &token, "").await;
+    let listed = list_ids(&client, &url, &token, "").await;
     assert_eq!(listed.len(), EXECUTIONS);
     let listed: HashSet<String> = listed.into_iter().collect();
     let accepted: HashSet<String> = ids.into_iter().collect();
@@ -304,7 +289,7 @@ async fn kill_9_with_1000_timers_and_100_signal_waits_fires_each_once() {
     .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let waiting = list_all(&client, &url, &token, "&status=waiting")
+        let waiting = list_ids(&client, &url, &token, "&status=waiting")
             .await
             .len();
         if waiting == TIMERS + SIGNAL_WAITS {
@@ -380,7 +365,7 @@ async fn kill_9_with_1000_timers_and_100_signal_waits_fires_each_once() {
             assert!(exec.get("pending_signals").is_none(), "{exec}");
         }
     }
-    let listed: HashSet<String> = list_all(&client, &url, &token, "")
+    let listed: HashSet<String> = list_ids(&client, &url, &token, "")
         .await
         .into_iter()
         .collect();
@@ -444,7 +429,7 @@ async fn kill_9_around_schedule_ticks_fires_each_tick_once() {
     assert_eq!(body["skipped"], 0, "{body}");
     let fired = body["fired"].as_u64().unwrap() as usize;
 
-    let ids = list_all(&client, &url, &token, "&schedule_id=s").await;
+    let ids = list_ids(&client, &url, &token, "&schedule_id=s").await;
     assert_eq!(ids.len(), fired, "one execution per fire");
     let mut ticks = Vec::with_capacity(ids.len());
     for id in &ids {

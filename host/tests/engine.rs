@@ -52,6 +52,18 @@ struct Flaky {
     inner: Arc<dyn Store>,
     failures_left: AtomicU32,
     failed: AtomicU32,
+    /// When set, holds the claim loop between a claim and its driver.
+    gate: Option<Gate>,
+}
+
+/// Holds a claim round that took something until `release`, and reports
+/// when an event's sender, having found the execution held, reads it back.
+#[derive(Default)]
+struct Gate {
+    claimed: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    refused: std::sync::atomic::AtomicBool,
+    read_after_refusal: tokio::sync::Notify,
 }
 
 #[async_trait::async_trait]
@@ -156,6 +168,22 @@ impl Store for Flaky {
         self.inner.claim_due(lease, now, limit).await
     }
 
+    async fn claim_round(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<stephost::store::ClaimRound> {
+        let round = self.inner.claim_round(lease, now, limit).await?;
+        if let Some(gate) = &self.gate
+            && !round.claimed.is_empty()
+        {
+            gate.claimed.notify_one();
+            gate.release.notified().await;
+        }
+        Ok(round)
+    }
+
     async fn claim_execution(
         &self,
         lease: &Lease,
@@ -163,7 +191,11 @@ impl Store for Flaky {
         tenant: &TenantId,
         id: &ExecutionId,
     ) -> Result<Option<Execution>> {
-        self.inner.claim_execution(lease, now, tenant, id).await
+        let claimed = self.inner.claim_execution(lease, now, tenant, id).await?;
+        if let (Some(gate), None) = (&self.gate, &claimed) {
+            gate.refused.store(true, Ordering::SeqCst);
+        }
+        Ok(claimed)
     }
 
     async fn commit_execution(&self, commit: Commit<'_>) -> Result<u64> {
@@ -204,6 +236,11 @@ impl Store for Flaky {
     }
 
     async fn execution(&self, tenant: &TenantId, id: &ExecutionId) -> Result<Option<Execution>> {
+        if let Some(gate) = &self.gate
+            && gate.refused.load(Ordering::SeqCst)
+        {
+            gate.read_after_refusal.notify_one();
+        }
         self.inner.execution(tenant, id).await
     }
 
@@ -280,8 +317,8 @@ impl Store for Flaky {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commits_the_store_refuses_are_retried_until_it_takes_them() {
+/// A SQLite store with a tenant, the step `echo` and the workflow `two`.
+async fn setup() -> (tempfile::TempDir, Arc<dyn Store>, Tenant, WorkflowId) {
     let dir = tempfile::tempdir().unwrap();
     let sqlite: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("store.db"), Durability::Off).unwrap());
@@ -315,10 +352,17 @@ async fn commits_the_store_refuses_are_retried_until_it_takes_them() {
         )
         .await
         .unwrap();
+    (dir, sqlite, tenant, workflow)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_the_store_refuses_are_retried_until_it_takes_them() {
+    let (_dir, sqlite, tenant, workflow) = setup().await;
     let flaky = Arc::new(Flaky {
         inner: sqlite.clone(),
         failures_left: AtomicU32::new(3),
         failed: AtomicU32::new(0),
+        gate: None,
     });
     let engine = Engine::start(
         flaky.clone(),
@@ -370,4 +414,86 @@ async fn commits_the_store_refuses_are_retried_until_it_takes_them() {
     assert_eq!(stored.status, Status::Succeeded);
     assert_eq!(stored.output, done.output);
     assert_eq!(stored.history, done.history);
+}
+
+/// A driver whose claim saw an empty inbox skips reading it, unless an
+/// event arrived meanwhile that found no driver to tell: a cancel sent
+/// after the claim committed but before its driver was registered (the
+/// sender finds the execution held, and nobody here driving it) still
+/// stops the execution. The gate holds the claim loop in exactly that
+/// window; the echo steps would otherwise succeed at once, and the lease
+/// renewal that would also find the event comes only after 12 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_that_slips_between_a_claim_and_its_driver_is_read() {
+    let (_dir, sqlite, tenant, workflow) = setup().await;
+    let gated = Arc::new(Flaky {
+        inner: sqlite.clone(),
+        failures_left: AtomicU32::new(0),
+        failed: AtomicU32::new(0),
+        gate: Some(Gate::default()),
+    });
+    let engine = Engine::start(
+        gated.clone(),
+        Services {
+            runner: Arc::new(Echo),
+            secrets: Arc::new(NoSecrets),
+            clock: Arc::new(SystemClock),
+        },
+        Settings {
+            workers: 1,
+            max_in_flight: 4,
+            runtime: None,
+            node: NodeId::generate(),
+            lease_ttl: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(50),
+            claim_work: true,
+        },
+    )
+    .await
+    .unwrap();
+    let gate = gated.gate.as_ref().unwrap();
+    // A postponed run is left to the claim loop (no fast path).
+    let submitted = engine
+        .submit(
+            &tenant.id,
+            Submission {
+                workflow_id: workflow,
+                version: VersionSel::Latest,
+                input_data: json!({"n": 1}),
+                custom_data: None,
+                start: Some(stephost::engine::StartAt::Delay(Duration::from_millis(100))),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let id = submitted.execution().execution_id.clone();
+    tokio::time::timeout(Duration::from_secs(10), gate.claimed.notified())
+        .await
+        .expect("the claim within 10 s");
+    let cancel = {
+        let engine = engine.clone();
+        let tenant = tenant.id.clone();
+        let id = id.clone();
+        tokio::spawn(async move { engine.cancel(&tenant, &id).await })
+    };
+    // The cancel is stored, found no driver and could not claim the
+    // execution; it now waits for the outcome.
+    tokio::time::timeout(Duration::from_secs(10), gate.read_after_refusal.notified())
+        .await
+        .expect("the refused claim within 10 s");
+    gate.release.notify_one();
+    let cancelled = tokio::time::timeout(Duration::from_secs(10), cancel)
+        .await
+        .expect("the cancel answers well before the renewal")
+        .unwrap()
+        .expect("cancelled");
+    assert_eq!(cancelled.status, Status::Cancelled, "{cancelled:?}");
+    let stored = sqlite.execution(&tenant.id, &id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Cancelled);
+    assert!(
+        stored.steps.iter().all(|s| s.attempts.is_empty()),
+        "no step ran: {:?}",
+        stored.steps
+    );
 }

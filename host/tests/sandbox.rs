@@ -551,3 +551,112 @@ fn a_restarted_host_loads_the_precompiled_artifact() {
         "one artifact per digest and engine"
     );
 }
+
+fn cached_host(dir: &std::path::Path) -> Sandbox {
+    Sandbox::new(Settings {
+        cache_dir: Some(dir.to_owned()),
+        pool: stephost::sandbox::PoolSize {
+            max_concurrent_instances: 2,
+        },
+        ..Settings::default()
+    })
+    .unwrap()
+}
+
+/// The files in a cache directory, by name.
+fn cache_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Many first runs of one new component at once (a burst of executions
+/// right after an upload on a fresh node) compile it once and share the
+/// result; before, they raced on one temporary file and some failed with
+/// a cache I/O error.
+#[test]
+fn concurrent_first_runs_of_one_component_compile_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = cached_host(dir.path());
+    let bytes = test_programs::read(test_programs::STEP_RESHAPE);
+    const THREADS: usize = 8;
+    let start = std::sync::Barrier::new(THREADS);
+    let prepared: Vec<Arc<stephost::sandbox::Prepared>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    host.prepare(&bytes)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().expect("every first run prepares"))
+            .collect()
+    });
+    assert_eq!(prepared[0].source, Source::Compiled);
+    for p in &prepared[1..] {
+        assert!(Arc::ptr_eq(&prepared[0], p), "one compilation, shared");
+    }
+    let files = cache_files(dir.path());
+    assert_eq!(
+        files.len(),
+        1,
+        "one artifact and no temporary file: {files:?}"
+    );
+    assert!(files[0].ends_with(".cwasm"), "{files:?}");
+}
+
+/// The artifact cache only saves compile time: when it cannot be written
+/// (a full disk, a directory gone), the component is compiled in memory
+/// and runs all the same.
+#[tokio::test]
+async fn a_cache_that_cannot_be_written_does_not_fail_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("precompiled");
+    let host = cached_host(&cache);
+    // A file where the directory was: every write into it fails.
+    std::fs::remove_dir(&cache).unwrap();
+    std::fs::write(&cache, b"not a directory").unwrap();
+    let p = host
+        .prepare(&test_programs::read(test_programs::ECHO))
+        .expect("prepared without its artifact");
+    assert_eq!(p.source, Source::Compiled);
+    let limits = host.limits(&Overrides::default()).unwrap();
+    let report = host
+        .run(
+            &p,
+            r#"{"a":1}"#,
+            &limits,
+            &Capabilities::default(),
+            &Cancel::new(),
+        )
+        .await
+        .expect("run");
+    assert_eq!(output(&report), json!({"a": 1}));
+    assert_eq!(std::fs::read(&cache).unwrap(), b"not a directory");
+}
+
+/// A component that is refused, or only inspected, leaves nothing on disk.
+#[test]
+fn rejected_and_inspected_components_leave_no_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = cached_host(dir.path());
+    let no_run = wat::parse_str("(component)").unwrap();
+    host.prepare(&no_run).unwrap_err();
+    let wrong = test_programs::read(test_programs::WRONG_WORLD);
+    host.prepare(&wrong).unwrap_err();
+    let inspected = host
+        .inspect(&test_programs::read(test_programs::ECHO))
+        .unwrap();
+    assert_eq!(inspected.verdict, Ok(()));
+    assert_eq!(cache_files(dir.path()), Vec::<String>::new());
+    // An accepted one is kept.
+    host.prepare(&test_programs::read(test_programs::ECHO))
+        .unwrap();
+    assert_eq!(cache_files(dir.path()).len(), 1);
+}

@@ -101,8 +101,15 @@ async fn commit(inner: &Inner, snapshot: &Snapshot, version: u64) -> Option<u64>
 /// Drives a claimed execution until it parks, finishes or loses its lease.
 /// `slot` is false for a driver started only to act on a cancel or a pause:
 /// it starts no step, and otherwise parks again at once (due now, so that a
-/// driver with a slot takes over).
-pub(super) async fn drive(inner: &Arc<Inner>, exec: Execution, driven: &Arc<Driven>, slot: bool) {
+/// driver with a slot takes over). `read_inbox` is false when the inbox is
+/// known to be empty (see `work::spawn_driver`).
+pub(super) async fn drive(
+    inner: &Arc<Inner>,
+    exec: Execution,
+    driven: &Arc<Driven>,
+    slot: bool,
+    read_inbox: bool,
+) {
     let def = inner.definition(&exec).await;
     let (snapshots, pending) = watch::channel(Snapshot {
         execution: Arc::new(exec.clone()),
@@ -125,7 +132,12 @@ pub(super) async fn drive(inner: &Arc<Inner>, exec: Execution, driven: &Arc<Driv
         consumed: 0,
         state: State::new(exec),
     };
-    if let Err(e) = run.read_events().await {
+    let first_read = if read_inbox {
+        run.read_events().await
+    } else {
+        Ok(false)
+    };
+    if let Err(e) = first_read {
         tracing::error!(execution = %run.state.exec.execution_id, error = %e, "reading the inbox failed; the execution is retried");
         run.park(run.now()).await;
         return;

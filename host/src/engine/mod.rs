@@ -300,6 +300,11 @@ pub(crate) struct Inner {
     started_at: Timestamp,
     /// The executions this process drives.
     drivers: Mutex<HashMap<ExecutionId, Arc<Driven>>>,
+    /// How many events found no driver in this process to tell, counted
+    /// under the `drivers` lock. A driver whose claim saw an empty inbox
+    /// skips reading it unless this moved since before the claim (see
+    /// `work::spawn_driver`).
+    unrouted: std::sync::atomic::AtomicU64,
     /// Waiters' subscriptions to committed states, by execution.
     watchers: watch::Watchers,
     /// Wakes the claim loop: a permit freed, an execution parked, an event
@@ -344,6 +349,14 @@ impl Inner {
 
     fn lock_drivers(&self) -> std::sync::MutexGuard<'_, HashMap<ExecutionId, Arc<Driven>>> {
         self.drivers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until no execution is being driven, for at most `limit`.
+    async fn drivers_ended_within(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.lock_drivers().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The parsed definition an execution runs.
@@ -498,6 +511,7 @@ impl Engine {
                 claim_work: settings.claim_work,
                 started_at: services.clock.now(),
                 drivers: Mutex::new(HashMap::new()),
+                unrouted: std::sync::atomic::AtomicU64::new(0),
                 watchers: watch::Watchers::default(),
                 wake: Arc::new(Notify::new()),
                 schedule_wake: Arc::new(Notify::new()),
@@ -548,6 +562,7 @@ impl Engine {
             _ => work::fast_slot(&self.inner),
         }
         .unzip();
+        let mark = work::unrouted_mark(&self.inner);
         let created = self
             .inner
             .store
@@ -556,7 +571,7 @@ impl Engine {
         match created {
             Created::New => {
                 exec.version = 1;
-                work::launch(&self.inner, exec.clone(), permit);
+                work::launch(&self.inner, exec.clone(), permit, mark);
                 Ok(Submitted::New(exec))
             }
             Created::Existing(e) => Ok(Submitted::Existing(*e)),
@@ -671,18 +686,14 @@ impl Engine {
         inner.wake.notify_one();
         inner.schedule_wake.notify_one();
         let driving = inner.lock_drivers().len();
-        let deadline = tokio::time::Instant::now() + grace;
-        while !inner.lock_drivers().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        inner.drivers_ended_within(grace).await;
         let late: Vec<Arc<Driven>> = inner.lock_drivers().values().cloned().collect();
         for d in &late {
             d.lost.cancel();
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !inner.lock_drivers().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        // Abandoned drivers stop at their next await; their attempts'
+        // outcomes are dropped.
+        inner.drivers_ended_within(Duration::from_secs(5)).await;
         let released = match inner
             .store
             .release_leases(&inner.node, inner.clock.now())

@@ -464,6 +464,7 @@ impl Engine {
             triggered,
         });
         let (permit, lease) = work::fast_slot(&self.inner).unzip();
+        let mark = work::unrouted_mark(&self.inner);
         let write = ScheduleWrite {
             schedule: s,
             version,
@@ -478,7 +479,7 @@ impl Engine {
             return Ok(None);
         };
         exec.version = 1;
-        work::launch(&self.inner, exec.clone(), permit);
+        work::launch(&self.inner, exec.clone(), permit, mark);
         Ok(Some(exec))
     }
 

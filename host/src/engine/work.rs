@@ -13,6 +13,7 @@
 //! Both loops hold the engine only weakly between rounds, so they end when
 //! the engine is dropped.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -38,24 +39,63 @@ pub(super) fn start(inner: &Arc<Inner>) {
     tokio::spawn(renew_loop(weak, inner.lease_ttl / 5));
 }
 
+/// Where [`Inner::unrouted`] stands, taken before a claim or a create so
+/// that the driver it starts knows whether an event may have slipped past
+/// it (see [`spawn_driver`]).
+pub(super) fn unrouted_mark(inner: &Inner) -> u64 {
+    inner.unrouted.load(Ordering::SeqCst)
+}
+
+/// Counts an event that found no driver here to tell; the caller holds the
+/// `drivers` lock.
+fn unrouted(inner: &Inner) {
+    inner.unrouted.fetch_add(1, Ordering::SeqCst);
+}
+
+/// What a new driver knows of its inbox.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Inbox {
+    /// It may hold events: read it first.
+    Read,
+    /// It was empty when the execution was claimed or created, and
+    /// [`unrouted_mark`] stood here then.
+    EmptyAt(u64),
+}
+
 /// Registers and starts the driver of a claimed execution. Without a permit
 /// the driver only acts on a cancel or a pause (see [`deliver`]).
+///
+/// A driver reads the inbox when it starts unless the claim saw it empty
+/// (a transaction saved on the hot path). An event stored after the claim
+/// reaches the driver anyway: whoever stored it tells the registered
+/// driver, or, finding none yet, counts it in [`Inner::unrouted`] under
+/// the same lock this registration takes, and a moved count makes the
+/// driver read its inbox after all. A hint from another node that is lost
+/// is made up for by the lease renewal, as for any running driver.
 pub(super) fn spawn_driver(
     inner: &Arc<Inner>,
     exec: Execution,
     permit: Option<OwnedSemaphorePermit>,
+    inbox: Inbox,
 ) {
     let id = exec.execution_id.clone();
     let driven = Arc::new(Driven {
         events: Notify::new(),
         lost: CancellationToken::new(),
     });
-    inner.lock_drivers().insert(id.clone(), driven.clone());
+    let read_inbox = {
+        let mut drivers = inner.lock_drivers();
+        drivers.insert(id.clone(), driven.clone());
+        match inbox {
+            Inbox::Read => true,
+            Inbox::EmptyAt(mark) => unrouted_mark(inner) != mark,
+        }
+    };
     let task = {
         let inner = inner.clone();
         async move {
             let slot = permit.is_some();
-            drive::drive(&inner, exec, &driven, slot).await;
+            drive::drive(&inner, exec, &driven, slot, read_inbox).await;
             {
                 let mut drivers = inner.lock_drivers();
                 if drivers.get(&id).is_some_and(|d| Arc::ptr_eq(d, &driven)) {
@@ -92,10 +132,12 @@ pub(super) fn launch(
     inner: &Arc<Inner>,
     mut exec: Execution,
     permit: Option<OwnedSemaphorePermit>,
+    mark: u64,
 ) {
     exec.version = 1;
     match permit {
-        Some(permit) => spawn_driver(inner, exec, Some(permit)),
+        // Nothing was in its inbox before it existed.
+        Some(permit) => spawn_driver(inner, exec, Some(permit), Inbox::EmptyAt(mark)),
         None => inner.wake.notify_one(),
     }
 }
@@ -123,12 +165,15 @@ pub(super) async fn deliver(
         .claim_execution(&inner.lease(), inner.clock.now(), tenant, id)
         .await?;
     match claimed {
-        Some(exec) => spawn_driver(inner, exec, None),
+        Some(exec) => spawn_driver(inner, exec, None, Inbox::Read),
         None => {
             // Claimed by this process's claim loop meanwhile (its driver
-            // reads the inbox when it starts), or held elsewhere.
-            if let Some(d) = inner.lock_drivers().get(id) {
-                d.events.notify_one();
+            // is told now, or reads the inbox when it starts), or held
+            // elsewhere.
+            let drivers = inner.lock_drivers();
+            match drivers.get(id) {
+                Some(d) => d.events.notify_one(),
+                None => unrouted(inner),
             }
         }
     }
@@ -140,9 +185,13 @@ pub(super) async fn deliver(
 /// the execution due). Another process holding it finds the event at its
 /// next renewal.
 pub(super) fn nudge(inner: &Inner, id: &ExecutionId) {
-    match inner.lock_drivers().get(id) {
+    let drivers = inner.lock_drivers();
+    match drivers.get(id) {
         Some(d) => d.events.notify_one(),
-        None => inner.wake.notify_one(),
+        None => {
+            unrouted(inner);
+            inner.wake.notify_one();
+        }
     }
 }
 
@@ -209,17 +258,23 @@ async fn claim_round(inner: &Arc<Inner>) -> Result<Round, Error> {
     }
     let wanted = permits.len();
     let now = inner.clock.now();
-    let claimed = inner.store.claim_due(&inner.lease(), now, wanted).await?;
-    let full = claimed.len() == wanted;
-    for exec in claimed {
+    let mark = unrouted_mark(inner);
+    let round = inner.store.claim_round(&inner.lease(), now, wanted).await?;
+    let full = round.claimed.len() == wanted;
+    for claimed in round.claimed {
         let permit = permits.pop();
-        spawn_driver(inner, exec, permit);
+        let inbox = if claimed.has_events {
+            Inbox::Read
+        } else {
+            Inbox::EmptyAt(mark)
+        };
+        spawn_driver(inner, claimed.execution, permit, inbox);
     }
     drop(permits);
     if full {
         return Ok(Round::Again);
     }
-    let next = inner.store.next_wake_at(&inner.node).await?;
+    let next = round.next_wake_at;
     // A due time already past that the claim did not take (a lease held
     // elsewhere that lapses at a time this clock already shows) is
     // retried at the next poll, not in a busy loop.

@@ -12,6 +12,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use wasmtime::Engine;
@@ -61,9 +62,11 @@ impl Cache {
         dir.join(format!("{}-{}.cwasm", digest.hex(), self.compat))
     }
 
-    /// Loads the precompiled artifact for `digest`, or compiles `bytes` and
-    /// stores the artifact. Returns the component, where it came from and
-    /// how long that took.
+    /// Loads the precompiled artifact for `digest`, or compiles `bytes`.
+    /// Returns the component, where it came from and how long that took.
+    /// Nothing is written here: the caller keeps a compiled component with
+    /// [`Cache::keep`] once it has checked it, so a rejected component
+    /// never leaves an artifact behind.
     pub(crate) fn load_or_compile(
         &self,
         engine: &Engine,
@@ -98,26 +101,45 @@ impl Cache {
                 root_message(&e)
             ))
         })?;
-        let elapsed = started.elapsed();
-        if let Some(dir) = &self.dir {
-            let artifact = component.serialize().map_err(Error::Internal)?;
-            let path = self.path(dir, digest);
-            self.store(&path, &artifact)?;
-            prune(dir, self.max_bytes, &path);
-        }
-        Ok((component, Source::Compiled, elapsed))
+        Ok((component, Source::Compiled, started.elapsed()))
     }
 
-    /// Writes atomically: a crash mid-write leaves no truncated artifact.
-    fn store(&self, path: &Path, artifact: &[u8]) -> Result<(), Error> {
-        let io = |source| Error::Cache {
-            path: path.to_owned(),
-            source,
+    /// Stores the artifact of a compiled, accepted component, then trims
+    /// the cache to its bound. The cache only saves compile time, so a
+    /// failure here is logged and the component is used all the same.
+    pub(crate) fn keep(&self, digest: &Digest, component: &Component) {
+        let Some(dir) = &self.dir else {
+            return;
         };
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, artifact).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        let path = self.path(dir, digest);
+        let stored = component
+            .serialize()
+            .map_err(|e| root_message(&e))
+            .and_then(|artifact| store(&path, &artifact).map_err(|e| e.to_string()));
+        match stored {
+            Ok(()) => prune(dir, self.max_bytes, &path),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot store a precompiled artifact; the next start compiles the component again");
+            }
+        }
     }
+}
+
+/// Writes atomically: a crash mid-write leaves no truncated artifact, and
+/// two writers of one artifact (threads or processes sharing the
+/// directory) never share a temporary file.
+fn store(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!(
+        "tmp{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = std::fs::write(&tmp, artifact).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Marks an artifact as just used.

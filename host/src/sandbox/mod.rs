@@ -166,6 +166,10 @@ pub struct Sandbox {
     cache: cache::Cache,
     settings: Settings,
     prepared: Mutex<PreparedSet>,
+    /// One lock per digest being prepared, so that concurrent first runs of
+    /// one component compile it once; the others wait and take the result.
+    /// An entry lives only while someone prepares that digest.
+    preparing: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
     _ticker: engine::EpochTicker,
 }
 
@@ -241,6 +245,7 @@ impl Sandbox {
                 uses: 0,
                 max: max_prepared,
             }),
+            preparing: Mutex::new(HashMap::new()),
             _ticker: ticker,
         })
     }
@@ -268,6 +273,34 @@ impl Sandbox {
         if let Some(p) = self.lock_prepared().get(&digest) {
             return Ok(p);
         }
+        let flight = self
+            .preparing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(digest)
+            .or_default()
+            .clone();
+        let result = {
+            let _turn = flight.lock().unwrap_or_else(|e| e.into_inner());
+            // Whoever held the turn before may have prepared it.
+            let done = self.lock_prepared().get(&digest);
+            match done {
+                Some(p) => Ok(p),
+                None => self.prepare_now(digest, bytes),
+            }
+        };
+        let mut preparing = self.preparing.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's own reference and ours: nobody else waits on it. Ours
+        // goes while the map is locked, so the last one out always sees 2.
+        if Arc::strong_count(&flight) == 2 {
+            preparing.remove(&digest);
+        }
+        drop(flight);
+        drop(preparing);
+        result
+    }
+
+    fn prepare_now(&self, digest: Digest, bytes: &[u8]) -> Result<Arc<Prepared>, Error> {
         let (component, source, compile_time) =
             self.cache.load_or_compile(&self.engine, &digest, bytes)?;
         let imports = validate::imports(&component, &self.engine);
@@ -285,6 +318,10 @@ impl Sandbox {
                 cache::root_message(&e)
             ))
         })?;
+        // Only now, accepted, is its artifact worth keeping.
+        if source == Source::Compiled {
+            self.cache.keep(&digest, &component);
+        }
         let prepared = Arc::new(Prepared {
             digest,
             size_bytes: bytes.len() as u64,

@@ -6,8 +6,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{Error, Result};
-use super::{StepRecord, StepVersion};
-use crate::model::{Execution, Schedule, StepName, TenantId, Timestamp};
+use super::{NodeRecord, StepRecord, StepVersion};
+use crate::model::{Execution, NodeId, Schedule, StepName, TenantId, Timestamp};
 
 /// Encodes a value as JSON text.
 pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
@@ -69,6 +69,23 @@ pub(crate) fn decode_schedule(tenant: &str, doc: &str, v: i64) -> Result<Schedul
     schedule.tenant_id = TenantId::new_unchecked(tenant);
     schedule.version = version(v);
     Ok(schedule)
+}
+
+/// `node_id, started_ns, heartbeat_ns, claim_work, executions held`: a
+/// node's row as both backends select it.
+pub(crate) type NodeColumns = (String, i64, i64, bool, i64);
+
+/// Decodes a node's row.
+pub(crate) fn decode_node(
+    (id, started, beat, claim_work, held): NodeColumns,
+) -> Result<NodeRecord> {
+    Ok(NodeRecord {
+        node_id: NodeId::new_unchecked(id),
+        started_at: from_nanos(started)?,
+        last_heartbeat_at: from_nanos(beat)?,
+        claim_work,
+        executions_held: u64::try_from(held).unwrap_or(0),
+    })
 }
 
 /// Groups `(step name, version)` rows, ordered by name and then by age,

@@ -213,6 +213,27 @@ impl Commit<'_> {
     }
 }
 
+/// An execution a claim round took.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The execution, its version bumped by the claim.
+    pub execution: Execution,
+    /// Whether its inbox held events when it was claimed (the driver reads
+    /// them first; without any, it skips that read).
+    pub has_events: bool,
+}
+
+/// What one claim round found.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimRound {
+    /// What [`Store::claim_due`] would have taken, in the same order.
+    pub claimed: Vec<Claimed>,
+    /// What [`Store::next_wake_at`] would have answered after the claim
+    /// (a backend may compute it beside the claim, from the snapshot the
+    /// claim read).
+    pub next_wake_at: Option<Timestamp>,
+}
+
 /// An execution whose lease a renewal extended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
@@ -433,6 +454,9 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<Execution>>;
+    /// One claim loop round in one round trip: [`Store::claim_due`], whether
+    /// each claimed execution has events waiting, and the next due time.
+    async fn claim_round(&self, lease: &Lease, now: Timestamp, limit: usize) -> Result<ClaimRound>;
     /// Claims one unfinished execution of a tenant, due or not, unless
     /// another owner holds a lease on it that has not lapsed at `now`.
     async fn claim_execution(

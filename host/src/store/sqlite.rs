@@ -28,9 +28,9 @@ use self::rows::{
     load_steps, load_tenant, load_workflow, nanos, to_json, workflow_row,
 };
 use super::{
-    Commit, Created, Error, ExecutionFilter, Heartbeat, Held, Idempotency, Lease, NodeRecord,
-    OnConflict, Page, Result, ScheduleFilter, SchedulePage, ScheduleWrite, Sent, StepRecord,
-    StepVersion, Store, Tenant, TokenHash, WorkflowRecord,
+    ClaimRound, Commit, Created, Error, ExecutionFilter, Heartbeat, Held, Idempotency, Lease,
+    NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage, ScheduleWrite, Sent,
+    StepRecord, StepVersion, Store, Tenant, TokenHash, WorkflowRecord,
 };
 use crate::model::{
     Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, StepName,
@@ -388,6 +388,13 @@ impl Store for SqliteStore {
         let lease = lease.clone();
         self.writer
             .run(move |conn| work::claim_due(conn, &lease, now, limit))
+            .await
+    }
+
+    async fn claim_round(&self, lease: &Lease, now: Timestamp, limit: usize) -> Result<ClaimRound> {
+        let lease = lease.clone();
+        self.writer
+            .run(move |conn| work::claim_round(conn, &lease, now, limit))
             .await
     }
 

@@ -169,3 +169,26 @@ pub async fn tenant(
     }
     token
 }
+
+/// Every execution the listing on `url` returns for `filter` (a query
+/// string part such as `&status=failed`), following cursors.
+pub async fn list_all(client: &Client, url: &str, token: &str, filter: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = call(
+            client,
+            Method::GET,
+            format!("{url}/v1/executions?limit=100{filter}{cursor}"),
+            token,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return items,
+        }
+    }
+}

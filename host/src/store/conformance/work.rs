@@ -555,3 +555,85 @@ pub(crate) async fn nodes_and_their_leases(h: &dyn Harness) {
         .collect();
     assert_eq!(left, vec![node("a")]);
 }
+
+/// A claim round takes what `claim_due` would, says which of the taken
+/// executions have events waiting, and when the next one is due for this
+/// owner (what `next_wake_at` answers after the claim), also when it takes
+/// nothing.
+pub(crate) async fn a_claim_round_says_what_it_took_and_what_comes_next(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let t0 = Timestamp::now();
+    let quiet = execution(&acme, "orders", t0);
+    let signalled = execution(&acme, "orders", later(t0, 1));
+    let later_one = execution(&acme, "orders", later(t0, 50));
+    let elsewhere = execution(&acme, "orders", later(t0, 2));
+    for e in [&quiet, &signalled, &later_one, &elsewhere] {
+        create(&*store, e).await;
+    }
+    // Another owner holds one until t0 + 30.
+    let taken = store
+        .claim_execution(
+            &lease("b", later(t0, 30)),
+            t0,
+            &acme,
+            &elsewhere.execution_id,
+        )
+        .await
+        .unwrap();
+    assert!(taken.is_some());
+    let sent = store
+        .send_event(
+            &acme,
+            &signalled.execution_id,
+            &event(EventKind::Signal, later(t0, 1), None),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(sent, Sent::Stored(_)), "{sent:?}");
+
+    let now = later(t0, 10);
+    let a = lease("a", later(now, 5));
+    // A batch smaller than what is due: the rest is due now.
+    let first = store.claim_round(&a, now, 1).await.unwrap();
+    let took: Vec<_> = first
+        .claimed
+        .iter()
+        .map(|c| {
+            (
+                c.execution.execution_id.clone(),
+                c.has_events,
+                c.execution.version,
+            )
+        })
+        .collect();
+    assert_eq!(took, vec![(quiet.execution_id.clone(), false, 2)]);
+    assert_eq!(first.next_wake_at, Some(later(t0, 1)));
+
+    let second = store.claim_round(&a, now, 10).await.unwrap();
+    let took: Vec<_> = second
+        .claimed
+        .iter()
+        .map(|c| (c.execution.execution_id.clone(), c.has_events))
+        .collect();
+    assert_eq!(took, vec![(signalled.execution_id.clone(), true)]);
+    // Not the ones "a" holds now: the other owner's lease, then the later
+    // one.
+    assert_eq!(second.next_wake_at, Some(later(t0, 30)));
+    assert_eq!(
+        second.next_wake_at,
+        store.next_wake_at(&node("a")).await.unwrap()
+    );
+
+    let empty = store.claim_round(&a, now, 10).await.unwrap();
+    assert!(empty.claimed.is_empty());
+    assert_eq!(empty.next_wake_at, Some(later(t0, 30)));
+    // Past the other lease, "a" takes it over; then only the later one.
+    let over = store.claim_round(&a, later(t0, 31), 10).await.unwrap();
+    assert_eq!(over.claimed.len(), 1);
+    assert_eq!(
+        over.claimed[0].execution.execution_id,
+        elsewhere.execution_id
+    );
+    assert_eq!(over.next_wake_at, Some(later(t0, 50)));
+}

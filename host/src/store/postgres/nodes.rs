@@ -2,8 +2,7 @@
 
 use sqlx::PgPool;
 
-use crate::model::NodeId;
-use crate::store::codec::{from_nanos, nanos};
+use crate::store::codec::{NodeColumns, decode_node, nanos};
 use crate::store::{Heartbeat, NodeRecord, Result};
 
 /// Registers the node or records its heartbeat.
@@ -23,9 +22,6 @@ pub(super) async fn heartbeat(pool: &PgPool, beat: &Heartbeat<'_>) -> Result<()>
     Ok(())
 }
 
-/// `node_id, started_ns, heartbeat_ns, claim_work, held` of a node.
-type NodeColumns = (String, i64, i64, bool, i64);
-
 /// Every node, with the leases it holds at `now`.
 pub(super) async fn nodes(pool: &PgPool, now: crate::model::Timestamp) -> Result<Vec<NodeRecord>> {
     let rows: Vec<NodeColumns> = sqlx::query_as(
@@ -37,17 +33,7 @@ pub(super) async fn nodes(pool: &PgPool, now: crate::model::Timestamp) -> Result
     .bind(nanos(now))
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(|(id, started, beat, claim_work, held)| {
-            Ok(NodeRecord {
-                node_id: NodeId::new_unchecked(id),
-                started_at: from_nanos(started)?,
-                last_heartbeat_at: from_nanos(beat)?,
-                claim_work,
-                executions_held: u64::try_from(held).unwrap_or(0),
-            })
-        })
-        .collect()
+    rows.into_iter().map(decode_node).collect()
 }
 
 /// Forgets the nodes silent since before `before`.

@@ -21,7 +21,7 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// `ExecutionRow::insert`); `false` when the tick it runs for started one
 /// already (the transaction must then be dropped).
 pub(super) async fn insert_execution(
-    tx: &mut Transaction<'static, Postgres>,
+    conn: &mut sqlx::PgConnection,
     execution: &Execution,
     doc: &str,
     lease: Option<&Lease>,
@@ -49,7 +49,7 @@ pub(super) async fn insert_execution(
     .bind(due)
     .bind(execution.schedule_id.as_ref().map(ScheduleId::as_str))
     .bind(tick_ns)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await;
     match done {
         Ok(_) => Ok(true),

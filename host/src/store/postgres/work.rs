@@ -20,7 +20,7 @@ use crate::model::{
     Event, EventKind, Execution, ExecutionId, NewEvent, NodeId, Status, TenantId, Timestamp,
 };
 use crate::store::codec::{column, decode_execution, from_nanos, nanos, to_json, version};
-use crate::store::{Commit, Error, Held, Lease, Next, Result, Sent};
+use crate::store::{ClaimRound, Claimed, Commit, Error, Held, Lease, Next, Result, Sent};
 
 /// Claims up to `limit` due executions for `lease`, earliest first. Rows the
 /// owner itself holds are never claimed again (see the SQLite backend).
@@ -56,6 +56,72 @@ pub(super) async fn claim_due(
     }
     claimed.sort_by_key(|(key, _)| *key);
     Ok(claimed.into_iter().map(|(_, e)| e).collect())
+}
+
+/// [`claim_due`], each claimed execution's pending events and the next due
+/// time, in one statement: a claim round is one transaction. The next due
+/// time is read from the statement's snapshot, from which the rows it
+/// claims are left out (they are this owner's now).
+pub(super) async fn claim_round(
+    pool: &PgPool,
+    lease: &Lease,
+    now: Timestamp,
+    limit: usize,
+) -> Result<ClaimRound> {
+    let rows = sqlx::query(
+        "WITH due AS (
+             SELECT seq, wake_ns AS was FROM executions
+             WHERE wake_ns IS NOT NULL AND wake_ns <= $2
+               AND (lease_owner IS NULL OR (lease_owner <> $1 AND lease_until_ns < $2))
+             ORDER BY wake_ns, seq LIMIT $3
+             FOR UPDATE SKIP LOCKED),
+         claimed AS (
+             UPDATE executions AS e
+             SET lease_owner = $1, lease_until_ns = $4, wake_ns = $4, version = e.version + 1
+             FROM due WHERE e.seq = due.seq
+             RETURNING due.was, e.seq, e.tenant_id, e.doc, e.version,
+                       EXISTS (SELECT 1 FROM inbox WHERE inbox.execution_id = e.id) AS has_events),
+         next AS (
+             SELECT wake_ns FROM executions
+             WHERE wake_ns IS NOT NULL AND (lease_owner IS NULL OR lease_owner <> $1)
+               AND seq NOT IN (SELECT seq FROM due)
+             ORDER BY wake_ns LIMIT 1)
+         SELECT (SELECT wake_ns FROM next) AS next_ns,
+                c.was, c.seq, c.tenant_id, c.doc, c.version, c.has_events
+         FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true",
+    )
+    .bind(lease.owner.as_str())
+    .bind(nanos(now))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .bind(nanos(lease.until))
+    .fetch_all(pool)
+    .await?;
+    let mut next_wake_at = None;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(ns) = row.try_get::<Option<i64>, _>(0)? {
+            next_wake_at = Some(from_nanos(ns)?);
+        }
+        let Some(seq) = row.try_get::<Option<i64>, _>(2)? else {
+            // The one row of a round that claimed nothing.
+            continue;
+        };
+        let key: (i64, i64) = (row.try_get(1)?, seq);
+        let execution = decode_execution(row.try_get(3)?, row.try_get(4)?, row.try_get(5)?)?;
+        let has_events: bool = row.try_get(6)?;
+        claimed.push((
+            key,
+            Claimed {
+                execution,
+                has_events,
+            },
+        ));
+    }
+    claimed.sort_by_key(|(key, _)| *key);
+    Ok(ClaimRound {
+        claimed: claimed.into_iter().map(|(_, c)| c).collect(),
+        next_wake_at,
+    })
 }
 
 /// Claims one unfinished execution unless another owner's lease on it is
@@ -101,6 +167,41 @@ pub(super) async fn commit(pool: &PgPool, commit: Commit<'_>) -> Result<u64> {
         Next::Park { wake_at } => (None, None, Some(nanos(wake_at))),
         Next::Finish => (None, None, None),
     };
+    if matches!(commit.next, Next::Hold { .. }) {
+        // The common case while a driver runs steps: one statement, no
+        // transaction of its own (one round trip instead of three). The
+        // events it consumed were committed before the driver read them,
+        // so they are in this statement's snapshot; nothing here depends
+        // on events that arrive meanwhile (a held execution's driver is
+        // told of those, and its renewal finds them).
+        let new_version: Option<i64> = sqlx::query_scalar(
+            "WITH u AS (
+                 UPDATE executions
+                 SET status = $1, doc = $2, version = version + 1,
+                     lease_owner = $3, lease_until_ns = $4, wake_ns = $5
+                 WHERE id = $6 AND version = $7 AND lease_owner = $8
+                 RETURNING version),
+             consumed AS (
+                 DELETE FROM inbox
+                 WHERE execution_id = $6 AND seq <= $9 AND EXISTS (SELECT 1 FROM u))
+             SELECT version FROM u",
+        )
+        .bind(execution.status.as_str())
+        .bind(&doc)
+        .bind(owner)
+        .bind(until)
+        .bind(wake)
+        .bind(id)
+        .bind(column(commit.version))
+        .bind(commit.owner.as_str())
+        .bind(column(commit.consumed))
+        .fetch_optional(pool)
+        .await?;
+        return match new_version {
+            Some(v) => Ok(version(v)),
+            None => Err(Error::LeaseLost(execution.execution_id.clone())),
+        };
+    }
     let mut tx = pool.begin().await?;
     let result: Result<u64> = async {
         // The fenced update comes first: it locks the row, so that an event sent

@@ -2,8 +2,7 @@
 
 use rusqlite::{Connection, params};
 
-use crate::model::NodeId;
-use crate::store::codec::{from_nanos, nanos};
+use crate::store::codec::{decode_node, nanos};
 use crate::store::{Heartbeat, NodeRecord, Result};
 
 /// Registers the node or records its heartbeat.
@@ -42,17 +41,7 @@ pub(super) fn nodes(conn: &Connection, now_ns: i64) -> Result<Vec<NodeRecord>> {
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter()
-        .map(|(id, started, beat, claim_work, held)| {
-            Ok(NodeRecord {
-                node_id: NodeId::new_unchecked(id),
-                started_at: from_nanos(started)?,
-                last_heartbeat_at: from_nanos(beat)?,
-                claim_work,
-                executions_held: u64::try_from(held).unwrap_or(0),
-            })
-        })
-        .collect()
+    rows.into_iter().map(decode_node).collect()
 }
 
 /// Forgets the nodes silent since before `before_ns`.

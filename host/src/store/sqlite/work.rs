@@ -15,7 +15,7 @@ use super::rows::{decode_execution, from_nanos, nanos, to_json};
 use crate::model::{
     Event, EventKind, Execution, ExecutionId, NewEvent, NodeId, Status, TenantId, Timestamp,
 };
-use crate::store::{Commit, Error, Held, Lease, Next, Result, Sent};
+use crate::store::{ClaimRound, Claimed, Commit, Error, Held, Lease, Next, Result, Sent};
 
 /// Claims up to `limit` due executions for `lease`, earliest first. Rows the
 /// owner itself holds are never claimed again, even when their lease looks
@@ -58,6 +58,32 @@ pub(super) fn claim_due(
         claimed.push(decode_execution(&tenant, &doc, version)?);
     }
     Ok(claimed)
+}
+
+/// [`claim_due`], each claimed execution's pending events and the next due
+/// time, on the writer's connection (one call, one lock).
+pub(super) fn claim_round(
+    conn: &Connection,
+    lease: &Lease,
+    now: Timestamp,
+    limit: usize,
+) -> Result<ClaimRound> {
+    let executions = claim_due(conn, lease, now, limit)?;
+    let mut pending =
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM inbox WHERE execution_id = ?1)")?;
+    let mut claimed = Vec::with_capacity(executions.len());
+    for execution in executions {
+        let has_events: bool =
+            pending.query_row([execution.execution_id.as_str()], |row| row.get(0))?;
+        claimed.push(Claimed {
+            execution,
+            has_events,
+        });
+    }
+    Ok(ClaimRound {
+        claimed,
+        next_wake_at: next_wake_at(conn, &lease.owner)?,
+    })
 }
 
 /// Claims one unfinished execution unless another owner's lease on it is
