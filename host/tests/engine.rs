@@ -317,6 +317,42 @@ impl Store for Flaky {
     }
 }
 
+impl Flaky {
+    /// `inner`, failing its next `failures` commits, gated or not.
+    fn over(inner: Arc<dyn Store>, failures: u32, gate: Option<Gate>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            failures_left: AtomicU32::new(failures),
+            failed: AtomicU32::new(0),
+            gate,
+        })
+    }
+}
+
+/// The engine over `store` with the echo runner, one worker and a 50 ms
+/// poll.
+async fn start(store: Arc<Flaky>, lease_ttl: Duration) -> Engine {
+    Engine::start(
+        store,
+        Services {
+            runner: Arc::new(Echo),
+            secrets: Arc::new(NoSecrets),
+            clock: Arc::new(SystemClock),
+        },
+        Settings {
+            workers: 1,
+            max_in_flight: 4,
+            runtime: None,
+            node: NodeId::generate(),
+            lease_ttl,
+            poll_interval: Duration::from_millis(50),
+            claim_work: true,
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// A SQLite store with a tenant, the step `echo` and the workflow `two`.
 async fn setup() -> (tempfile::TempDir, Arc<dyn Store>, Tenant, WorkflowId) {
     let dir = tempfile::tempdir().unwrap();
@@ -358,31 +394,8 @@ async fn setup() -> (tempfile::TempDir, Arc<dyn Store>, Tenant, WorkflowId) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_the_store_refuses_are_retried_until_it_takes_them() {
     let (_dir, sqlite, tenant, workflow) = setup().await;
-    let flaky = Arc::new(Flaky {
-        inner: sqlite.clone(),
-        failures_left: AtomicU32::new(3),
-        failed: AtomicU32::new(0),
-        gate: None,
-    });
-    let engine = Engine::start(
-        flaky.clone(),
-        Services {
-            runner: Arc::new(Echo),
-            secrets: Arc::new(NoSecrets),
-            clock: Arc::new(SystemClock),
-        },
-        Settings {
-            workers: 1,
-            max_in_flight: 4,
-            runtime: None,
-            node: NodeId::generate(),
-            lease_ttl: Settings::LEASE_TTL,
-            poll_interval: Duration::from_millis(50),
-            claim_work: true,
-        },
-    )
-    .await
-    .unwrap();
+    let flaky = Flaky::over(sqlite.clone(), 3, None);
+    let engine = start(flaky.clone(), Settings::LEASE_TTL).await;
     let submitted = engine
         .submit(
             &tenant.id,
@@ -426,31 +439,8 @@ async fn commits_the_store_refuses_are_retried_until_it_takes_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_that_slips_between_a_claim_and_its_driver_is_read() {
     let (_dir, sqlite, tenant, workflow) = setup().await;
-    let gated = Arc::new(Flaky {
-        inner: sqlite.clone(),
-        failures_left: AtomicU32::new(0),
-        failed: AtomicU32::new(0),
-        gate: Some(Gate::default()),
-    });
-    let engine = Engine::start(
-        gated.clone(),
-        Services {
-            runner: Arc::new(Echo),
-            secrets: Arc::new(NoSecrets),
-            clock: Arc::new(SystemClock),
-        },
-        Settings {
-            workers: 1,
-            max_in_flight: 4,
-            runtime: None,
-            node: NodeId::generate(),
-            lease_ttl: Duration::from_secs(60),
-            poll_interval: Duration::from_millis(50),
-            claim_work: true,
-        },
-    )
-    .await
-    .unwrap();
+    let gated = Flaky::over(sqlite.clone(), 0, Some(Gate::default()));
+    let engine = start(gated.clone(), Duration::from_secs(60)).await;
     let gate = gated.gate.as_ref().unwrap();
     // A postponed run is left to the claim loop (no fast path).
     let submitted = engine

@@ -24,44 +24,22 @@ use crate::store::{ClaimRound, Claimed, Commit, Error, Held, Lease, Next, Result
 
 /// Claims up to `limit` due executions for `lease`, earliest first. Rows the
 /// owner itself holds are never claimed again (see the SQLite backend).
+/// The claim of [`claim_round`], without what else that answers.
 pub(super) async fn claim_due(
     pool: &PgPool,
     lease: &Lease,
     now: Timestamp,
     limit: usize,
 ) -> Result<Vec<Execution>> {
-    let rows = sqlx::query(
-        "WITH due AS (
-             SELECT seq, wake_ns AS was FROM executions
-             WHERE wake_ns IS NOT NULL AND wake_ns <= $2
-               AND (lease_owner IS NULL OR (lease_owner <> $1 AND lease_until_ns < $2))
-             ORDER BY wake_ns, seq LIMIT $3
-             FOR UPDATE SKIP LOCKED)
-         UPDATE executions AS e
-         SET lease_owner = $1, lease_until_ns = $4, wake_ns = $4, version = e.version + 1
-         FROM due WHERE e.seq = due.seq
-         RETURNING due.was, e.seq, e.tenant_id, e.doc, e.version",
-    )
-    .bind(lease.owner.as_str())
-    .bind(nanos(now))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .bind(nanos(lease.until))
-    .fetch_all(pool)
-    .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let key: (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-        let execution = decode_execution(row.try_get(2)?, row.try_get(3)?, row.try_get(4)?)?;
-        claimed.push((key, execution));
-    }
-    claimed.sort_by_key(|(key, _)| *key);
-    Ok(claimed.into_iter().map(|(_, e)| e).collect())
+    let round = claim_round(pool, lease, now, limit).await?;
+    Ok(round.claimed.into_iter().map(|c| c.execution).collect())
 }
 
-/// [`claim_due`], each claimed execution's pending events and the next due
-/// time, in one statement: a claim round is one transaction. The next due
-/// time is read from the statement's snapshot, from which the rows it
-/// claims are left out (they are this owner's now).
+/// Claims up to `limit` due executions and says, in the same statement (a
+/// claim round is one transaction), which of them have pending events and
+/// when the next one is due. The next due time is read from the
+/// statement's snapshot, from which the rows it claims are left out (they
+/// are this owner's now).
 pub(super) async fn claim_round(
     pool: &PgPool,
     lease: &Lease,
