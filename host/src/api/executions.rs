@@ -256,15 +256,14 @@ fn start_at(req: &RunRequest, postpone: bool) -> Result<Option<StartAt>, ApiErro
     }
 }
 
-async fn submit(
-    tenant: &crate::model::TenantId,
-    state: &AppState,
+/// A submission read from a request: what to run, and its idempotency.
+fn submission(
     headers: &HeaderMap,
-    body: Bytes,
+    body: &Bytes,
     postpone: bool,
-) -> Result<Submitted, ApiError> {
-    let idem = idempotency(headers, &body)?;
-    let req: RunRequest = parse_json(headers, &body)?;
+) -> Result<(Submission, Option<Idempotency>), ApiError> {
+    let idem = idempotency(headers, body)?;
+    let req: RunRequest = parse_json(headers, body)?;
     let start = start_at(&req, postpone)?;
     let workflow_id: WorkflowId = req
         .workflow_id
@@ -280,6 +279,17 @@ async fn submit(
         custom_data: req.custom_data,
         start,
     };
+    Ok((sub, idem))
+}
+
+async fn submit(
+    tenant: &crate::model::TenantId,
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Bytes,
+    postpone: bool,
+) -> Result<Submitted, ApiError> {
+    let (sub, idem) = submission(headers, &body, postpone)?;
     Ok(state.engine.submit(tenant, sub, idem).await?)
 }
 
@@ -323,20 +333,23 @@ pub async fn run_sync(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let wait = wait_duration(q.wait_for_seconds.as_deref(), &headers, &state)?;
-    let submitted = submit(&tenant, &state, &headers, body, false).await?;
+    let (sub, idem) = submission(&headers, &body, false)?;
+    let until = match q.wait_until_step {
+        Some(step) => Until::Step(step),
+        None => Until::Terminal,
+    };
+    let (submitted, exec) = state
+        .engine
+        .submit_and_wait(&tenant, sub, idem, &until, wait)
+        .await?;
     let id = submitted.execution().execution_id.clone();
-    if let Some(step) = &q.wait_until_step
+    if let Until::Step(step) = &until
         && submitted.execution().step(step).is_none()
     {
         return Err(ApiError::bad_request(format!(
             "query parameter `wait_until_step`: the workflow has no step `{step}` (execution {id} was started)"
         )));
     }
-    let until = match q.wait_until_step {
-        Some(step) => Until::Step(step),
-        None => Until::Terminal,
-    };
-    let exec = state.engine.wait(&tenant, &id, &until, wait).await?;
     let step_done = until.reached(&exec);
     Ok(if exec.status.is_terminal() {
         (StatusCode::OK, Json(exec)).into_response()

@@ -547,6 +547,42 @@ impl Engine {
         self.accept(exec, idempotency).await
     }
 
+    /// Accepts a submission as [`Engine::submit`] does and waits up to
+    /// `timeout` for `until`, as [`Engine::wait`] does: a sync call. The
+    /// waiter subscribes before the execution is stored, so it starts from
+    /// the state it stored instead of reading it back. A wait for a step
+    /// the workflow does not have ends at once.
+    pub async fn submit_and_wait(
+        &self,
+        tenant: &TenantId,
+        sub: Submission,
+        idempotency: Option<Idempotency>,
+        until: &Until,
+        timeout: Duration,
+    ) -> Result<(Submitted, Execution), Error> {
+        let exec = self.resolve(tenant, sub).await?;
+        if let Until::Step(step) = until
+            && exec.step(step).is_none()
+        {
+            let submitted = self.accept(exec, idempotency).await?;
+            let current = submitted.execution().clone();
+            return Ok((submitted, current));
+        }
+        let subscription = self.inner.watchers.subscribe(&exec.execution_id);
+        let submitted = self.accept(exec, idempotency).await?;
+        let current = match &submitted {
+            Submitted::New(e) => {
+                watch::wait_from(&self.inner, subscription, tenant, e.clone(), until, timeout)
+                    .await?
+            }
+            Submitted::Existing(e) => {
+                drop(subscription);
+                self.wait(tenant, &e.execution_id, until, timeout).await?
+            }
+        };
+        Ok((submitted, current))
+    }
+
     /// Stores a resolved execution (applying idempotency) and starts it at
     /// once when a driver slot is free: the new row is claimed by this
     /// process in the same transaction, without a round trip through the

@@ -69,7 +69,7 @@ impl Watchers {
         }
     }
 
-    fn subscribe<'a>(&'a self, id: &ExecutionId) -> Subscription<'a> {
+    pub(super) fn subscribe<'a>(&'a self, id: &ExecutionId) -> Subscription<'a> {
         let rx = self
             .lock()
             .entry(id.clone())
@@ -85,7 +85,7 @@ impl Watchers {
 
 /// A waiter's receiver; dropping it removes the entry once nobody else
 /// waits for the execution.
-struct Subscription<'a> {
+pub(super) struct Subscription<'a> {
     watchers: &'a Watchers,
     id: ExecutionId,
     rx: Option<watch::Receiver<Option<Published>>>,
@@ -112,15 +112,32 @@ pub(super) async fn wait(
     until: &Until,
     timeout: Duration,
 ) -> Result<Execution, Error> {
-    let mut sub = inner.watchers.subscribe(id);
-    let read = || async {
-        inner
-            .store
-            .execution(tenant, id)
-            .await?
-            .ok_or_else(|| Error::ExecutionNotFound(id.to_string()))
-    };
-    let mut current = read().await?;
+    let sub = inner.watchers.subscribe(id);
+    let current = read(inner, tenant, id).await?;
+    wait_from(inner, sub, tenant, current, until, timeout).await
+}
+
+async fn read(inner: &Inner, tenant: &TenantId, id: &ExecutionId) -> Result<Execution, Error> {
+    inner
+        .store
+        .execution(tenant, id)
+        .await?
+        .ok_or_else(|| Error::ExecutionNotFound(id.to_string()))
+}
+
+/// Waits as [`wait`] does, from `current`, a state known to be committed
+/// no earlier than `sub` was taken (so no commit falls between them): the
+/// state a submission has just stored, which a sync call then need not read
+/// back.
+pub(super) async fn wait_from(
+    inner: &Inner,
+    mut sub: Subscription<'_>,
+    tenant: &TenantId,
+    mut current: Execution,
+    until: &Until,
+    timeout: Duration,
+) -> Result<Execution, Error> {
+    let id = current.execution_id.clone();
     let deadline = tokio::time::Instant::now() + timeout;
     let Some(rx) = sub.rx.as_mut() else {
         return Ok(current);
@@ -143,7 +160,7 @@ pub(super) async fn wait(
                             current = newer;
                         }
                         None => {
-                            let stored = read().await?;
+                            let stored = read(inner, tenant, &id).await?;
                             if stored.version > current.version {
                                 current = stored;
                             }
@@ -153,7 +170,7 @@ pub(super) async fn wait(
                 }
             }
             () = tokio::time::sleep(inner.poll_interval) => {
-                let stored = read().await?;
+                let stored = read(inner, tenant, &id).await?;
                 if stored.version > current.version {
                     current = stored;
                 }

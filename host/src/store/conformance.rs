@@ -83,12 +83,12 @@ fn token(secret: &str) -> TokenHash {
     TokenHash(Sha256::digest(secret.as_bytes()).into())
 }
 
-fn later(at: Timestamp, seconds: i64) -> Timestamp {
+pub(crate) fn later(at: Timestamp, seconds: i64) -> Timestamp {
     at.checked_add(SignedDuration::from_secs(seconds))
         .expect("a timestamp in range")
 }
 
-async fn new_tenant(store: &dyn Store, name: &str) -> TenantId {
+pub(crate) async fn new_tenant(store: &dyn Store, name: &str) -> TenantId {
     let tenant = Tenant {
         id: TenantId::generate(),
         name: name.to_owned(),
@@ -148,7 +148,7 @@ pub(crate) fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp
     execution
 }
 
-async fn create(store: &dyn Store, execution: &Execution) {
+pub(crate) async fn create(store: &dyn Store, execution: &Execution) {
     let created = store
         .create_execution(execution, None, None)
         .await

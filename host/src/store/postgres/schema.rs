@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::store::{Error, Result};
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// The first schema: the same tables as SQLite's third version. Every
 /// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
@@ -142,8 +142,53 @@ CREATE TABLE nodes (
 );
 ";
 
+/// Version 3: a driver's commit as one function, so that it is one round
+/// trip whatever it does (see `work::commit`). Each statement of a
+/// `VOLATILE` function takes a fresh snapshot at READ COMMITTED, as the
+/// statements of a transaction do: once the fenced `UPDATE` holds the row,
+/// the statements after it see every event committed before the lock was
+/// granted. Returns the new version, or NULL when the fence refused it.
+const SCHEMA_3: &str = "
+CREATE FUNCTION stephost_commit(
+    p_id TEXT, p_version BIGINT, p_fence_owner TEXT,
+    p_status TEXT, p_doc TEXT,
+    p_lease_owner TEXT, p_lease_until_ns BIGINT, p_wake_ns BIGINT,
+    p_consumed BIGINT, p_park BOOLEAN,
+    p_tenant_id TEXT, p_schedule_id TEXT, p_schedule_at_ns BIGINT
+) RETURNS BIGINT LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    new_version BIGINT;
+BEGIN
+    UPDATE executions
+    SET status = p_status, doc = p_doc, version = executions.version + 1,
+        lease_owner = p_lease_owner, lease_until_ns = p_lease_until_ns, wake_ns = p_wake_ns
+    WHERE id = p_id AND executions.version = p_version AND lease_owner = p_fence_owner
+    RETURNING executions.version INTO new_version;
+    IF new_version IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF p_park THEN
+        -- An event the commit did not consume makes it due at once.
+        UPDATE executions SET wake_ns = LEAST(wake_ns, pending.at)
+        FROM (SELECT MIN(created_ns) AS at FROM inbox
+              WHERE execution_id = p_id AND seq > p_consumed) AS pending
+        WHERE id = p_id AND pending.at IS NOT NULL;
+    END IF;
+    IF p_consumed > 0 THEN
+        DELETE FROM inbox WHERE execution_id = p_id AND seq <= p_consumed;
+    END IF;
+    IF p_schedule_id IS NOT NULL THEN
+        -- A buffered tick waits for this execution to end.
+        UPDATE schedules SET wake_ns = LEAST(wake_ns, p_schedule_at_ns)
+        WHERE tenant_id = p_tenant_id AND id = p_schedule_id AND buffered;
+    END IF;
+    RETURN new_version;
+END
+$$;
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [SCHEMA_1, SCHEMA_2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_1, SCHEMA_2, SCHEMA_3];
 
 /// Applies the upgrades the database lacks and records them, under the
 /// advisory lock; refuses a database written by a newer build.

@@ -338,3 +338,120 @@ async fn hints_reach_the_other_nodes() {
     assert!(quiet.hints().is_none());
     assert!(quiet.hints.is_none(), "nor does it send any");
 }
+
+/// A park or finish commit that waits for the row lock of an event being
+/// sent sees that event once it gets the lock: the parked execution is due
+/// at the event's time, and the finished one keeps no event behind. (Each
+/// statement after the fenced update must read a snapshot taken after the
+/// lock was granted, not one from before the commit started waiting.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_waits_for_an_event_sees_it() {
+    use crate::store::conformance::work::lease;
+    use crate::store::conformance::{create, execution, later, new_tenant};
+    for finish in [false, true] {
+        let pg = Pg::new();
+        let store = Arc::new(pg.connect().await);
+        let acme = new_tenant(&*store, "acme").await;
+        let t0 = Timestamp::now();
+        let exec = execution(&acme, "orders", t0);
+        create(&*store, &exec).await;
+        let mut held = store
+            .claim_due(&lease("a", later(t0, 60)), t0, 1)
+            .await
+            .unwrap()
+            .pop()
+            .expect("claimed");
+        let id = held.execution_id.clone();
+        // The sender: what `send_event` does, with its transaction held open.
+        let mut sender = store.pool.begin().await.unwrap();
+        let sender_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *sender)
+            .await
+            .unwrap();
+        sqlx::query("SELECT 1 FROM executions WHERE id = $1 FOR UPDATE")
+            .bind(id.as_str())
+            .execute(&mut *sender)
+            .await
+            .unwrap();
+        let event_at = later(t0, 1);
+        sqlx::query(
+            "INSERT INTO inbox (execution_id, kind, name, payload, created_ns)
+             VALUES ($1, 'signal', 'approval', NULL, $2)",
+        )
+        .bind(id.as_str())
+        .bind(nanos(event_at))
+        .execute(&mut *sender)
+        .await
+        .unwrap();
+        let next = if finish {
+            held.enter(crate::model::Status::Succeeded, t0);
+            Next::Finish
+        } else {
+            held.enter(crate::model::Status::Running, t0);
+            Next::Park {
+                wake_at: later(t0, 600),
+            }
+        };
+        let committer = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                let owner = NodeId::new_unchecked("a");
+                store
+                    .commit_execution(Commit {
+                        execution: &held,
+                        version: held.version,
+                        owner: &owner,
+                        consumed: 0,
+                        next,
+                    })
+                    .await
+            }
+        });
+        // Let the commit start and wait for the sender's lock.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            )
+            .bind(sender_pid)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the commit never waited for the sender's row lock"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        sender.commit().await.unwrap();
+        committer.await.unwrap().unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE execution_id = $1")
+            .bind(id.as_str())
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        if finish {
+            assert_eq!(left, 0, "a finished execution keeps no events");
+            assert_eq!(
+                store
+                    .next_wake_at(&NodeId::new_unchecked("b"))
+                    .await
+                    .unwrap(),
+                None
+            );
+        } else {
+            assert_eq!(left, 1, "the parked execution keeps its event");
+            assert_eq!(
+                store
+                    .next_wake_at(&NodeId::new_unchecked("b"))
+                    .await
+                    .unwrap(),
+                Some(event_at),
+                "the event that arrived meanwhile makes the parked execution due"
+            );
+        }
+    }
+}

@@ -131,10 +131,16 @@ pub(super) async fn claim_execution(
 
 /// Applies a commit if the version and owner still match; returns the new
 /// version.
+///
+/// One round trip, whatever the commit does: the `stephost_commit`
+/// function (schema version 3) runs the fenced update and what follows it
+/// in the statement's own transaction. The fenced update comes first: it
+/// locks the row, so that an event sent meanwhile is either committed
+/// already (and seen by the statements after it) or waits for this commit
+/// and then finds the row parked or finished.
 pub(super) async fn commit(pool: &PgPool, commit: Commit<'_>) -> Result<u64> {
     commit.check()?;
     let execution = commit.execution;
-    let id = execution.execution_id.as_str();
     let doc = to_json(execution)?;
     let (owner, until, wake) = match commit.next {
         Next::Hold { until } => (
@@ -145,109 +151,40 @@ pub(super) async fn commit(pool: &PgPool, commit: Commit<'_>) -> Result<u64> {
         Next::Park { wake_at } => (None, None, Some(nanos(wake_at))),
         Next::Finish => (None, None, None),
     };
-    if matches!(commit.next, Next::Hold { .. }) {
-        // The common case while a driver runs steps: one statement, no
-        // transaction of its own (one round trip instead of three). The
-        // events it consumed were committed before the driver read them,
-        // so they are in this statement's snapshot; nothing here depends
-        // on events that arrive meanwhile (a held execution's driver is
-        // told of those, and its renewal finds them).
-        let new_version: Option<i64> = sqlx::query_scalar(
-            "WITH u AS (
-                 UPDATE executions
-                 SET status = $1, doc = $2, version = version + 1,
-                     lease_owner = $3, lease_until_ns = $4, wake_ns = $5
-                 WHERE id = $6 AND version = $7 AND lease_owner = $8
-                 RETURNING version),
-             consumed AS (
-                 DELETE FROM inbox
-                 WHERE execution_id = $6 AND seq <= $9 AND EXISTS (SELECT 1 FROM u))
-             SELECT version FROM u",
-        )
-        .bind(execution.status.as_str())
-        .bind(&doc)
-        .bind(owner)
-        .bind(until)
-        .bind(wake)
-        .bind(id)
-        .bind(column(commit.version))
-        .bind(commit.owner.as_str())
-        .bind(column(commit.consumed))
-        .fetch_optional(pool)
-        .await?;
-        return match new_version {
-            Some(v) => Ok(version(v)),
-            None => Err(Error::LeaseLost(execution.execution_id.clone())),
-        };
+    let finish = matches!(commit.next, Next::Finish);
+    // A finished execution takes no more events: its whole inbox goes.
+    let consumed = if finish {
+        i64::MAX
+    } else {
+        column(commit.consumed)
+    };
+    let schedule = execution
+        .schedule_id
+        .as_ref()
+        .filter(|_| finish)
+        .map(|s| s.as_str());
+    let new_version: Option<i64> = sqlx::query_scalar(
+        "SELECT stephost_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(execution.execution_id.as_str())
+    .bind(column(commit.version))
+    .bind(commit.owner.as_str())
+    .bind(execution.status.as_str())
+    .bind(&doc)
+    .bind(owner)
+    .bind(until)
+    .bind(wake)
+    .bind(consumed)
+    .bind(matches!(commit.next, Next::Park { .. }))
+    .bind(execution.tenant_id.as_str())
+    .bind(schedule)
+    .bind(nanos(execution.finished_at.unwrap_or(execution.created_at)))
+    .fetch_one(pool)
+    .await?;
+    match new_version {
+        Some(v) => Ok(version(v)),
+        None => Err(Error::LeaseLost(execution.execution_id.clone())),
     }
-    let mut tx = pool.begin().await?;
-    let result: Result<u64> = async {
-        // The fenced update comes first: it locks the row, so that an event sent
-        // meanwhile is either committed already (and seen below) or waits for
-        // this commit and then finds the row parked.
-        let new_version: Option<i64> = sqlx::query_scalar(
-            "UPDATE executions
-             SET status = $1, doc = $2, version = version + 1,
-                 lease_owner = $3, lease_until_ns = $4, wake_ns = $5
-             WHERE id = $6 AND version = $7 AND lease_owner = $8
-             RETURNING version",
-        )
-        .bind(execution.status.as_str())
-        .bind(&doc)
-        .bind(owner)
-        .bind(until)
-        .bind(wake)
-        .bind(id)
-        .bind(column(commit.version))
-        .bind(commit.owner.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(new_version) = new_version else {
-            return Err(Error::LeaseLost(execution.execution_id.clone()));
-        };
-        let consumed = column(commit.consumed);
-        if matches!(commit.next, Next::Park { .. }) {
-            // An event the commit did not consume makes it due at once.
-            sqlx::query(
-                "UPDATE executions SET wake_ns = LEAST(wake_ns, pending.at)
-                 FROM (SELECT MIN(created_ns) AS at FROM inbox
-                       WHERE execution_id = $1 AND seq > $2) AS pending
-                 WHERE id = $1 AND pending.at IS NOT NULL",
-            )
-            .bind(id)
-            .bind(consumed)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let consumed = if matches!(commit.next, Next::Finish) {
-            i64::MAX
-        } else {
-            consumed
-        };
-        if consumed > 0 {
-            sqlx::query("DELETE FROM inbox WHERE execution_id = $1 AND seq <= $2")
-                .bind(id)
-                .bind(consumed)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let (Some(schedule), Next::Finish) = (&execution.schedule_id, commit.next) {
-            // A buffered tick waits for this execution to end.
-            let at = nanos(execution.finished_at.unwrap_or(execution.created_at));
-            sqlx::query(
-                "UPDATE schedules SET wake_ns = LEAST(wake_ns, $3)
-                 WHERE tenant_id = $1 AND id = $2 AND buffered",
-            )
-            .bind(execution.tenant_id.as_str())
-            .bind(schedule.as_str())
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Ok(version(new_version))
-    }
-    .await;
-    super::rows::finish(tx, result).await
 }
 
 /// Extends the leases `lease.owner` still holds among `ids`.
