@@ -6,7 +6,8 @@
 //!    execution costs: every commit and rollback PostgreSQL counted in the
 //!    run's own database, less what the same nodes cost idle for as long;
 //!    beside the commit rate this PostgreSQL sustains for one-row inserts,
-//!    which bounds what N nodes can reach;
+//!    which bounds what N nodes can reach; and the same count for
+//!    sequential sync calls to one node (the hot path without contention);
 //! 2. sync latency of a three-step workflow, on the node that runs it and
 //!    across nodes (an API-only node in front of a worker), beside an HTTP
 //!    round trip and the same workflow on SQLite;
@@ -315,6 +316,38 @@ async fn throughput(client: &Client, nodes: usize) -> Throughput {
         transactions: Some((busy - idle as f64).max(0.0) / EXECUTIONS as f64),
         idle_per_second: Some(idle as f64 / took.as_secs_f64()),
     }
+}
+
+/// Transactions per execution of sequential sync calls to one node on a
+/// database of its own: the hot path of one 3-step execution without
+/// contention (no commit batches shared with other executions, no held
+/// commits of steps slowed by a busy CPU), measured like `throughput`.
+/// With `hints` off the node sends no `NOTIFY` batches, and PostgreSQL
+/// counts no listener reading them (each listening backend reads each
+/// batch in a transaction of its own).
+async fn sequential_transactions(client: &Client, hints: bool) -> f64 {
+    let db = Db::create().await;
+    let mut node = Node::new(Some(&db), "n1", true);
+    node.env
+        .push(("STEPHOST_DATABASE_NOTIFICATIONS".into(), hints.to_string()));
+    let server = node.start();
+    let token = setup(client, &server.url).await;
+    sync_calls(client, &server.url, &token).await;
+    drop(server);
+    let before = db.transactions().await;
+    let server = node.start();
+    let started = Instant::now();
+    sync_calls(client, &server.url, &token).await;
+    let took = started.elapsed();
+    drop(server);
+    let loaded = db.transactions().await;
+    let server = node.start();
+    tokio::time::sleep(took).await;
+    drop(server);
+    let idle = db.transactions().await - loaded;
+    db.drop_it().await;
+    let busy = (loaded - before) as f64;
+    (busy - idle as f64).max(0.0) / (SYNC_WARMUP + SYNC_RUNS) as f64
 }
 
 /// One-row autocommit inserts from several connections for a few seconds:
@@ -641,6 +674,12 @@ fn main() {
             }
             out.push(l);
         }
+        let sequential = sequential_transactions(&client, true).await;
+        let unhinted = sequential_transactions(&client, false).await;
+        out.push(format!(
+            "  PostgreSQL, 1 node, {} sequential sync calls: {sequential:.2} transactions/execution, {unhinted:.2} without hints (the hot path, uncontended)",
+            SYNC_WARMUP + SYNC_RUNS
+        ));
         out.push(format!(
             "  floor: this PostgreSQL takes {floor:.0} one-row commits/s from {COMMIT_FLOOR_CONNECTIONS} connections"
         ));

@@ -314,6 +314,55 @@ async fn api_only_node_hands_everything_to_the_worker(notifications: bool) {
     .await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+
+    // A workflow version and a step version published on B are what the
+    // next run through A starts, at once: A runs `three` just before, and a
+    // node that remembered what it resolved would start the old versions.
+    let b = worker.url.as_str();
+    let (status, v1) = call(
+        &client,
+        Method::POST,
+        format!("{a}/v1/executions"),
+        &token,
+        Some(json!({"workflow_id": "three", "input_data": {}})),
+    )
+    .await;
+    assert_eq!(
+        (status, v1["workflow_version"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{v1}"
+    );
+    let (status, v2) = call(
+        &client,
+        Method::PUT,
+        format!("{b}/v1/workflows/three"),
+        &token,
+        Some(json!({"steps": [{"id": "a", "step": "h", "input": {"x": 1}}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    let put = client
+        .put(format!("{b}/v1/steps/h"))
+        .bearer_auth(&token)
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(test_programs::ECHO).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let echo: Value = put.json().await.unwrap();
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        format!("{a}/v1/executions"),
+        &token,
+        Some(json!({"workflow_id": "three", "input_data": {}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["workflow_version"], v2["version"], "{body}");
+    assert_eq!(body["steps"][0]["digest"], echo["digest"], "{body}");
+    assert_eq!(body["output"], json!({"x": 1}), "{body}");
     drop(worker);
 }
 

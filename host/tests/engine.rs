@@ -329,9 +329,18 @@ impl Flaky {
     }
 }
 
-/// The engine over `store` with the echo runner, one worker and a 50 ms
-/// poll.
+/// The engine over `store` with the echo runner, one worker, four driver
+/// slots and a 50 ms poll.
 async fn start(store: Arc<Flaky>, lease_ttl: Duration) -> Engine {
+    start_with(store, lease_ttl, 4, Duration::from_millis(50)).await
+}
+
+async fn start_with(
+    store: Arc<Flaky>,
+    lease_ttl: Duration,
+    max_in_flight: usize,
+    poll_interval: Duration,
+) -> Engine {
     Engine::start(
         store,
         Services {
@@ -341,11 +350,11 @@ async fn start(store: Arc<Flaky>, lease_ttl: Duration) -> Engine {
         },
         Settings {
             workers: 1,
-            max_in_flight: 4,
+            max_in_flight,
             runtime: None,
             node: NodeId::generate(),
             lease_ttl,
-            poll_interval: Duration::from_millis(50),
+            poll_interval,
             claim_work: true,
         },
     )
@@ -486,4 +495,41 @@ async fn a_cancel_that_slips_between_a_claim_and_its_driver_is_read() {
         "no step ran: {:?}",
         stored.steps
     );
+}
+
+/// A driver slot that a finished execution frees goes to the next due one
+/// at once, not at the next poll: with one slot and a one-minute poll,
+/// twenty executions submitted together all finish within seconds. (A
+/// finished execution wakes the claim loop only when the loop found every
+/// slot taken; one that parks always does.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_freed_by_a_finished_execution_is_claimed_at_once() {
+    let (_dir, sqlite, tenant, workflow) = setup().await;
+    let store = Flaky::over(sqlite, 0, None);
+    let engine = start_with(store, Settings::LEASE_TTL, 1, Duration::from_secs(60)).await;
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let submitted = engine
+            .submit(
+                &tenant.id,
+                Submission {
+                    workflow_id: workflow.clone(),
+                    version: VersionSel::Latest,
+                    input_data: json!({"n": n}),
+                    custom_data: None,
+                    start: None,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        ids.push(submitted.execution().execution_id.clone());
+    }
+    for id in ids {
+        let done = engine
+            .wait(&tenant.id, &id, &Until::Terminal, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(done.status, Status::Succeeded, "{done:?}");
+    }
 }

@@ -13,7 +13,11 @@
 //! execution's pending snapshot, and a persister task commits the newest
 //! snapshot under the lease (version and owner checked) and only then
 //! publishes it to waiters. Commits thus overlap with running steps, and
-//! changes that arrive during one commit share the next. Nothing is
+//! changes that arrive during one commit share the next. A snapshot that
+//! keeps the lease waits until the state has been quiet for a moment
+//! ([`SETTLE`]), so a run of fast steps shares one commit and an execution
+//! that finishes at once commits only its end; parking and finishing commit
+//! without waiting. Nothing is
 //! published before it is durable, so a step that anyone saw complete never
 //! runs again after a crash; a completion not yet committed at a crash is
 //! redone, like an attempt in flight (at-least-once). A refused commit means
@@ -27,6 +31,7 @@
 //! consumed without its effect being stored.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -146,6 +151,7 @@ pub(super) async fn drive(
         // Claimed with nothing that reopens it (a resume does): put it back
         // off the claim path unchanged.
         run.send(After::Finish);
+        run.driven.finished.store(true, Ordering::SeqCst);
         run.flush().await;
         return;
     }
@@ -175,6 +181,40 @@ pub(super) async fn drive(
     }
 }
 
+/// How long a held snapshot waits for a newer one before it is committed.
+/// A run of fast steps changes the state every few hundred microseconds;
+/// committing each change would put a commit between every step and the
+/// next, and the final commit behind them. Waiting until the state has been
+/// quiet this long lets one commit cover them, and an execution that
+/// finishes within it commits only when it finishes.
+const SETTLE: Duration = Duration::from_millis(2);
+
+/// The longest a held snapshot waits, however often the state changes, so
+/// that completed steps of a busy execution are never long uncommitted.
+const SETTLE_MAX: Duration = Duration::from_millis(20);
+
+/// Waits until the held snapshot in `pending` can be committed: the state
+/// has been quiet for [`SETTLE`], [`SETTLE_MAX`] has passed, or a snapshot
+/// that parks or finishes arrived (those commit at once, as does the last
+/// snapshot once the driver has gone). Nothing waits for this: the driver
+/// goes on running steps, and only publication to waiters follows it.
+async fn settle(pending: &mut watch::Receiver<Snapshot>) {
+    let cap = tokio::time::sleep(SETTLE_MAX);
+    tokio::pin!(cap);
+    loop {
+        tokio::select! {
+            biased;
+            changed = pending.changed() => {
+                if changed.is_err() || pending.borrow().after != After::Hold {
+                    return;
+                }
+            }
+            () = &mut cap => return,
+            () = tokio::time::sleep(SETTLE) => return,
+        }
+    }
+}
+
 /// Commits the newest snapshot, then publishes it; ends once the driver
 /// dropped its sender and the last snapshot is committed, or at once when
 /// the lease is lost (after telling the driver).
@@ -185,6 +225,9 @@ async fn persister(
     mut pending: watch::Receiver<Snapshot>,
 ) {
     while pending.changed().await.is_ok() {
+        if pending.borrow().after == After::Hold {
+            settle(&mut pending).await;
+        }
         let snapshot = pending.borrow_and_update().clone();
         let Some(committed) = commit(&inner, &snapshot, version).await else {
             driven.lost.cancel();
@@ -458,6 +501,7 @@ impl Run {
         let now = self.now();
         self.state.conclude(def, status, now);
         self.send(After::Finish);
+        self.driven.finished.store(true, Ordering::SeqCst);
         self.flush().await;
     }
 }

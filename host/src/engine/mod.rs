@@ -276,6 +276,9 @@ pub(crate) struct Driven {
     events: Notify,
     /// The lease is lost: the driver stops without committing.
     lost: CancellationToken,
+    /// The driver's last commit finished the execution (it leaves the
+    /// claim path, so the claim loop has no new due time to learn).
+    finished: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct Inner {
@@ -286,9 +289,9 @@ pub(crate) struct Inner {
     /// Parsed definitions by tenant, workflow and version (versions never
     /// change once stored).
     definitions: Mutex<HashMap<(TenantId, WorkflowId, u32), Arc<Definition>>>,
-    /// Recent workflow and step lookups for submissions (see [`Recent`]).
-    workflows: Recent<(TenantId, WorkflowId, Option<u32>), store::WorkflowRecord>,
-    steps: Recent<(TenantId, crate::model::StepName), store::StepRecord>,
+    /// Recent submission lookups by tenant, workflow and version asked
+    /// for (see [`Recent`]); unused on a store other processes share.
+    resolved: Recent<(TenantId, WorkflowId, Option<u32>), Arc<Resolved>>,
     attempts: Semaphore,
     in_flight: Arc<Semaphore>,
     runtime: Option<tokio::runtime::Handle>,
@@ -305,6 +308,10 @@ pub(crate) struct Inner {
     /// skips reading it unless this moved since before the claim (see
     /// `work::spawn_driver`).
     unrouted: std::sync::atomic::AtomicU64,
+    /// The claim loop found every driver slot taken, or is looking for
+    /// one: due work may be waiting for a slot, so a driver that ends must
+    /// wake the loop (see `work::claim_round`).
+    starved: std::sync::atomic::AtomicBool,
     /// Waiters' subscriptions to committed states, by execution.
     watchers: watch::Watchers,
     /// Wakes the claim loop: a permit freed, an execution parked, an event
@@ -410,10 +417,18 @@ impl Inner {
     }
 }
 
+/// What a submission resolves against: a workflow version and the
+/// registered steps it names, by name.
+struct Resolved {
+    workflow: store::WorkflowRecord,
+    steps: HashMap<String, store::StepRecord>,
+}
+
 /// A small cache of recent lookups. Entries live [`Recent::TTL`] at most,
 /// and the API forgets an entry as soon as it changes what it describes, so
-/// this process never submits against a stale workflow or step version;
-/// other processes sharing the store see a change within the TTL.
+/// this process never submits against a stale workflow or step version.
+/// That holds only while no other process writes to the store: on a shared
+/// store (PostgreSQL) it is not used.
 struct Recent<K, V> {
     entries: Mutex<HashMap<K, (std::time::Instant, V)>>,
 }
@@ -500,8 +515,7 @@ impl Engine {
                 secrets: services.secrets,
                 clock: services.clock.clone(),
                 definitions: Mutex::new(HashMap::new()),
-                workflows: Recent::new(),
-                steps: Recent::new(),
+                resolved: Recent::new(),
                 attempts: Semaphore::new(settings.workers.max(1)),
                 in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
                 runtime: settings.runtime.clone(),
@@ -512,6 +526,7 @@ impl Engine {
                 started_at: services.clock.now(),
                 drivers: Mutex::new(HashMap::new()),
                 unrouted: std::sync::atomic::AtomicU64::new(0),
+                starved: std::sync::atomic::AtomicBool::new(false),
                 watchers: watch::Watchers::default(),
                 wake: Arc::new(Notify::new()),
                 schedule_wake: Arc::new(Notify::new()),
@@ -642,60 +657,55 @@ impl Engine {
         watch::wait(&self.inner, tenant, id, until, timeout).await
     }
 
-    async fn workflow_record(
+    /// The workflow version a submission runs (`None` = latest) and the
+    /// registered steps it names, by name; `None` when there is no such
+    /// version or the workflow is deleted (its versions stay for the
+    /// executions that run them, but it starts no new runs). One read of
+    /// the store; cached briefly only when no other process writes to the
+    /// store, so a node never starts a version another node replaced.
+    async fn submission_records(
         &self,
         tenant: &TenantId,
         id: &WorkflowId,
         version: Option<u32>,
-    ) -> Result<Option<store::WorkflowRecord>, Error> {
+    ) -> Result<Option<Arc<Resolved>>, Error> {
+        let cache = !self.inner.store.shared();
         let key = (tenant.clone(), id.clone(), version);
-        if let Some(r) = self.inner.workflows.get(&key) {
+        if cache && let Some(r) = self.inner.resolved.get(&key) {
             return Ok(Some(r));
         }
-        // A deleted workflow starts no new runs (its versions stay for the
-        // executions that run them).
-        let r = self
+        let Some((workflow, steps)) = self
             .inner
             .store
-            .workflow(tenant, id, version)
+            .workflow_with_steps(tenant, id, version)
             .await?
-            .filter(|r| r.deleted_at.is_none());
-        if let Some(r) = &r {
-            self.inner.workflows.put(key, r.clone());
+            .filter(|(w, _)| w.deleted_at.is_none())
+        else {
+            return Ok(None);
+        };
+        let r = Arc::new(Resolved {
+            workflow,
+            steps: steps.into_iter().map(|s| (s.name.to_string(), s)).collect(),
+        });
+        if cache {
+            self.inner.resolved.put(key, r.clone());
         }
-        Ok(r)
-    }
-
-    async fn step_record(
-        &self,
-        tenant: &TenantId,
-        name: &crate::model::StepName,
-    ) -> Result<Option<store::StepRecord>, Error> {
-        let key = (tenant.clone(), name.clone());
-        if let Some(r) = self.inner.steps.get(&key) {
-            return Ok(Some(r));
-        }
-        let r = self.inner.store.step(tenant, name).await?;
-        if let Some(r) = &r {
-            self.inner.steps.put(key, r.clone());
-        }
-        Ok(r)
+        Ok(Some(r))
     }
 
     /// Drops cached lookups of a workflow; the API calls it after storing a
     /// new version.
     pub fn forget_workflow(&self, tenant: &TenantId, id: &WorkflowId) {
         self.inner
-            .workflows
+            .resolved
             .forget(|(t, w, _)| !(t == tenant && w == id));
     }
 
     /// Drops cached lookups of a step; the API calls it after adding a
     /// version or deleting the step.
-    pub fn forget_step(&self, tenant: &TenantId, name: &crate::model::StepName) {
-        self.inner
-            .steps
-            .forget(|(t, n)| !(t == tenant && n == name));
+    pub fn forget_step(&self, tenant: &TenantId, _name: &crate::model::StepName) {
+        // Any of the tenant's workflows may name it.
+        self.inner.resolved.forget(|(t, _, _)| t != tenant);
     }
 
     /// How many executions this process drives right now.

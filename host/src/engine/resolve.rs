@@ -2,11 +2,8 @@
 //! schema, the secrets it needs and the component each step runs. The
 //! scheduler reuses it for every tick.
 
-use std::collections::HashMap;
-
 use super::{Engine, Error, Problem, Submission, VersionSel, WAIT_STEP, definition};
 use crate::model::{Digest, Execution, ExecutionId, Status, StepRun, StepStatus, TenantId};
-use crate::store;
 
 impl Engine {
     /// Resolves a submission into a queued execution, not yet stored: the
@@ -17,8 +14,8 @@ impl Engine {
             VersionSel::Latest => None,
             VersionSel::Exact(v) => Some(v),
         };
-        let wf = self
-            .workflow_record(tenant, &sub.workflow_id, version)
+        let records = self
+            .submission_records(tenant, &sub.workflow_id, version)
             .await?
             .ok_or_else(|| {
                 Error::WorkflowNotFound(match version {
@@ -26,6 +23,7 @@ impl Engine {
                     None => sub.workflow_id.to_string(),
                 })
             })?;
+        let wf = &records.workflow;
         let def = self
             .inner
             .parsed(tenant, &wf.workflow_id, wf.version, &wf.definition)
@@ -78,8 +76,6 @@ impl Engine {
         }
         let mut steps = Vec::with_capacity(def.steps.len());
         let needs = def.needs();
-        // One lookup per distinct step name.
-        let mut records: HashMap<String, Option<store::StepRecord>> = HashMap::new();
         for (i, s) in def.steps.iter().enumerate() {
             let run = |step: String, digest: Option<Digest>| StepRun {
                 id: s.id.clone(),
@@ -105,15 +101,7 @@ impl Engine {
             };
             let name: crate::model::StepName =
                 name.parse().map_err(|e: String| Error::Unprocessable(e))?;
-            let record = match records.get(name.as_str()) {
-                Some(r) => r.clone(),
-                None => {
-                    let r = self.step_record(tenant, &name).await?;
-                    records.insert(name.to_string(), r.clone());
-                    r
-                }
-            };
-            let record = record.ok_or_else(|| {
+            let record = records.steps.get(name.as_str()).ok_or_else(|| {
                 Error::Unprocessable(format!(
                     "step `{}` of workflow `{}` (step id `{}`) is no longer registered",
                     step_ref, sub.workflow_id, s.id

@@ -13,7 +13,7 @@
 //! Both loops hold the engine only weakly between rounds, so they end when
 //! the engine is dropped.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -82,6 +82,7 @@ pub(super) fn spawn_driver(
     let driven = Arc::new(Driven {
         events: Notify::new(),
         lost: CancellationToken::new(),
+        finished: AtomicBool::new(false),
     });
     let read_inbox = {
         let mut drivers = inner.lock_drivers();
@@ -103,9 +104,16 @@ pub(super) fn spawn_driver(
                 }
             }
             drop(permit);
-            // A slot is free, or the execution parked: either way the claim
-            // loop has something to look at.
-            inner.wake.notify_one();
+            // An execution that parked (or was handed back) has a due time
+            // the claim loop must learn; a freed slot matters only when the
+            // loop found none free. A finished execution on a node with
+            // slots to spare costs no claim round. The permit is dropped
+            // before `starved` is read, and the loop sets `starved` before
+            // it looks for a permit, so a loop that found none is woken.
+            let finished = driven.finished.load(Ordering::SeqCst);
+            if !finished | inner.starved.swap(false, Ordering::SeqCst) {
+                inner.wake.notify_one();
+            }
         }
     };
     match &inner.runtime {
@@ -245,6 +253,9 @@ async fn claim_loop(
 }
 
 async fn claim_round(inner: &Arc<Inner>) -> Result<Round, Error> {
+    // Set before looking for permits (see `spawn_driver`); cleared once
+    // some are held, since this round then claims whatever is due.
+    inner.starved.store(true, Ordering::SeqCst);
     let mut permits = Vec::new();
     while permits.len() < CLAIM_BATCH {
         match inner.in_flight.clone().try_acquire_owned() {
@@ -256,6 +267,7 @@ async fn claim_round(inner: &Arc<Inner>) -> Result<Round, Error> {
         // Every slot is taken; a driver that ends wakes the loop.
         return Ok(Round::Until(None));
     }
+    inner.starved.store(false, Ordering::SeqCst);
     let wanted = permits.len();
     let now = inner.clock.now();
     let mark = unrouted_mark(inner);

@@ -107,6 +107,22 @@ pub(crate) fn group_steps(
     Ok(steps)
 }
 
+/// The step names a workflow definition refers to (`steps[].step` without
+/// an `@digest` pin), sorted, each once.
+pub(crate) fn step_names(definition: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = definition
+        .get("steps")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("step")?.as_str())
+        .map(|r| r.split_once('@').map_or(r, |(name, _)| name).to_owned())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

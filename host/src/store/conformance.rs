@@ -19,8 +19,8 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    Commit, Created, Error, ExecutionFilter, Idempotency, Lease, Next, OnConflict, StepVersion,
-    Store, Tenant, TokenHash,
+    Commit, Created, Error, ExecutionFilter, Idempotency, Lease, Next, OnConflict, StepRecord,
+    StepVersion, Store, Tenant, TokenHash,
 };
 use crate::model::{
     Digest, Execution, ExecutionId, NodeId, Status, StepName, StepRun, StepStatus, TenantId,
@@ -40,7 +40,7 @@ pub(crate) trait Harness: Send + Sync {
 macro_rules! conformance_tests {
     ($harness:expr) => {
         $crate::store::conformance::conformance_tests!(@each $harness;
-            tenants, tokens, components, step_versions, workflows, executions::execution_round_trip,
+            tenants, tokens, components, step_versions, workflows, workflow_with_steps, executions::execution_round_trip,
             executions::listing_filters, executions::paging_is_stable, executions::bad_cursor, executions::idempotency,
             executions::concurrent_idempotent_creates, group_commit, failed_writes_spare_their_batch,
             survives_reopen, secrets,
@@ -362,6 +362,103 @@ pub(crate) async fn workflows(h: &dyn Harness) {
     assert!(store.workflows(&other).await.unwrap().is_empty());
     let theirs = store.put_workflow(&other, &orders, &second).await.unwrap();
     assert_eq!(theirs.version, 1);
+}
+
+/// A submission's read: a workflow version with exactly the registered
+/// steps its definition names, of its own tenant only.
+pub(crate) async fn workflow_with_steps(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let other = new_tenant(&*store, "other").await;
+    let version = |bytes: &[u8]| StepVersion {
+        digest: Digest::of(bytes),
+        size_bytes: bytes.len() as u64,
+        imports: vec![],
+        compile_ms: 1,
+        created_at: Timestamp::now(),
+    };
+    let (double, alpha, zeta): (StepName, StepName, StepName) = (
+        "double".parse().unwrap(),
+        "alpha".parse().unwrap(),
+        "zeta".parse().unwrap(),
+    );
+    let (d1, d2, a1, z1) = (
+        version(b"d1"),
+        version(b"d2"),
+        version(b"a1"),
+        version(b"z1"),
+    );
+    for (name, v) in [(&double, &d1), (&double, &d2), (&alpha, &a1), (&zeta, &z1)] {
+        store.put_step_version(&acme, name, v).await.unwrap();
+    }
+    store
+        .put_step_version(&other, &double, &version(b"theirs"))
+        .await
+        .unwrap();
+    let orders: WorkflowId = "orders".parse().unwrap();
+    let first = json!({"steps": [
+        {"id": "a", "step": "double"},
+        {"id": "b", "step": format!("alpha@{}", a1.digest), "needs": ["a"]},
+        {"id": "c", "step": "double"},
+        {"id": "d", "step": "missing"},
+        {"id": "e", "wait": {"for": "1s"}}]});
+    let v1 = store.put_workflow(&acme, &orders, &first).await.unwrap();
+    let second = json!({"steps": [{"id": "a", "step": "zeta"}]});
+    let v2 = store.put_workflow(&acme, &orders, &second).await.unwrap();
+
+    let by_name = |steps: Vec<StepRecord>| -> Vec<(StepName, Vec<StepVersion>)> {
+        steps.into_iter().map(|s| (s.name, s.versions)).collect()
+    };
+    let (w, steps) = store
+        .workflow_with_steps(&acme, &orders, None)
+        .await
+        .unwrap()
+        .expect("the latest version");
+    assert_eq!(w, v2);
+    assert_eq!(by_name(steps), vec![(zeta.clone(), vec![z1.clone()])]);
+    let (w, steps) = store
+        .workflow_with_steps(&acme, &orders, Some(1))
+        .await
+        .unwrap()
+        .expect("version 1");
+    assert_eq!(w, v1);
+    assert_eq!(
+        by_name(steps),
+        vec![(alpha, vec![a1]), (double.clone(), vec![d1, d2])]
+    );
+
+    let idle: WorkflowId = "idle".parse().unwrap();
+    let only_waits =
+        json!({"steps": [{"id": "w", "wait": {"for": "1s"}}, {"id": "m", "step": "missing"}]});
+    let i1 = store.put_workflow(&acme, &idle, &only_waits).await.unwrap();
+    assert_eq!(
+        store.workflow_with_steps(&acme, &idle, None).await.unwrap(),
+        Some((i1, vec![]))
+    );
+
+    assert_eq!(
+        store
+            .workflow_with_steps(&acme, &orders, Some(3))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .workflow_with_steps(&other, &orders, None)
+            .await
+            .unwrap(),
+        None
+    );
+    // A deleted workflow still reads, with its `deleted_at`.
+    let at = Timestamp::now();
+    assert!(store.delete_workflow(&acme, &orders, at).await.unwrap());
+    let (w, _) = store
+        .workflow_with_steps(&acme, &orders, None)
+        .await
+        .unwrap()
+        .expect("a deleted workflow reads");
+    assert_eq!((w.version, w.deleted_at.is_some()), (2, true));
 }
 
 /// Many concurrent writes all commit and all read back.

@@ -421,6 +421,30 @@ pub trait Store: Send + Sync + 'static {
         id: &WorkflowId,
         version: Option<u32>,
     ) -> Result<Option<WorkflowRecord>>;
+    /// What a submission resolves against, in one read where the backend
+    /// can: a workflow version (`None` = latest; deleted or not) and every
+    /// registered step its definition names (`steps[].step`, without an
+    /// `@digest` pin), by name. A named step that is not registered is
+    /// absent.
+    async fn workflow_with_steps(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        version: Option<u32>,
+    ) -> Result<Option<(WorkflowRecord, Vec<StepRecord>)>> {
+        let Some(workflow) = self.workflow(tenant, id, version).await? else {
+            return Ok(None);
+        };
+        let mut steps = Vec::new();
+        for name in codec::step_names(&workflow.definition) {
+            if let Ok(name) = name.parse::<StepName>()
+                && let Some(step) = self.step(tenant, &name).await?
+            {
+                steps.push(step);
+            }
+        }
+        Ok(Some((workflow, steps)))
+    }
     /// The latest version of every workflow of a tenant, by id (deleted
     /// ones included, with their `deleted_at`).
     async fn workflows(&self, tenant: &TenantId) -> Result<Vec<WorkflowRecord>>;
@@ -555,5 +579,11 @@ pub trait Store: Send + Sync + 'static {
     /// else can share it (each call subscribes anew).
     fn hints(&self) -> Option<tokio::sync::broadcast::Receiver<Hint>> {
         None
+    }
+    /// Whether other processes may write to this store: then nothing read
+    /// from it may be cached beyond the request that read it, since this
+    /// process does not see their changes.
+    fn shared(&self) -> bool {
+        false
     }
 }

@@ -395,6 +395,15 @@ impl Store for PostgresStore {
         load_workflow(&self.pool, tenant, id, version).await
     }
 
+    async fn workflow_with_steps(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        version: Option<u32>,
+    ) -> Result<Option<(WorkflowRecord, Vec<StepRecord>)>> {
+        rows::load_workflow_with_steps(&self.pool, tenant, id, version).await
+    }
+
     async fn workflows(&self, tenant: &TenantId) -> Result<Vec<WorkflowRecord>> {
         let rows: Vec<(String, i64, String, String, Option<i64>)> = sqlx::query_as(
             "SELECT DISTINCT ON (workflow_id)
@@ -745,6 +754,10 @@ impl Store for PostgresStore {
 
     fn hints(&self) -> Option<tokio::sync::broadcast::Receiver<Hint>> {
         self.hints.as_ref().map(|h| h.subscribe())
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 }
 

@@ -169,21 +169,82 @@ pub(super) async fn load_steps(
     .bind(name)
     .fetch_all(pool)
     .await?;
-    group_steps(rows.into_iter().map(
-        |(name, digest, size_bytes, imports, compile_ms, created_at)| {
-            let version = StepVersion {
-                digest: digest
-                    .parse()
-                    .map_err(|e| Error::Backend(format!("a stored digest is not valid: {e}")))?,
-                size_bytes: u64::try_from(size_bytes).unwrap_or(0),
-                imports: serde_json::from_str(&imports)
-                    .map_err(|e| Error::Backend(format!("stored imports are not JSON: {e}")))?,
-                compile_ms: u64::try_from(compile_ms).unwrap_or(0),
-                created_at: parse_time(&created_at)?,
-            };
-            Ok((name, version))
-        },
-    ))
+    group_steps(rows.into_iter().map(step_version_of))
+}
+
+type StepColumns = (String, String, i64, String, i64, String);
+
+fn step_version_of(
+    (name, digest, size_bytes, imports, compile_ms, created_at): StepColumns,
+) -> Result<(String, StepVersion)> {
+    let version = StepVersion {
+        digest: digest
+            .parse()
+            .map_err(|e| Error::Backend(format!("a stored digest is not valid: {e}")))?,
+        size_bytes: u64::try_from(size_bytes).unwrap_or(0),
+        imports: serde_json::from_str(&imports)
+            .map_err(|e| Error::Backend(format!("stored imports are not JSON: {e}")))?,
+        compile_ms: u64::try_from(compile_ms).unwrap_or(0),
+        created_at: parse_time(&created_at)?,
+    };
+    Ok((name, version))
+}
+
+/// A workflow version and the registered steps its definition names, in
+/// one statement (see `Store::workflow_with_steps`): the step names are
+/// taken from the stored definition by the same rule as
+/// `codec::step_names`.
+pub(super) async fn load_workflow_with_steps(
+    pool: &PgPool,
+    tenant: &TenantId,
+    id: &WorkflowId,
+    version: Option<u32>,
+) -> Result<Option<(WorkflowRecord, Vec<StepRecord>)>> {
+    type Row = (
+        i64,
+        String,
+        String,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "WITH w AS (
+             SELECT version, definition, created_at, deleted_ns, definition::jsonb -> 'steps' AS steps
+             FROM workflows
+             WHERE tenant_id = $1 AND workflow_id = $2 AND ($3::BIGINT IS NULL OR version = $3)
+             ORDER BY version DESC LIMIT 1
+         )
+         SELECT w.version, w.definition, w.created_at, w.deleted_ns,
+                s.name, s.digest, s.size_bytes, s.imports, s.compile_ms, s.created_at
+         FROM w LEFT JOIN step_versions s
+           ON s.tenant_id = $1
+          AND s.name IN (
+              SELECT split_part(e ->> 'step', '@', 1)
+              FROM jsonb_array_elements(
+                  CASE WHEN jsonb_typeof(w.steps) = 'array' THEN w.steps ELSE '[]'::jsonb END
+              ) AS e
+              WHERE jsonb_typeof(e -> 'step') = 'string')
+         ORDER BY s.name, s.seq",
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(version.map(i64::from))
+    .fetch_all(pool)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let workflow = workflow_of(id, (first.0, first.1.clone(), first.2.clone(), first.3))?;
+    let steps = group_steps(
+        rows.into_iter()
+            .filter_map(|r| Some(step_version_of((r.4?, r.5?, r.6?, r.7?, r.8?, r.9?)))),
+    )?;
+    Ok(Some((workflow, steps)))
 }
 
 /// A listing query's arguments, bound in order to `$1`, `$2`, ...
