@@ -388,7 +388,7 @@ impl Definition {
         if !problems.is_empty() {
             return Err(problems);
         }
-        serde_json::from_value(value).map_err(|e| vec![problem("$", e.to_string())])
+        typed(value, "$").map_err(|p| vec![p])
     }
 
     /// The step indexes each step needs (explicit `needs`, or the previous
@@ -497,13 +497,45 @@ fn field<T: DeserializeOwned>(
     problems: &mut Vec<Problem>,
 ) -> Option<T> {
     let v = obj.get(key)?;
-    match serde_json::from_value::<T>(v.clone()) {
+    match typed(v.clone(), &format!("{at}.{key}")) {
         Ok(t) => Some(t),
-        Err(e) => {
-            problems.push(problem(format!("{at}.{key}"), e.to_string()));
+        Err(p) => {
+            problems.push(p);
             None
         }
     }
+}
+
+/// Deserializes `value`, found at `at`, into `T`; a failure names the
+/// innermost field it happened in (`$.retry.max_attempts`, not `$.retry`).
+fn typed<T: DeserializeOwned>(value: Value, at: &str) -> Result<T, Problem> {
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = match inner.as_str() {
+            "." => at.to_owned(),
+            p if p.starts_with('[') => format!("{at}{p}"),
+            p => format!("{at}.{p}"),
+        };
+        let mut message = e.inner().to_string();
+        if message == "invalid number" {
+            // serde_json's whole message for a number out of the field's
+            // range: say which.
+            let mut found = Some(&value);
+            for segment in e.path().iter() {
+                found = match segment {
+                    serde_path_to_error::Segment::Seq { index } => found.and_then(|v| v.get(index)),
+                    serde_path_to_error::Segment::Map { key } => {
+                        found.and_then(|v| v.get(key.as_str()))
+                    }
+                    _ => None,
+                };
+            }
+            if let Some(n) = found.filter(|v| v.is_number()) {
+                message = format!("`{n}` is out of range here (or not a whole number)");
+            }
+        }
+        problem(path, message)
+    })
 }
 
 fn check_step_shape(i: usize, step: &Value, problems: &mut Vec<Problem>) {
@@ -661,6 +693,43 @@ mod tests {
                 "$.steps[1].id",
                 "$.steps[2]"
             ]
+        );
+    }
+
+    /// A type error names the field it is in, not the object around it.
+    #[test]
+    fn type_errors_name_the_field() {
+        let problems = Definition::from_value(json!({
+            "retry": {"jitter": "half"},
+            "steps": [
+                {"id": "a", "step": "known", "retry": {"max_attempts": -1},
+                 "limits": {"fuel": "lots"}},
+                {"id": "b", "step": "known", "needs": ["a", 7],
+                 "retry": {"retry_on": ["timed_out", "sometimes"]}},
+                {"id": "c", "wait": {"for": 5}}
+            ]
+        }))
+        .unwrap_err();
+        let found: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        let paths: Vec<&str> = found.iter().map(|(p, _)| *p).collect();
+        assert_eq!(
+            paths,
+            [
+                "$.retry.jitter",
+                "$.steps[0].limits.fuel",
+                "$.steps[0].retry.max_attempts",
+                "$.steps[1].needs[1]",
+                "$.steps[1].retry.retry_on[1]",
+                "$.steps[2].wait.for"
+            ],
+            "{found:?}"
+        );
+        assert_eq!(
+            found[2].1, "`-1` is out of range here (or not a whole number)",
+            "{found:?}"
         );
     }
 

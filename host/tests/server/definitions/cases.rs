@@ -111,7 +111,7 @@ pub(super) fn cases() -> Vec<Case> {
         case(
             "an unknown wait field",
             one(json!({"id": "a", "wait": {"for": "1m", "every": "1m"}})),
-            "$.steps[0].wait",
+            "$.steps[0].wait.every",
             "unknown field `every`",
         ),
         case(
@@ -197,25 +197,37 @@ pub(super) fn cases() -> Vec<Case> {
         case(
             "unknown field in `limits`",
             one(json!({"id": "a", "step": "echo", "limits": {"cpu": 2}})),
-            "$.steps[0].limits",
+            "$.steps[0].limits.cpu",
             "unknown field `cpu`",
         ),
         case(
             "fuel is not a number",
             one(json!({"id": "a", "step": "echo", "limits": {"fuel": "lots"}})),
-            "$.steps[0].limits",
+            "$.steps[0].limits.fuel",
             "invalid type",
+        ),
+        case(
+            "negative max_attempts",
+            one(json!({"id": "a", "step": "echo", "retry": {"max_attempts": -1}})),
+            "$.steps[0].retry.max_attempts",
+            "`-1` is out of range",
+        ),
+        case(
+            "a needs entry that is not a string",
+            one(json!({"id": "a", "step": "echo", "needs": [7]})),
+            "$.steps[0].needs[0]",
+            "expected a string",
         ),
         case(
             "unknown backoff",
             one(json!({"id": "a", "step": "echo", "retry": {"backoff": "linear"}})),
-            "$.steps[0].retry",
+            "$.steps[0].retry.backoff",
             "unknown variant `linear`",
         ),
         case(
             "unknown `retry_on` outcome",
             one(json!({"id": "a", "step": "echo", "retry": {"retry_on": ["failed"]}})),
-            "$.steps[0].retry",
+            "$.steps[0].retry.retry_on[0]",
             "unknown variant `failed`",
         ),
         case(
