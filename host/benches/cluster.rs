@@ -299,22 +299,52 @@ async fn throughput(client: &Client, nodes: usize) -> Throughput {
             idle_per_second: None,
         };
     };
+    let counted = count_transactions(
+        &db,
+        || start_all().0,
+        |urls| async move { run_async(client, &urls, &token, EXECUTIONS).await },
+    )
+    .await;
+    db.drop_it().await;
+    Throughput {
+        per_second: EXECUTIONS as f64 / counted.took.as_secs_f64(),
+        transactions: Some(counted.beyond_idle / EXECUTIONS as f64),
+        idle_per_second: Some(counted.idle_per_second),
+    }
+}
+
+/// What a piece of work cost the database.
+struct Counted {
+    took: Duration,
+    /// Transactions counted during the work, less what the same nodes
+    /// cost idle for as long.
+    beyond_idle: f64,
+    idle_per_second: f64,
+}
+
+/// Runs `work` (given the nodes' URLs; it answers how long it took) on the
+/// nodes `start` starts, stops them, then runs the same nodes idle for as
+/// long; counted from flushed states, so the start and stop of the nodes
+/// cancel out.
+async fn count_transactions<F, W>(db: &Db, start: impl Fn() -> Vec<Server>, work: W) -> Counted
+where
+    W: FnOnce(Vec<String>) -> F,
+    F: std::future::Future<Output = Duration>,
+{
     let before = db.transactions().await;
-    let (servers, urls) = start_all();
-    let took = run_async(client, &urls, &token, EXECUTIONS).await;
+    let servers = start();
+    let took = work(servers.iter().map(|s| s.url.clone()).collect()).await;
     drop(servers);
     let loaded = db.transactions().await;
-    // The same nodes, started the same way, idle for as long.
-    let servers = start_all();
+    let servers = start();
     tokio::time::sleep(took).await;
     drop(servers);
     let idle = db.transactions().await - loaded;
-    db.drop_it().await;
     let busy = (loaded - before) as f64;
-    Throughput {
-        per_second: EXECUTIONS as f64 / took.as_secs_f64(),
-        transactions: Some((busy - idle as f64).max(0.0) / EXECUTIONS as f64),
-        idle_per_second: Some(idle as f64 / took.as_secs_f64()),
+    Counted {
+        took,
+        beyond_idle: (busy - idle as f64).max(0.0),
+        idle_per_second: idle as f64 / took.as_secs_f64(),
     }
 }
 
@@ -334,20 +364,18 @@ async fn sequential_transactions(client: &Client, hints: bool) -> f64 {
     let token = setup(client, &server.url).await;
     sync_calls(client, &server.url, &token).await;
     drop(server);
-    let before = db.transactions().await;
-    let server = node.start();
-    let started = Instant::now();
-    sync_calls(client, &server.url, &token).await;
-    let took = started.elapsed();
-    drop(server);
-    let loaded = db.transactions().await;
-    let server = node.start();
-    tokio::time::sleep(took).await;
-    drop(server);
-    let idle = db.transactions().await - loaded;
+    let counted = count_transactions(
+        &db,
+        || vec![node.start()],
+        |urls| async move {
+            let started = Instant::now();
+            sync_calls(client, &urls[0], &token).await;
+            started.elapsed()
+        },
+    )
+    .await;
     db.drop_it().await;
-    let busy = (loaded - before) as f64;
-    (busy - idle as f64).max(0.0) / (SYNC_WARMUP + SYNC_RUNS) as f64
+    counted.beyond_idle / (SYNC_WARMUP + SYNC_RUNS) as f64
 }
 
 /// One-row autocommit inserts from several connections for a few seconds:

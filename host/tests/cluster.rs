@@ -319,14 +319,16 @@ async fn api_only_node_hands_everything_to_the_worker(notifications: bool) {
     // next run through A starts, at once: A runs `three` just before, and a
     // node that remembered what it resolved would start the old versions.
     let b = worker.url.as_str();
-    let (status, v1) = call(
-        &client,
-        Method::POST,
-        format!("{a}/v1/executions"),
-        &token,
-        Some(json!({"workflow_id": "three", "input_data": {}})),
-    )
-    .await;
+    let run_three = || {
+        call(
+            &client,
+            Method::POST,
+            format!("{a}/v1/executions"),
+            &token,
+            Some(json!({"workflow_id": "three", "input_data": {}})),
+        )
+    };
+    let (status, v1) = run_three().await;
     assert_eq!(
         (status, v1["workflow_version"].as_u64()),
         (StatusCode::OK, Some(1)),
@@ -351,14 +353,7 @@ async fn api_only_node_hands_everything_to_the_worker(notifications: bool) {
         .unwrap();
     assert_eq!(put.status(), StatusCode::CREATED);
     let echo: Value = put.json().await.unwrap();
-    let (status, body) = call(
-        &client,
-        Method::POST,
-        format!("{a}/v1/executions"),
-        &token,
-        Some(json!({"workflow_id": "three", "input_data": {}})),
-    )
-    .await;
+    let (status, body) = run_three().await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["workflow_version"], v2["version"], "{body}");
     assert_eq!(body["steps"][0]["digest"], echo["digest"], "{body}");

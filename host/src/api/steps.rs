@@ -143,7 +143,7 @@ pub async fn put(
         .store
         .put_step_version(&tenant, &name, &version)
         .await?;
-    state.engine.forget_step(&tenant, &name);
+    state.engine.forget_steps(&tenant);
     Ok((
         StatusCode::CREATED,
         Json(Uploaded {
@@ -199,7 +199,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let name = step_name(&name)?;
     let deleted = state.store.delete_step(&tenant, &name).await?;
-    state.engine.forget_step(&tenant, &name);
+    state.engine.forget_steps(&tenant);
     if deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {

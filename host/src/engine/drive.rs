@@ -151,7 +151,6 @@ pub(super) async fn drive(
         // Claimed with nothing that reopens it (a resume does): put it back
         // off the claim path unchanged.
         run.send(After::Finish);
-        run.driven.finished.store(true, Ordering::SeqCst);
         run.flush().await;
         return;
     }
@@ -275,6 +274,9 @@ impl Run {
     }
 
     fn send(&self, after: After) {
+        if after == After::Finish {
+            self.driven.finished.store(true, Ordering::SeqCst);
+        }
         if let Some(tx) = &self.snapshots {
             tx.send_replace(Snapshot {
                 execution: Arc::new(self.state.exec.clone()),
@@ -501,7 +503,6 @@ impl Run {
         let now = self.now();
         self.state.conclude(def, status, now);
         self.send(After::Finish);
-        self.driven.finished.store(true, Ordering::SeqCst);
         self.flush().await;
     }
 }

@@ -701,10 +701,10 @@ impl Engine {
             .forget(|(t, w, _)| !(t == tenant && w == id));
     }
 
-    /// Drops cached lookups of a step; the API calls it after adding a
-    /// version or deleting the step.
-    pub fn forget_step(&self, tenant: &TenantId, _name: &crate::model::StepName) {
-        // Any of the tenant's workflows may name it.
+    /// Drops cached lookups that may name a tenant's steps (any of its
+    /// workflows may); the API calls it after adding a step version or
+    /// deleting a step.
+    pub fn forget_steps(&self, tenant: &TenantId) {
         self.inner.resolved.forget(|(t, _, _)| t != tenant);
     }
 
