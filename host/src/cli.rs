@@ -26,9 +26,13 @@ pub struct Cli {
 enum Command {
     /// Run the server: the REST API on the embedded SQLite store.
     Serve(ServeArgs),
-    /// Manage tenants directly in the data directory.
+    /// Manage tenants on a server (admin).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Create, list and revoke tokens on a server: a tenant's (the admin,
+    /// or the tenant itself) or the admin's.
+    #[command(subcommand)]
+    Token(crate::cli_client::TokenCommand),
     /// Work with step components: run and inspect locally, or push to a
     /// server.
     #[command(subcommand)]
@@ -66,19 +70,20 @@ struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 enum TenantCommand {
-    /// Create a tenant and print its first token (shown once).
+    /// Create a tenant and print its first token on stdout (shown once).
+    /// Over the API with an admin token (STEPHOST_TOKEN or --token), or,
+    /// with --data-dir, straight into the embedded database of a server
+    /// that has run there before (a way in before any admin token exists).
     Create {
         /// The tenant's unique name.
         name: String,
-        /// Data directory of the server [default: ./stephost-data].
+        /// Write into the SQLite database in this data directory instead of
+        /// calling the API. It must hold a database already: this never
+        /// creates one.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// The server's PostgreSQL database, when it uses one (a URL).
-        #[arg(long, value_name = "URL")]
-        database: Option<String>,
-        /// A TOML configuration file.
-        #[arg(long, env = "STEPHOST_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        conn: crate::cli_client::Conn,
     },
 }
 
@@ -273,10 +278,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args).await,
         Command::Tenant(TenantCommand::Create {
             name,
-            data_dir,
-            database,
-            config,
-        }) => tenant_create(name, data_dir, database, config).await,
+            data_dir: Some(dir),
+            ..
+        }) => tenant_create_local(name, &dir).await,
+        Command::Tenant(TenantCommand::Create {
+            name,
+            data_dir: None,
+            conn,
+        }) => crate::cli_client::create_tenant(&name, &conn).await,
+        Command::Token(cmd) => crate::cli_client::token(cmd).await,
         Command::Step(StepCommand::Call(args)) => step_call(args).await,
         Command::Step(StepCommand::Inspect(args)) => step_inspect(args),
         Command::Step(StepCommand::Push(args)) => crate::cli_client::push(args).await,
@@ -333,30 +343,41 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn tenant_create(
-    name: String,
-    data_dir: Option<PathBuf>,
-    database: Option<String>,
-    config: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
-    let config = crate::config::Config::load(
-        config.as_deref(),
-        &crate::config::Overrides {
-            listen: None,
-            data_dir,
-            database,
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+/// `tenant create NAME --data-dir DIR`: the tenant straight into the SQLite
+/// database a server has made in DIR, which must exist.
+async fn tenant_create_local(name: String, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     crate::model::check_name("tenant name", &name).map_err(anyhow::Error::msg)?;
-    let store = crate::open_store(&config).await?;
+    let path = dir.join(crate::DATABASE_FILE);
+    if !path.is_file() {
+        bail!(
+            "there is no stephost database at {}: start `stephost serve --data-dir {}` there \
+             once first, or create the tenant over the API (`stephost tenant create {name}` with \
+             an admin token in STEPHOST_TOKEN)",
+            path.display(),
+            dir.display()
+        );
+    }
+    let store =
+        crate::store::sqlite::SqliteStore::open(&path, crate::store::sqlite::Durability::default())
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
     let token = crate::api::generate_token().map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let now = crate::engine::now_pub();
     let tenant = crate::store::Tenant {
         id: crate::model::TenantId::generate(),
         name,
-        created_at: crate::engine::now_pub(),
+        created_at: now,
     };
-    crate::store::Store::create_tenant(&*store, &tenant, crate::api::hash_token(&token)).await?;
+    let record = crate::store::Token {
+        id: crate::store::Token::generate_id(),
+        tenant: Some(tenant.id.clone()),
+        name: None,
+        scopes: vec![crate::store::Scope::Full],
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+    };
+    crate::store::Store::create_tenant(&store, &tenant, &record, crate::api::hash_token(&token))
+        .await?;
     eprintln!(
         "created tenant {} ({}); its token, shown once:",
         tenant.name, tenant.id

@@ -1,5 +1,6 @@
-//! The client half of the `stephost` command line: `step push`, `workflow …`
-//! and `exec …` talk to a server through its REST API. This module owns
+//! The client half of the `stephost` command line: `step push`, `workflow …`,
+//! `exec …`, `schedule …`, `tenant create` and `token …` talk to a server
+//! through its REST API. This module owns
 //! those commands' printing and exit codes. It must not reach into the
 //! server's state: everything it knows comes over HTTP, so it works the same
 //! against a server on another machine.
@@ -13,6 +14,7 @@ mod executions;
 mod http;
 mod print;
 mod schedules;
+mod tenants;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +30,7 @@ pub use self::executions::exec;
 use self::http::{Client, Error, finish};
 use self::print::{cells, table};
 pub use self::schedules::{ScheduleCommand, schedule};
+pub use self::tenants::{TokenCommand, create_tenant, token};
 use crate::engine::Definition;
 use crate::model::{ExecutionId, Status, StepName, Timestamp, WorkflowId};
 
@@ -43,7 +46,8 @@ pub struct Conn {
         value_parser = parse_server
     )]
     server: Url,
-    /// The tenant's bearer token.
+    /// The bearer token: a tenant's, or an admin token for `tenant` and
+    /// admin `token` verbs.
     #[arg(long, env = "STEPHOST_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Print the server's JSON answer instead of a table.

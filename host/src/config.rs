@@ -21,6 +21,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     /// The secret value.
     pub fn expose(&self) -> &str {
         &self.0
@@ -83,8 +88,10 @@ pub struct Config {
     /// `public`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_schema: Option<String>,
-    /// A token that may manage tenants (`STEPHOST_ADMIN_TOKEN`). Without it,
-    /// tenants are created with `stephost tenant create`.
+    /// A token that may manage tenants and tokens (`STEPHOST_ADMIN_TOKEN`).
+    /// Without it (and without an admin token made through the API),
+    /// tenants are created with `stephost tenant create NAME --data-dir DIR`
+    /// on the embedded store.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<Secret>,
     /// How many step attempts run at once (default: the number of CPUs).

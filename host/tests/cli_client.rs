@@ -415,3 +415,149 @@ fn the_client_drives_schedules() {
         gone.stderr
     );
 }
+
+#[test]
+fn tenants_and_tokens_are_made_over_the_api_and_never_in_a_new_database() {
+    let server = Server::start();
+    let admin = |args: &[&str]| {
+        stephost(
+            args,
+            &[
+                ("STEPHOST_URL", &server.url),
+                ("STEPHOST_TOKEN", cli_support::ADMIN),
+            ],
+        )
+    };
+    let made = admin(&["tenant", "create", "beta"]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    assert!(
+        made.stderr.contains("created tenant beta"),
+        "{}",
+        made.stderr
+    );
+    let beta = made.stdout.trim().to_owned();
+    let as_beta = |args: &[&str]| {
+        stephost(
+            args,
+            &[("STEPHOST_URL", &server.url), ("STEPHOST_TOKEN", &beta)],
+        )
+    };
+    assert_eq!(as_beta(&["workflow", "list"]).code, 0, "the token works");
+
+    // A tenant makes a read-only token for itself; it reads and cannot
+    // write.
+    let made = as_beta(&[
+        "token",
+        "create",
+        "--tenant",
+        "beta",
+        "--name",
+        "viewer",
+        "--scope",
+        "read",
+        "--expires-in",
+        "1h",
+    ]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let viewer = made.stdout.trim().to_owned();
+    let token_id = made
+        .stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("tok_"))
+        .map(|w| w.trim_end_matches(';').to_owned())
+        .unwrap_or_else(|| panic!("no token id in {}", made.stderr));
+    let with_viewer = |args: &[&str]| {
+        stephost(
+            args,
+            &[("STEPHOST_URL", &server.url), ("STEPHOST_TOKEN", &viewer)],
+        )
+    };
+    assert_eq!(with_viewer(&["workflow", "list"]).code, 0);
+    let refused = with_viewer(&["step", "push", "echo", test_programs::ECHO]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("403"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("scopes [read]"),
+        "{}",
+        refused.stderr
+    );
+
+    let listed = admin(&["token", "list", "--tenant", "beta"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(listed.stdout.contains(&token_id), "{}", listed.stdout);
+    assert!(listed.stdout.contains("viewer"), "{}", listed.stdout);
+    assert!(
+        !listed.stdout.contains(&viewer),
+        "a secret in {}",
+        listed.stdout
+    );
+    let json = admin(&["token", "list", "--tenant", "beta", "--json"]).json();
+    assert_eq!(json["items"].as_array().unwrap().len(), 2, "{json}");
+
+    let revoked = as_beta(&["token", "revoke", &token_id, "--tenant", "beta"]);
+    assert_eq!(revoked.code, 0, "{}", revoked.stderr);
+    let refused = with_viewer(&["workflow", "list"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("revoked"), "{}", refused.stderr);
+
+    // Admin tokens; a tenant token cannot make one.
+    let ops = admin(&["token", "create", "--admin", "--name", "ops"]);
+    assert_eq!(ops.code, 0, "{}", ops.stderr);
+    let refused = as_beta(&["token", "create", "--admin"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("401"), "{}", refused.stderr);
+    let listed = admin(&["token", "list", "--admin"]);
+    assert!(listed.stdout.contains("ops"), "{}", listed.stdout);
+    let neither = admin(&["token", "list"]);
+    assert_eq!(neither.code, 2, "clap refuses a missing --tenant/--admin");
+
+    // A client verb never creates a database: without a server it fails,
+    // and with --data-dir it needs the database to be there already.
+    let cwd = tempfile::tempdir().unwrap();
+    let run_in = |args: &[&str], env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stephost"))
+            .args(args)
+            .env_remove("STEPHOST_URL")
+            .env_remove("STEPHOST_TOKEN")
+            .envs(env.iter().copied())
+            .current_dir(cwd.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run_in(
+        &["tenant", "create", "gamma"],
+        &[("STEPHOST_URL", "http://127.0.0.1:9")],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+    let (code, stderr) = run_in(&["tenant", "create", "gamma", "--data-dir", "fresh"], &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no stephost database"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(left.is_empty(), "the client wrote {left:?}");
+}
+
+/// The local bootstrap writes into the server's own SQLite database, and
+/// the running server accepts the token it printed. The bootstrap is for
+/// the embedded store, so this server is on SQLite whatever `TEST_STORE`
+/// says.
+#[test]
+fn the_local_bootstrap_writes_into_an_existing_database() {
+    let server = Server::start_with(|c| {
+        c.database = None;
+        c.database_schema = None;
+    });
+    let dir = server.data.path().to_str().unwrap().to_owned();
+    let made = stephost(&["tenant", "create", "local", "--data-dir", &dir], &[]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let token = made.stdout.trim();
+    let listed = stephost(
+        &["workflow", "list"],
+        &[("STEPHOST_URL", &server.url), ("STEPHOST_TOKEN", token)],
+    );
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+}

@@ -358,6 +358,47 @@ async fn api_only_node_hands_everything_to_the_worker(notifications: bool) {
     assert_eq!(body["workflow_version"], v2["version"], "{body}");
     assert_eq!(body["steps"][0]["digest"], echo["digest"], "{body}");
     assert_eq!(body["output"], json!({"x": 1}), "{body}");
+
+    // A token revoked through one node is refused by the other on the very
+    // next request, though both have just accepted it.
+    for (revoker, other) in [(a, b), (b, a)] {
+        let (status, made) = call(
+            &client,
+            Method::POST,
+            format!("{revoker}/v1/tenants/acme/tokens"),
+            &token,
+            Some(json!({"name": "short-lived"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{made}");
+        let spare = made["token"].as_str().unwrap();
+        for url in [a, b] {
+            let (status, body) =
+                call(&client, Method::GET, format!("{url}/v1/steps"), spare, None).await;
+            assert_eq!(status, StatusCode::OK, "{url}: {body}");
+        }
+        let (status, body) = call(
+            &client,
+            Method::DELETE,
+            format!(
+                "{revoker}/v1/tenants/acme/tokens/{}",
+                made["token_id"].as_str().unwrap()
+            ),
+            &token,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        for url in [other, revoker] {
+            let (status, body) =
+                call(&client, Method::GET, format!("{url}/v1/steps"), spare, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{url}: {body}");
+            assert!(
+                body["detail"].as_str().unwrap().contains("revoked"),
+                "{body}"
+            );
+        }
+    }
     drop(worker);
 }
 

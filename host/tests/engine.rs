@@ -19,7 +19,7 @@ use stephost::model::{
 use stephost::store::sqlite::{Durability, SqliteStore};
 use stephost::store::{
     self, Commit, Created, ExecutionFilter, Held, Idempotency, Lease, Page, Result, ScheduleFilter,
-    SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant, TokenHash,
+    SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant, Token, TokenHash,
     WorkflowRecord,
 };
 use tokio_util::sync::CancellationToken;
@@ -68,8 +68,8 @@ struct Gate {
 
 #[async_trait::async_trait]
 impl Store for Flaky {
-    async fn create_tenant(&self, tenant: &Tenant, token: TokenHash) -> Result<()> {
-        self.inner.create_tenant(tenant, token).await
+    async fn create_tenant(&self, tenant: &Tenant, token: &Token, hash: TokenHash) -> Result<()> {
+        self.inner.create_tenant(tenant, token, hash).await
     }
 
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
@@ -80,12 +80,25 @@ impl Store for Flaky {
         self.inner.tenant_by_name(name).await
     }
 
-    async fn add_token(&self, tenant: &TenantId, token: TokenHash) -> Result<()> {
-        self.inner.add_token(tenant, token).await
+    async fn add_token(&self, token: &Token, hash: TokenHash) -> Result<()> {
+        self.inner.add_token(token, hash).await
     }
 
-    async fn authenticate(&self, token: &TokenHash) -> Result<Option<TenantId>> {
-        self.inner.authenticate(token).await
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Token>> {
+        self.inner.authenticate(hash).await
+    }
+
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<Token>> {
+        self.inner.tokens(tenant).await
+    }
+
+    async fn revoke_token(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<bool> {
+        self.inner.revoke_token(tenant, id, at).await
     }
 
     async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
@@ -372,8 +385,17 @@ async fn setup() -> (tempfile::TempDir, Arc<dyn Store>, Tenant, WorkflowId) {
         name: "acme".into(),
         created_at: Timestamp::now(),
     };
+    let token = Token {
+        id: Token::generate_id(),
+        tenant: Some(tenant.id.clone()),
+        name: None,
+        scopes: vec![stephost::store::Scope::Full],
+        created_at: Timestamp::now(),
+        expires_at: None,
+        revoked_at: None,
+    };
     sqlite
-        .create_tenant(&tenant, TokenHash([7; 32]))
+        .create_tenant(&tenant, &token, TokenHash([7; 32]))
         .await
         .unwrap();
     let step: StepName = "echo".parse().unwrap();

@@ -1,15 +1,15 @@
 //! Bearer tokens: generation, hashing and the extractors that turn a request
 //! into a tenant or the admin.
 
-use axum::extract::FromRequestParts;
-use axum::http::header;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, header};
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
 use super::{ApiError, AppState};
-use crate::model::TenantId;
-use crate::store::TokenHash;
+use crate::model::{TenantId, Timestamp};
+use crate::store::{Scope, TokenHash};
 
 /// The admin token from configuration, kept only as its hash.
 #[derive(Clone, Copy)]
@@ -62,6 +62,114 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     }
 }
 
+/// The id the admin token from configuration has in audit records and
+/// errors; it is not stored and cannot be revoked through the API.
+pub const BOOTSTRAP_TOKEN_ID: &str = "admin";
+
+/// Who is calling: the token's id, the tenant it acts for (`None` for an
+/// admin token) and what it may do. Found once per request and kept in the
+/// request's extensions.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The token's id.
+    pub token_id: String,
+    /// Its tenant; `None`: an admin token.
+    pub tenant: Option<TenantId>,
+    /// Its scopes.
+    pub scopes: Vec<Scope>,
+}
+
+/// The token of a request, checked: known, not revoked, not expired.
+async fn principal(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+    if let Some(known) = parts.extensions.get::<Principal>() {
+        return Ok(known.clone());
+    }
+    let hash = hash_token(bearer(parts)?);
+    let principal = if state.admin.is_some_and(|a| a.0 == hash) {
+        Principal {
+            token_id: BOOTSTRAP_TOKEN_ID.into(),
+            tenant: None,
+            scopes: vec![Scope::Full],
+        }
+    } else {
+        let token = match state.known_token(&hash) {
+            Some(token) => token,
+            None => {
+                let token = state
+                    .store
+                    .authenticate(&hash)
+                    .await?
+                    .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+                state.remember_token(hash, &token);
+                token
+            }
+        };
+        if let Some(at) = token.revoked_at {
+            return Err(ApiError::unauthorized(format!(
+                "this token ({}) was revoked at {at}",
+                token.id
+            )));
+        }
+        if let Some(at) = token.expires_at
+            && at <= Timestamp::now()
+        {
+            return Err(ApiError::unauthorized(format!(
+                "this token ({}) expired at {at}",
+                token.id
+            )));
+        }
+        Principal {
+            token_id: token.id,
+            tenant: token.tenant,
+            scopes: token.scopes,
+        }
+    };
+    parts.extensions.insert(principal.clone());
+    Ok(principal)
+}
+
+/// The scope a request needs: `read` for `GET`, `run` for a `POST` under
+/// `/v1/executions` (running, cancelling, pausing, resuming, signals),
+/// `full` for everything else.
+fn needed_scope(parts: &Parts) -> Scope {
+    if matches!(parts.method, Method::GET | Method::HEAD) {
+        return Scope::Read;
+    }
+    let path = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or(parts.uri.path(), MatchedPath::as_str);
+    if parts.method == Method::POST && path.starts_with("/v1/executions") {
+        Scope::Run
+    } else {
+        Scope::Full
+    }
+}
+
+fn check_scope(principal: &Principal, parts: &Parts) -> Result<(), ApiError> {
+    let needed = needed_scope(parts);
+    if principal.scopes.iter().any(|s| s.covers(needed)) {
+        return Ok(());
+    }
+    let held: Vec<&str> = principal.scopes.iter().map(|s| s.as_str()).collect();
+    let enough: Vec<String> = Scope::ALL
+        .iter()
+        .filter(|s| s.covers(needed))
+        .map(|s| format!("`{}`", s.as_str()))
+        .collect();
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "this token ({}) has the scopes [{}]; {} {} needs {}",
+            principal.token_id,
+            held.join(", "),
+            parts.method,
+            parts.uri.path(),
+            enough.join(" or ")
+        ),
+    ))
+}
+
 /// The tenant a request acts for.
 #[derive(Debug, Clone)]
 pub struct Tenant(pub TenantId);
@@ -70,40 +178,50 @@ impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let hash = hash_token(bearer(parts)?);
-        if state.admin.is_some_and(|a| a.0 == hash) {
+        let principal = principal(parts, state).await?;
+        let Some(tenant) = principal.tenant.clone() else {
             return Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
+                StatusCode::FORBIDDEN,
                 "the admin token manages tenants; use a tenant token for this route",
             ));
-        }
-        if let Some(tenant) = state.known_token(&hash) {
-            return Ok(Self(tenant));
-        }
-        match state.store.authenticate(&hash).await? {
-            Some(tenant) => {
-                state.remember_token(hash, &tenant);
-                Ok(Self(tenant))
-            }
-            None => Err(ApiError::unauthorized("unknown token")),
-        }
+        };
+        check_scope(&principal, parts)?;
+        Ok(Self(tenant))
     }
 }
 
-/// A request made with the admin token.
-#[derive(Debug, Clone, Copy)]
+/// A request made with an admin token: the one from configuration or one
+/// created through the API.
+#[derive(Debug, Clone)]
 pub struct Admin;
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let hash = hash_token(bearer(parts)?);
-        match state.admin {
-            Some(admin) if admin.0 == hash => Ok(Self),
-            _ => Err(ApiError::unauthorized(
-                "this route needs the admin token (STEPHOST_ADMIN_TOKEN)",
-            )),
+        let principal = principal(parts, state).await?;
+        if principal.tenant.is_some() {
+            return Err(ApiError::unauthorized(
+                "this route needs an admin token (STEPHOST_ADMIN_TOKEN or one made with \
+                 POST /v1/admin/tokens)",
+            ));
         }
+        check_scope(&principal, parts)?;
+        Ok(Self)
+    }
+}
+
+/// A request made with any valid token, admin or tenant, whose scopes allow
+/// it; the handler decides what the caller may see.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = principal(parts, state).await?;
+        check_scope(&principal, parts)?;
+        Ok(Self(principal))
     }
 }

@@ -19,14 +19,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 
 pub use self::auth::{AdminToken, generate_token, hash_token};
 pub use self::problem::{ApiError, PROBLEM_JSON};
 use crate::engine::Engine;
 use crate::model::Overrides;
 use crate::secrets::Vault;
-use crate::store::Store;
+use crate::store::{Store, Token};
 
 /// Limits and defaults of the API.
 #[derive(Debug, Clone)]
@@ -73,14 +73,13 @@ pub struct AppState {
     pub(crate) vault: Vault,
     pub(crate) admin: Option<AdminToken>,
     pub(crate) settings: Arc<Settings>,
-    /// Tokens already authenticated, by hash. Tokens cannot be revoked and
-    /// tenants cannot be deleted, so a positive answer stays true; unknown
-    /// tokens are never cached.
-    tokens: Arc<
-        std::sync::Mutex<
-            std::collections::HashMap<crate::store::TokenHash, crate::model::TenantId>,
-        >,
-    >,
+    /// Tokens already read from the store, by hash, when this process is
+    /// the store's only user (SQLite): revoking a token through the API
+    /// empties it, and expiry is checked on every use. A shared store
+    /// (PostgreSQL) is asked on every request, so that a token revoked
+    /// through any node is refused by every node at once. Unknown tokens
+    /// are never cached.
+    tokens: Arc<std::sync::Mutex<std::collections::HashMap<crate::store::TokenHash, Token>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -112,7 +111,7 @@ impl AppState {
         }
     }
 
-    fn known_token(&self, hash: &crate::store::TokenHash) -> Option<crate::model::TenantId> {
+    fn known_token(&self, hash: &crate::store::TokenHash) -> Option<Token> {
         self.tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -120,12 +119,23 @@ impl AppState {
             .cloned()
     }
 
-    fn remember_token(&self, hash: crate::store::TokenHash, tenant: &crate::model::TenantId) {
+    fn remember_token(&self, hash: crate::store::TokenHash, token: &Token) {
+        if self.store.shared() {
+            return;
+        }
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         if tokens.len() >= 100_000 {
             tokens.clear();
         }
-        tokens.insert(hash, tenant.clone());
+        tokens.insert(hash, token.clone());
+    }
+
+    /// Forgets every cached token: one was revoked.
+    fn forget_tokens(&self) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -147,7 +157,22 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/v1/admin/nodes", get(admin::nodes))
         .route("/v1/tenants", post(tenants::create))
-        .route("/v1/tenants/{tenant}/tokens", post(tenants::create_token))
+        .route(
+            "/v1/admin/tokens",
+            post(tenants::create_admin_token).get(tenants::admin_tokens),
+        )
+        .route(
+            "/v1/admin/tokens/{token_id}",
+            delete(tenants::revoke_admin_token),
+        )
+        .route(
+            "/v1/tenants/{tenant}/tokens",
+            post(tenants::create_token).get(tenants::tokens),
+        )
+        .route(
+            "/v1/tenants/{tenant}/tokens/{token_id}",
+            delete(tenants::revoke_token),
+        )
         .route("/v1/workflows", get(workflows::list))
         .route(
             "/v1/workflows/{workflow_id}",

@@ -21,12 +21,14 @@ impl Modify for Bearer {
     }
 }
 
-/// Unique operation ids, and every error response the way the server sends it, on every operation
-/// where it can happen, so a client (and schemathesis) can rely on the
-/// document: error bodies are `application/problem+json`; a secured
-/// operation can answer 401; one that takes path or query parameters or a
-/// body can answer 400 (a malformed parameter or body); one that takes a
-/// body can answer 413 (over the body limit) and 415 (not JSON).
+/// Unique operation ids, and every error response the way the server sends
+/// it, on every operation where it can happen, so a client (and
+/// schemathesis) can rely on the document: error bodies are
+/// `application/problem+json`; a secured operation can answer 401 and 403
+/// (a scope that does not allow it); one that takes path or query
+/// parameters or a body can answer 400 (a malformed parameter or body); one
+/// that takes a body can answer 413 (over the body limit) and 415 (not
+/// JSON).
 struct Problems;
 
 impl Modify for Problems {
@@ -40,7 +42,8 @@ impl Modify for Problems {
         let common = |status: &str| {
             let description = match status {
                 "400" => "a path or query parameter, or the body, is malformed",
-                "401" => "no token, or a token that is not valid here",
+                "401" => "no token, or a token that is unknown, revoked, expired or not valid here",
+                "403" => "the token's scopes do not allow this (a `read` token and a POST, say)",
                 "413" => "the body is over the server's limit",
                 "415" => "the body is not `application/json`",
                 _ => "error",
@@ -96,6 +99,7 @@ impl Modify for Problems {
                 };
                 if secured {
                     add("401");
+                    add("403");
                 }
                 if has_params || has_body {
                     add("400");
@@ -116,7 +120,9 @@ impl Modify for Problems {
     modifiers(&Bearer, &Problems),
     paths(
         super::health::live, super::health::ready,
-        super::tenants::create, super::tenants::create_token, super::admin::nodes,
+        super::tenants::create, super::tenants::create_token, super::tenants::tokens,
+        super::tenants::revoke_token, super::tenants::create_admin_token,
+        super::tenants::admin_tokens, super::tenants::revoke_admin_token, super::admin::nodes,
         super::steps::put, super::steps::list, super::steps::get, super::steps::delete,
         super::workflows::put, super::workflows::list, super::workflows::get, super::workflows::delete,
         super::schedules::create, super::schedules::list, super::schedules::get,
@@ -134,7 +140,7 @@ impl Modify for Problems {
         (name = "schedules", description = "Cron schedules that run a workflow at their ticks"),
         (name = "steps", description = "Step components"),
         (name = "secrets", description = "Tenant secrets (names only; values never leave)"),
-        (name = "tenants", description = "Tenants and tokens (admin)"),
+        (name = "tenants", description = "Tenants (admin) and their tokens (admin, or a tenant for itself)"),
         (name = "admin", description = "The server and its nodes (admin)"),
         (name = "health", description = "Liveness and readiness"),
     )

@@ -19,8 +19,8 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    Commit, Created, Error, ExecutionFilter, Idempotency, Lease, Next, OnConflict, StepRecord,
-    StepVersion, Store, Tenant, TokenHash,
+    Commit, Created, Error, ExecutionFilter, Idempotency, Lease, Next, OnConflict, Scope,
+    StepRecord, StepVersion, Store, Tenant, Token, TokenHash,
 };
 use crate::model::{
     Digest, Execution, ExecutionId, NodeId, Status, StepName, StepRun, StepStatus, TenantId,
@@ -95,10 +95,36 @@ pub(crate) async fn new_tenant(store: &dyn Store, name: &str) -> TenantId {
         created_at: Timestamp::now(),
     };
     store
-        .create_tenant(&tenant, token(&format!("token of {name}")))
+        .create_tenant(
+            &tenant,
+            &full_token(Some(&tenant.id)),
+            token(&format!("token of {name}")),
+        )
         .await
         .expect("tenant created");
     tenant.id
+}
+
+/// A token record with full scope that never expires.
+pub(crate) fn full_token(tenant: Option<&TenantId>) -> Token {
+    Token {
+        id: Token::generate_id(),
+        tenant: tenant.cloned(),
+        name: None,
+        scopes: vec![Scope::Full],
+        created_at: Timestamp::now(),
+        expires_at: None,
+        revoked_at: None,
+    }
+}
+
+/// Who a token acts for: `Some(None)` for an admin token.
+async fn owner(store: &dyn Store, secret: &str) -> Option<Option<TenantId>> {
+    store
+        .authenticate(&token(secret))
+        .await
+        .unwrap()
+        .map(|t| t.tenant)
 }
 
 /// A queued execution with a step, and JSON whose numbers must survive
@@ -222,7 +248,10 @@ pub(crate) async fn tenants(h: &dyn Harness) {
         name: "acme".into(),
         created_at: Timestamp::now(),
     };
-    let err = store.create_tenant(&twin, token("twin")).await.unwrap_err();
+    let err = store
+        .create_tenant(&twin, &full_token(Some(&twin.id)), token("twin"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Error::AlreadyExists(what) if what.contains("acme")),
         "{err}"
@@ -231,29 +260,94 @@ pub(crate) async fn tenants(h: &dyn Harness) {
     assert_eq!(store.authenticate(&token("twin")).await.unwrap(), None);
 }
 
-/// Tokens lead to their tenant; unknown tokens to nobody.
+/// Tokens lead to their tenant (or to nobody for admin tokens) with what
+/// was stored; listings are per owner, oldest first, without revoked ones;
+/// revoking needs the right owner and happens once.
 pub(crate) async fn tokens(h: &dyn Harness) {
     let store = h.open().await;
     let acme = new_tenant(&*store, "acme").await;
     let other = new_tenant(&*store, "other").await;
     assert_eq!(
-        store.authenticate(&token("token of acme")).await.unwrap(),
-        Some(acme.clone())
+        owner(&*store, "token of acme").await,
+        Some(Some(acme.clone()))
     );
     assert_eq!(
-        store.authenticate(&token("token of other")).await.unwrap(),
-        Some(other)
+        owner(&*store, "token of other").await,
+        Some(Some(other.clone()))
     );
-    store.add_token(&acme, token("second")).await.unwrap();
-    assert_eq!(
-        store.authenticate(&token("second")).await.unwrap(),
-        Some(acme.clone())
+    assert_eq!(owner(&*store, "unknown").await, None);
+
+    let t0 = Timestamp::now();
+    let second = Token {
+        name: Some("ci deploys".into()),
+        scopes: vec![Scope::Read, Scope::Run],
+        created_at: later(t0, 1),
+        expires_at: Some(later(t0, 3600)),
+        ..full_token(Some(&acme))
+    };
+    store.add_token(&second, token("second")).await.unwrap();
+    let found = store.authenticate(&token("second")).await.unwrap();
+    assert_eq!(found.as_ref(), Some(&second), "every field round-trips");
+    let admin = Token {
+        name: Some("ops".into()),
+        ..full_token(None)
+    };
+    store.add_token(&admin, token("admin")).await.unwrap();
+    assert_eq!(owner(&*store, "admin").await, Some(None));
+
+    let listed: Vec<String> = store
+        .tokens(Some(&acme))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    let first = store
+        .authenticate(&token("token of acme"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed, vec![first.id.clone(), second.id.clone()]);
+    assert_eq!(store.tokens(None).await.unwrap(), vec![admin.clone()]);
+    assert_eq!(store.tokens(Some(&other)).await.unwrap().len(), 1);
+
+    // Only the owner's scope finds a token to revoke, and only once.
+    let at = later(t0, 10);
+    assert!(
+        !store
+            .revoke_token(Some(&other), &second.id, at)
+            .await
+            .unwrap()
     );
-    assert_eq!(
-        store.authenticate(&token("token of acme")).await.unwrap(),
-        Some(acme)
+    assert!(!store.revoke_token(None, &second.id, at).await.unwrap());
+    assert!(
+        !store
+            .revoke_token(Some(&acme), &admin.id, at)
+            .await
+            .unwrap()
     );
-    assert_eq!(store.authenticate(&token("unknown")).await.unwrap(), None);
+    assert!(
+        store
+            .revoke_token(Some(&acme), &second.id, at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_token(Some(&acme), &second.id, at)
+            .await
+            .unwrap()
+    );
+    let revoked = store.authenticate(&token("second")).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(at));
+    assert_eq!(store.tokens(Some(&acme)).await.unwrap(), vec![first]);
+    assert!(store.revoke_token(None, &admin.id, at).await.unwrap());
+    assert_eq!(store.tokens(None).await.unwrap(), vec![]);
+
+    // A token for a tenant that does not exist is refused.
+    let orphan = full_token(Some(&TenantId::generate()));
+    assert!(store.add_token(&orphan, token("orphan")).await.is_err());
+    assert_eq!(owner(&*store, "orphan").await, None);
 }
 
 /// Component bytes are stored once per digest.
@@ -541,7 +635,9 @@ pub(crate) async fn failed_writes_spare_their_batch(h: &dyn Harness) {
                     1 => (fresh, "token of taken".to_owned()),
                     _ => (fresh, format!("secret {i}")),
                 };
-                let result = store.create_tenant(&tenant, token(&secret)).await;
+                let result = store
+                    .create_tenant(&tenant, &full_token(Some(&tenant.id)), token(&secret))
+                    .await;
                 (i, tenant.id, result)
             })
         })
@@ -556,10 +652,7 @@ pub(crate) async fn failed_writes_spare_their_batch(h: &dyn Harness) {
         let stored = store.tenant(&id).await.unwrap();
         assert_eq!(stored.is_some(), i % 3 == 2, "tenant {i}");
     }
-    assert_eq!(
-        store.authenticate(&token("token of taken")).await.unwrap(),
-        Some(taken)
-    );
+    assert_eq!(owner(&*store, "token of taken").await, Some(Some(taken)));
     let first_fresh = store.authenticate(&token("secret 2")).await.unwrap();
     assert!(first_fresh.is_some());
 }
@@ -597,8 +690,8 @@ pub(crate) async fn survives_reopen(h: &dyn Harness) {
     let store = h.open().await;
     assert_eq!(store.tenant(&acme).await.unwrap(), tenant);
     assert_eq!(
-        store.authenticate(&token("token of acme")).await.unwrap(),
-        Some(acme.clone())
+        owner(&*store, "token of acme").await,
+        Some(Some(acme.clone()))
     );
     assert_eq!(
         store.component(&version.digest).await.unwrap().as_deref(),

@@ -71,6 +71,65 @@ pub struct Tenant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub [u8; 32]);
 
+/// What a token may do. A token holds one or more; `full` covers the
+/// others and `run` covers `read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Reads only (`GET`).
+    Read,
+    /// Reads, plus running executions and acting on them (cancel, pause,
+    /// resume, signals); no uploads or other changes.
+    Run,
+    /// Everything the token's owner may do.
+    Full,
+}
+
+impl Scope {
+    /// Every scope, in order.
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Run, Scope::Full];
+
+    /// The scope's name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Run => "run",
+            Scope::Full => "full",
+        }
+    }
+
+    /// Whether holding `self` allows what `needed` allows.
+    pub fn covers(self, needed: Scope) -> bool {
+        self >= needed
+    }
+}
+
+/// A stored bearer token, without its secret (only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Its id (`tok_` and a UUIDv7), shown in listings and audit records.
+    pub id: String,
+    /// The tenant it acts for; `None` for an admin token.
+    pub tenant: Option<TenantId>,
+    /// A name its creator gave it.
+    pub name: Option<String>,
+    /// What it may do: at least one scope, sorted, no duplicates.
+    pub scopes: Vec<Scope>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it stops working; `None`: never.
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl Token {
+    /// A fresh token id.
+    pub fn generate_id() -> String {
+        format!("tok_{}", uuid::Uuid::now_v7().simple())
+    }
+}
+
 /// One uploaded version of a step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepVersion {
@@ -374,17 +433,32 @@ pub struct Page {
 /// Persistence for everything the server keeps.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Creates a tenant with its first token. Fails with `AlreadyExists`
-    /// when the name is taken.
-    async fn create_tenant(&self, tenant: &Tenant, token: TokenHash) -> Result<()>;
+    /// Creates a tenant with its first token (whose `tenant` must be the
+    /// tenant's id). Fails with `AlreadyExists` when the name is taken.
+    async fn create_tenant(&self, tenant: &Tenant, token: &Token, hash: TokenHash) -> Result<()>;
     /// The tenant with this id.
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>>;
     /// The tenant with this name.
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>>;
-    /// Adds a token for an existing tenant.
-    async fn add_token(&self, tenant: &TenantId, token: TokenHash) -> Result<()>;
-    /// Who a token belongs to (admin tokens from config are not stored).
-    async fn authenticate(&self, token: &TokenHash) -> Result<Option<TenantId>>;
+    /// Stores a token: a tenant's (the tenant must exist) or, with no
+    /// tenant, an admin token.
+    async fn add_token(&self, token: &Token, hash: TokenHash) -> Result<()>;
+    /// The token with this hash, revoked or expired ones included (the
+    /// caller decides and says why). The admin token from configuration is
+    /// not stored.
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Token>>;
+    /// The tokens of a tenant, or the admin tokens when `tenant` is `None`,
+    /// oldest first; revoked ones are left out, expired ones are kept.
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<Token>>;
+    /// Revokes a token of a tenant (or an admin token when `tenant` is
+    /// `None`) at `at`. False when it has no such token or the token was
+    /// already revoked.
+    async fn revoke_token(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<bool>;
 
     /// Stores a component's bytes (idempotent by digest).
     async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<()>;

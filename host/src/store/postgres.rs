@@ -32,15 +32,15 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 
 use self::rows::{
-    Arg, Listing, finish, insert_execution, insert_token, load_execution, load_steps,
-    load_workflow, lock_key, tenant_of, workflow_of,
+    Arg, Listing, TOKEN_COLUMNS, TokenColumns, finish, insert_execution, insert_token,
+    load_execution, load_steps, load_workflow, lock_key, tenant_of, token_of, workflow_of,
 };
 
 use super::codec::{column, decode_execution, decode_schedule, nanos, to_json};
 use super::{
     ClaimRound, Commit, Created, Error, ExecutionFilter, Heartbeat, Held, Hint, Idempotency, Lease,
     Next, NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage, ScheduleWrite, Sent,
-    StepRecord, StepVersion, Store, Tenant, TokenHash, WorkflowRecord,
+    StepRecord, StepVersion, Store, Tenant, Token, TokenHash, WorkflowRecord,
 };
 use crate::model::{
     Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, StepName,
@@ -227,7 +227,7 @@ fn quote_ident(name: &str) -> String {
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
-    async fn create_tenant(&self, tenant: &Tenant, token: TokenHash) -> Result<()> {
+    async fn create_tenant(&self, tenant: &Tenant, token: &Token, hash: TokenHash) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let result: Result<()> = async {
             let inserted = sqlx::query(
@@ -242,7 +242,7 @@ impl Store for PostgresStore {
             if inserted.rows_affected() == 0 {
                 return Err(Error::AlreadyExists(format!("tenant `{}`", tenant.name)));
             }
-            insert_token(&mut tx, &tenant.id, &token).await?;
+            insert_token(&mut tx, token, &hash).await?;
             Ok(())
         }
         .await;
@@ -265,19 +265,56 @@ impl Store for PostgresStore {
         row.map(tenant_of).transpose()
     }
 
-    async fn add_token(&self, tenant: &TenantId, token: TokenHash) -> Result<()> {
+    async fn add_token(&self, token: &Token, hash: TokenHash) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let result = insert_token(&mut tx, tenant, &token).await;
+        let result = insert_token(&mut tx, token, &hash).await;
         finish(tx, result).await
     }
 
-    async fn authenticate(&self, token: &TokenHash) -> Result<Option<TenantId>> {
-        let tenant: Option<String> =
-            sqlx::query_scalar("SELECT tenant_id FROM tokens WHERE hash = $1")
-                .bind(&token.0[..])
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(tenant.map(TenantId::new_unchecked))
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Token>> {
+        let row: Option<TokenColumns> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
+        )))
+        .bind(&hash.0[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(token_of).transpose()
+    }
+
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<Token>> {
+        // `IS NOT DISTINCT FROM` would not use the index.
+        let owner = match tenant {
+            Some(_) => "tenant_id = $1",
+            None => "tenant_id IS NULL AND $1::text IS NULL",
+        };
+        let rows: Vec<TokenColumns> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE {owner} AND revoked_ns IS NULL"
+        )))
+        .bind(tenant.map(TenantId::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tokens = rows.into_iter().map(token_of).collect::<Result<Vec<_>>>()?;
+        tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(tokens)
+    }
+
+    async fn revoke_token(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<bool> {
+        // By its unique id, so the owner check needs no index.
+        let changed = sqlx::query(
+            "UPDATE tokens SET revoked_ns = $3
+             WHERE token_id = $1 AND tenant_id IS NOT DISTINCT FROM $2 AND revoked_ns IS NULL",
+        )
+        .bind(id)
+        .bind(tenant.map(TenantId::as_str))
+        .bind(nanos(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(changed.rows_affected() == 1)
     }
 
     async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {

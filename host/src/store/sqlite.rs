@@ -24,13 +24,14 @@ use std::sync::Arc;
 
 use self::connections::{Readers, Writer};
 use self::rows::{
-    ExecutionRow, decode_cursor, decode_execution, encode_cursor, insert_token, load_execution,
-    load_steps, load_tenant, load_workflow, nanos, to_json, workflow_row,
+    ExecutionRow, TOKEN_COLUMNS, decode_cursor, decode_execution, encode_cursor, insert_token,
+    load_execution, load_steps, load_tenant, load_workflow, nanos, to_json, token_row,
+    workflow_row,
 };
 use super::{
     ClaimRound, Commit, Created, Error, ExecutionFilter, Heartbeat, Held, Idempotency, Lease,
     NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage, ScheduleWrite, Sent,
-    StepRecord, StepVersion, Store, Tenant, TokenHash, WorkflowRecord,
+    StepRecord, StepVersion, Store, Tenant, Token, TokenHash, WorkflowRecord,
 };
 use crate::model::{
     Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, StepName,
@@ -91,8 +92,9 @@ impl SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn create_tenant(&self, tenant: &Tenant, token: TokenHash) -> Result<()> {
+    async fn create_tenant(&self, tenant: &Tenant, token: &Token, hash: TokenHash) -> Result<()> {
         let tenant = tenant.clone();
+        let token = token.clone();
         self.writer
             .run(move |conn| {
                 // Checked first rather than matched on the constraint error: the
@@ -108,7 +110,7 @@ impl Store for SqliteStore {
                     tenant.name,
                     tenant.created_at.to_string()
                 ])?;
-                insert_token(conn, tenant.id.as_str(), &token)
+                insert_token(conn, &token, &hash)
             })
             .await
     }
@@ -127,22 +129,61 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn add_token(&self, tenant: &TenantId, token: TokenHash) -> Result<()> {
-        let tenant = tenant.clone();
+    async fn add_token(&self, token: &Token, hash: TokenHash) -> Result<()> {
+        let token = token.clone();
         self.writer
-            .run(move |conn| insert_token(conn, tenant.as_str(), &token))
+            .run(move |conn| insert_token(conn, &token, &hash))
             .await
     }
 
-    async fn authenticate(&self, token: &TokenHash) -> Result<Option<TenantId>> {
-        let token = *token;
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Token>> {
+        let hash = *hash;
         self.readers
             .run(move |conn| {
-                let tenant: Option<String> = conn
-                    .prepare_cached("SELECT tenant_id FROM tokens WHERE hash = ?1")?
-                    .query_row([token.0], |row| row.get(0))
-                    .optional()?;
-                Ok(tenant.map(TenantId::new_unchecked))
+                Ok(conn
+                    .prepare_cached(&format!(
+                        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"
+                    ))?
+                    .query_row([hash.0], token_row)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<Token>> {
+        let tenant = tenant.map(|t| t.as_str().to_owned());
+        self.readers
+            .run(move |conn| {
+                let mut tokens = conn
+                    .prepare_cached(&format!(
+                        "SELECT {TOKEN_COLUMNS} FROM tokens
+                         WHERE tenant_id IS ?1 AND revoked_ns IS NULL"
+                    ))?
+                    .query_map([tenant], token_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+                Ok(tokens)
+            })
+            .await
+    }
+
+    async fn revoke_token(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let tenant = tenant.map(|t| t.as_str().to_owned());
+        let id = id.to_owned();
+        self.writer
+            .run(move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE tokens SET revoked_ns = ?3
+                         WHERE token_id = ?1 AND tenant_id IS ?2 AND revoked_ns IS NULL",
+                    )?
+                    .execute(params![id, tenant, nanos(at)])?;
+                Ok(changed == 1)
             })
             .await
     }

@@ -11,6 +11,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The admin token of every test server.
+pub const ADMIN: &str = "cli-admin-token";
+
 /// What a run of the binary produced.
 pub struct Out {
     pub code: i32,
@@ -68,17 +71,7 @@ impl Server {
     /// Starts a server whose configuration `change` adjusts first.
     pub fn start_with(change: impl FnOnce(&mut stephost::config::Config)) -> Self {
         let data = tempfile::tempdir().expect("temporary directory");
-        let dir = data.path().to_str().expect("UTF-8 temporary path");
         let schema = pg_support::Schema::for_run();
-        let env = schema
-            .as_ref()
-            .map(pg_support::Schema::env)
-            .unwrap_or_default();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let created = stephost(&["tenant", "create", "acme", "--data-dir", dir], &env);
-        assert_eq!(created.code, 0, "{}", created.stderr);
-        let token = created.stdout.trim().to_owned();
-
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener
             .set_nonblocking(true)
@@ -87,6 +80,7 @@ impl Server {
         let mut config = stephost::config::Config {
             data_dir: data.path().to_owned(),
             workers: 2,
+            admin_token: Some(stephost::config::Secret::new(ADMIN)),
             ..Default::default()
         };
         if let Some(schema) = &schema {
@@ -110,8 +104,16 @@ impl Server {
                     .expect("the server failed");
             });
         });
+        let url = format!("http://{addr}");
+        // The tenant comes over the API, as a user makes one.
+        let created = stephost(
+            &["tenant", "create", "acme"],
+            &[("STEPHOST_URL", &url), ("STEPHOST_TOKEN", ADMIN)],
+        );
+        assert_eq!(created.code, 0, "{}", created.stderr);
+        let token = created.stdout.trim().to_owned();
         Self {
-            url: format!("http://{addr}"),
+            url,
             token,
             data,
             schema,

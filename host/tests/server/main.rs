@@ -11,5 +11,6 @@ mod pg_support;
 mod postponed;
 mod resources;
 mod schedules;
+mod tokens;
 mod waits;
 mod work;

@@ -110,8 +110,17 @@ async fn tokens_are_required_and_checked() {
             Some(json!({"name": "x"})),
         )
         .await;
-    assert_problem(&r, StatusCode::UNAUTHORIZED, "admin token");
+    assert_problem(&r, StatusCode::UNAUTHORIZED, "unknown token");
     let t = s.tenant("acme").await;
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&t),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_problem(&r, StatusCode::UNAUTHORIZED, "needs an admin token");
     let r = s
         .call(
             Method::POST,
@@ -323,7 +332,27 @@ async fn another_tenants_ids_are_not_found_on_every_endpoint() {
         )
         .await;
     let id = exec.body["execution_id"].as_str().unwrap();
+    let alpha_tokens = s
+        .call(Method::GET, "/v1/tenants/alpha/tokens", Some(ADMIN), None)
+        .await;
+    let alpha_token = alpha_tokens.body["items"][0]["token_id"].as_str().unwrap();
     let cases: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/v1/tenants/alpha/tokens".into(), None),
+        (
+            Method::POST,
+            "/v1/tenants/alpha/tokens".into(),
+            Some(json!({})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/tenants/alpha/tokens/{alpha_token}"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/tenants/beta/tokens/{alpha_token}"),
+            None,
+        ),
         (Method::GET, "/v1/steps/echo".into(), None),
         (Method::DELETE, "/v1/steps/echo".into(), None),
         (Method::GET, "/v1/workflows/three".into(), None),

@@ -6,10 +6,10 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
 
 use crate::model::{Execution, ScheduleId, TenantId, Timestamp, WorkflowId};
 use crate::store::codec::{
-    decode_cursor, decode_execution, encode_cursor, from_nanos, group_steps, nanos,
+    decode_cursor, decode_execution, encode_cursor, from_nanos, group_steps, nanos, to_json,
 };
 use crate::store::{
-    Error, Lease, Result, StepRecord, StepVersion, Tenant, TokenHash, WorkflowRecord,
+    Error, Lease, Result, StepRecord, StepVersion, Tenant, Token, TokenHash, WorkflowRecord,
 };
 
 /// Whether `e` is a unique violation.
@@ -314,14 +314,52 @@ impl Listing {
 
 pub(super) async fn insert_token(
     tx: &mut Transaction<'static, Postgres>,
-    tenant: &TenantId,
-    token: &TokenHash,
+    token: &Token,
+    hash: &TokenHash,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO tokens (hash, tenant_id, created_at) VALUES ($1, $2, $3)")
-        .bind(&token.0[..])
-        .bind(tenant.as_str())
-        .bind(Timestamp::now().to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO tokens (hash, token_id, tenant_id, name, scopes, created_at, expires_ns,
+                             revoked_ns)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&hash.0[..])
+    .bind(&token.id)
+    .bind(token.tenant.as_ref().map(TenantId::as_str))
+    .bind(&token.name)
+    .bind(to_json(&token.scopes)?)
+    .bind(token.created_at.to_string())
+    .bind(token.expires_at.map(nanos))
+    .bind(token.revoked_at.map(nanos))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+/// The columns `token_of` reads, in order.
+pub(super) const TOKEN_COLUMNS: &str =
+    "token_id, tenant_id, name, scopes, created_at, expires_ns, revoked_ns";
+
+pub(super) type TokenColumns = (
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+);
+
+pub(super) fn token_of(
+    (id, tenant, name, scopes, created_at, expires, revoked): TokenColumns,
+) -> Result<Token> {
+    Ok(Token {
+        id,
+        tenant: tenant.map(TenantId::new_unchecked),
+        name,
+        scopes: serde_json::from_str(&scopes)
+            .map_err(|e| Error::Backend(format!("a token's scopes are not readable: {e}")))?,
+        created_at: parse_time(&created_at)?,
+        expires_at: expires.map(from_nanos).transpose()?,
+        revoked_at: revoked.map(from_nanos).transpose()?,
+    })
 }

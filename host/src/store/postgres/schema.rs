@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::store::{Error, Result};
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// The first schema: the same tables as SQLite's third version. Every
 /// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
@@ -187,8 +187,25 @@ END
 $$;
 ";
 
+/// Version 4: tokens have ids, names, scopes (a JSON array of names),
+/// expiry and revocation times; a token without a tenant is an admin token.
+/// Tokens from before get a random id and full scope.
+const SCHEMA_4: &str = "
+ALTER TABLE tokens ALTER COLUMN tenant_id DROP NOT NULL;
+ALTER TABLE tokens ADD COLUMN token_id TEXT;
+UPDATE tokens SET token_id = 'tok_' || md5(random()::text || encode(hash, 'hex'));
+ALTER TABLE tokens ALTER COLUMN token_id SET NOT NULL;
+ALTER TABLE tokens ADD CONSTRAINT tokens_token_id_key UNIQUE (token_id);
+ALTER TABLE tokens ADD COLUMN name TEXT;
+ALTER TABLE tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '[\"full\"]';
+ALTER TABLE tokens ALTER COLUMN scopes DROP DEFAULT;
+ALTER TABLE tokens ADD COLUMN expires_ns BIGINT;
+ALTER TABLE tokens ADD COLUMN revoked_ns BIGINT;
+CREATE INDEX tokens_by_tenant ON tokens (tenant_id);
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 3] = [SCHEMA_1, SCHEMA_2, SCHEMA_3];
+const MIGRATIONS: [&str; 4] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4];
 
 /// Applies the upgrades the database lacks and records them, under the
 /// advisory lock; refuses a database written by a newer build.

@@ -172,7 +172,11 @@ async fn concurrent_claimers_take_each_execution_once() {
         created_at: Timestamp::now(),
     };
     store
-        .create_tenant(&tenant, TokenHash([7; 32]))
+        .create_tenant(
+            &tenant,
+            &crate::store::conformance::full_token(Some(&tenant.id)),
+            TokenHash([7; 32]),
+        )
         .await
         .unwrap();
     let t0 = Timestamp::now();
@@ -263,6 +267,7 @@ async fn hints_reach_the_other_nodes() {
             name: "acme".into(),
             created_at: Timestamp::now(),
         },
+        &crate::store::conformance::full_token(Some(&tenant)),
         TokenHash([7; 32]),
     )
     .await

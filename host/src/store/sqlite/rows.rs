@@ -10,7 +10,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{Execution, TenantId, Timestamp, WorkflowId};
 use crate::store::{
-    Error, Idempotency, Lease, Result, StepRecord, StepVersion, Tenant, TokenHash, WorkflowRecord,
+    Error, Idempotency, Lease, Result, StepRecord, StepVersion, Tenant, Token, TokenHash,
+    WorkflowRecord,
 };
 
 /// Reads column `idx` as text and parses it.
@@ -152,10 +153,59 @@ pub(super) fn load_tenant(
         .optional()?)
 }
 
-pub(super) fn insert_token(conn: &Connection, tenant: &str, token: &TokenHash) -> Result<()> {
-    conn.prepare_cached("INSERT INTO tokens (hash, tenant_id, created_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![token.0, tenant, Timestamp::now().to_string()])?;
+pub(super) fn insert_token(conn: &Connection, token: &Token, hash: &TokenHash) -> Result<()> {
+    if let Some(tenant) = &token.tenant
+        && load_tenant(conn, "id", tenant.as_str())?.is_none()
+    {
+        return Err(Error::Backend(format!("no tenant {tenant}")));
+    }
+    conn.prepare_cached(
+        "INSERT INTO tokens (hash, token_id, tenant_id, name, scopes, created_at, expires_ns,
+                             revoked_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        hash.0,
+        token.id,
+        token.tenant.as_ref().map(TenantId::as_str),
+        token.name,
+        to_json(&token.scopes)?,
+        token.created_at.to_string(),
+        token.expires_at.map(nanos),
+        token.revoked_at.map(nanos),
+    ])?;
     Ok(())
+}
+
+/// The columns `token_row` reads, in order.
+pub(super) const TOKEN_COLUMNS: &str =
+    "token_id, tenant_id, name, scopes, created_at, expires_ns, revoked_ns";
+
+pub(super) fn token_row(row: &Row<'_>) -> rusqlite::Result<Token> {
+    let time = |idx: usize| -> rusqlite::Result<Option<Timestamp>> {
+        row.get::<_, Option<i64>>(idx)?
+            .map(|ns| {
+                from_nanos(ns).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        idx,
+                        rusqlite::types::Type::Integer,
+                        e.into(),
+                    )
+                })
+            })
+            .transpose()
+    };
+    Ok(Token {
+        id: row.get(0)?,
+        tenant: row
+            .get::<_, Option<String>>(1)?
+            .map(TenantId::new_unchecked),
+        name: row.get(2)?,
+        scopes: json(row, 3)?,
+        created_at: parsed(row, 4)?,
+        expires_at: time(5)?,
+        revoked_at: time(6)?,
+    })
 }
 
 pub(super) fn workflow_row(row: &Row<'_>) -> rusqlite::Result<WorkflowRecord> {

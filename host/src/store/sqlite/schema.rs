@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
@@ -153,8 +153,31 @@ CREATE TABLE nodes (
 ) WITHOUT ROWID;
 ";
 
+/// Version 5: tokens have ids, names, scopes (a JSON array of names),
+/// expiry and revocation times; a token without a tenant is an admin token.
+/// SQLite cannot drop `NOT NULL` from a column, so the table is rebuilt;
+/// tokens from before get a random id and full scope.
+const SCHEMA_5: &str = "
+CREATE TABLE tokens_v5 (
+    hash BLOB PRIMARY KEY,
+    token_id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT REFERENCES tenants(id),
+    name TEXT,
+    scopes TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_ns INTEGER,
+    revoked_ns INTEGER
+) WITHOUT ROWID;
+INSERT INTO tokens_v5 (hash, token_id, tenant_id, scopes, created_at)
+    SELECT hash, 'tok_' || lower(hex(randomblob(16))), tenant_id, '[\"full\"]', created_at
+    FROM tokens;
+DROP TABLE tokens;
+ALTER TABLE tokens_v5 RENAME TO tokens;
+CREATE INDEX tokens_by_tenant ON tokens (tenant_id);
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 4] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4];
+const MIGRATIONS: [&str; 5] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5];
 
 /// Applies the upgrades the database lacks, in one transaction, and records
 /// the version; refuses a database written by a newer build.
