@@ -85,6 +85,50 @@ enum TenantCommand {
         #[command(flatten)]
         conn: crate::cli_client::Conn,
     },
+    /// List the tenants, oldest first (admin).
+    List {
+        /// Page size, 1 to 100.
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The cursor the previous page printed.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        conn: crate::cli_client::Conn,
+    },
+    /// Show a tenant, by id or name (admin, or the tenant's own token).
+    Get {
+        /// The tenant's id or name.
+        tenant: String,
+        #[command(flatten)]
+        conn: crate::cli_client::Conn,
+    },
+    /// Suspend a tenant (admin): its tokens get 401, its schedules stop
+    /// firing and none of its executions runs until it is unsuspended.
+    Suspend {
+        /// The tenant's id or name.
+        tenant: String,
+        #[command(flatten)]
+        conn: crate::cli_client::Conn,
+    },
+    /// Undo a suspension (admin): its work carries on where it stopped.
+    Unsuspend {
+        /// The tenant's id or name.
+        tenant: String,
+        #[command(flatten)]
+        conn: crate::cli_client::Conn,
+    },
+    /// Delete a tenant and all its data (admin): tokens, steps, workflows,
+    /// executions, schedules, secrets. This cannot be undone.
+    Delete {
+        /// The tenant's id or name.
+        tenant: String,
+        /// Confirm: without it nothing is deleted.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        conn: crate::cli_client::Conn,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +330,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir: None,
             conn,
         }) => crate::cli_client::create_tenant(&name, &conn).await,
+        Command::Tenant(TenantCommand::List {
+            limit,
+            cursor,
+            conn,
+        }) => crate::cli_client::list_tenants(limit, cursor.as_deref(), &conn).await,
+        Command::Tenant(TenantCommand::Get { tenant, conn }) => {
+            crate::cli_client::show_tenant(&tenant, None, &conn).await
+        }
+        Command::Tenant(TenantCommand::Suspend { tenant, conn }) => {
+            crate::cli_client::show_tenant(&tenant, Some("suspend"), &conn).await
+        }
+        Command::Tenant(TenantCommand::Unsuspend { tenant, conn }) => {
+            crate::cli_client::show_tenant(&tenant, Some("unsuspend"), &conn).await
+        }
+        Command::Tenant(TenantCommand::Delete {
+            tenant, yes: false, ..
+        }) => Err(anyhow::anyhow!(
+            "`tenant delete {tenant}` removes the tenant and all its data for good; \
+             pass --yes to confirm"
+        )),
+        Command::Tenant(TenantCommand::Delete { tenant, conn, .. }) => {
+            crate::cli_client::delete_tenant(&tenant, &conn).await
+        }
         Command::Token(cmd) => crate::cli_client::token(cmd).await,
         Command::Step(StepCommand::Call(args)) => step_call(args).await,
         Command::Step(StepCommand::Inspect(args)) => step_inspect(args),
@@ -366,6 +433,7 @@ async fn tenant_create_local(name: String, dir: &std::path::Path) -> anyhow::Res
         id: crate::model::TenantId::generate(),
         name,
         created_at: now,
+        suspended_at: None,
     };
     let record = crate::store::Token {
         id: crate::store::Token::generate_id(),

@@ -541,6 +541,89 @@ fn tenants_and_tokens_are_made_over_the_api_and_never_in_a_new_database() {
     assert!(left.is_empty(), "the client wrote {left:?}");
 }
 
+#[test]
+fn the_admin_lists_shows_suspends_unsuspends_and_deletes_tenants() {
+    let server = Server::start();
+    let env = [
+        ("STEPHOST_URL", server.url.as_str()),
+        ("STEPHOST_TOKEN", cli_support::ADMIN),
+    ];
+    let admin = |args: &[&str]| stephost(args, &env);
+    let made = admin(&["tenant", "create", "beta"]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let beta = made.stdout.trim().to_owned();
+    let as_beta = |args: &[&str]| {
+        stephost(
+            args,
+            &[("STEPHOST_URL", &server.url), ("STEPHOST_TOKEN", &beta)],
+        )
+    };
+
+    let listed = admin(&["tenant", "list"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(listed.stdout.starts_with("ID"), "{}", listed.stdout);
+    assert!(listed.stdout.contains("beta"), "{}", listed.stdout);
+    let page = admin(&["tenant", "list", "--limit", "1", "--json"]).json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    let shown = admin(&["tenant", "get", "beta"]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(shown.stdout.contains("no (active)"), "{}", shown.stdout);
+    assert_eq!(
+        as_beta(&["tenant", "get", "beta"]).code,
+        0,
+        "a tenant sees itself"
+    );
+
+    let suspended = admin(&["tenant", "suspend", "beta", "--json"]).json();
+    assert!(suspended["suspended_at"].is_string(), "{suspended}");
+    let refused = as_beta(&["workflow", "list"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("suspended"), "{}", refused.stderr);
+    let unsuspended = admin(&["tenant", "unsuspend", "beta"]);
+    assert_eq!(unsuspended.code, 0, "{}", unsuspended.stderr);
+    assert!(
+        unsuspended.stdout.contains("no (active)"),
+        "{}",
+        unsuspended.stdout
+    );
+    assert_eq!(
+        as_beta(&["workflow", "list"]).code,
+        0,
+        "the token works again"
+    );
+
+    let unconfirmed = admin(&["tenant", "delete", "beta"]);
+    assert_eq!(unconfirmed.code, 1);
+    assert!(
+        unconfirmed.stderr.contains("--yes"),
+        "{}",
+        unconfirmed.stderr
+    );
+    assert_eq!(
+        as_beta(&["workflow", "list"]).code,
+        0,
+        "nothing was deleted"
+    );
+    let refused = as_beta(&["tenant", "delete", "beta", "--yes"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("admin token"), "{}", refused.stderr);
+    let deleted = admin(&["tenant", "delete", "beta", "--yes"]);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert!(
+        deleted.stderr.contains("deleted tenant beta"),
+        "{}",
+        deleted.stderr
+    );
+    let gone = admin(&["tenant", "get", "beta"]);
+    assert_eq!(gone.code, 1);
+    assert!(gone.stderr.contains("404"), "{}", gone.stderr);
+    assert!(
+        as_beta(&["workflow", "list"])
+            .stderr
+            .contains("unknown token")
+    );
+}
+
 /// The local bootstrap writes into the server's own SQLite database, and
 /// the running server accepts the token it printed. The bootstrap is for
 /// the embedded store, so this server is on SQLite whatever `TEST_STORE`

@@ -150,7 +150,16 @@ async fn api_only_node_hands_everything_to_the_worker(notifications: bool) {
     let client = Client::new();
     let a = api.url.as_str();
 
-    let listed = nodes(&client, a).await;
+    // Each node registers with its first heartbeat, which may come just
+    // after it answers: wait until A lists both.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let listed = nodes(&client, a).await;
+        if listed.len() >= 2 || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let summary: Vec<(String, bool, bool)> = listed
         .iter()
         .map(|n| {
@@ -399,6 +408,86 @@ async fn api_only_node_hands_everything_to_the_worker(notifications: bool) {
             );
         }
     }
+
+    // A tenant suspended through A: its token is refused by both nodes at
+    // once, and the execution B runs for it is taken from B; unsuspended
+    // through B, B takes it up again. (`h` is `echo` by now.)
+    let put = client
+        .put(format!("{a}/v1/steps/z"))
+        .bearer_auth(&token)
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(test_programs::HOSTILE).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let (status, body) = call(
+        &client,
+        Method::PUT,
+        format!("{a}/v1/workflows/sleepy"),
+        &token,
+        Some(json!({"steps": [{"id": "nap", "step": "z", "input": {"op": "sleep"}}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = submit(&client, a, &token, "sleepy").await;
+    until(&client, a, &token, &id, |e| e["status"] == "running").await;
+    assert_eq!(held_by(&client, a, "node-b").await, 1);
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        format!("{a}/v1/tenants/acme/suspend"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for url in [b, a] {
+        let (status, body) = call(
+            &client,
+            Method::GET,
+            format!("{url}/v1/steps"),
+            &token,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{url}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("suspended"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        held_by(&client, a, "node-b").await,
+        0,
+        "the lease is taken from B"
+    );
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        format!("{b}/v1/tenants/acme/unsuspend"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while held_by(&client, a, "node-b").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "B never took the execution up again"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        format!("{a}/v1/executions/{id}/cancel"),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     drop(worker);
 }
 

@@ -18,9 +18,9 @@ use stephost::model::{
 };
 use stephost::store::sqlite::{Durability, SqliteStore};
 use stephost::store::{
-    self, Commit, Created, ExecutionFilter, Held, Idempotency, Lease, Page, Result, ScheduleFilter,
-    SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant, Token, TokenHash,
-    WorkflowRecord,
+    self, Commit, Created, Credential, ExecutionFilter, Held, Idempotency, Lease, Page, Result,
+    ScheduleFilter, SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant,
+    TenantPage, Token, TokenHash, WorkflowRecord,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -84,8 +84,20 @@ impl Store for Flaky {
         self.inner.add_token(token, hash).await
     }
 
-    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Token>> {
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Credential>> {
         self.inner.authenticate(hash).await
+    }
+
+    async fn tenants(&self, limit: u32, cursor: Option<&str>) -> Result<TenantPage> {
+        self.inner.tenants(limit, cursor).await
+    }
+
+    async fn suspend_tenant(&self, id: &TenantId, at: Option<Timestamp>) -> Result<Option<Tenant>> {
+        self.inner.suspend_tenant(id, at).await
+    }
+
+    async fn delete_tenant(&self, id: &TenantId) -> Result<bool> {
+        self.inner.delete_tenant(id).await
     }
 
     async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<Token>> {
@@ -384,6 +396,7 @@ async fn setup() -> (tempfile::TempDir, Arc<dyn Store>, Tenant, WorkflowId) {
         id: TenantId::generate(),
         name: "acme".into(),
         created_at: Timestamp::now(),
+        suspended_at: None,
     };
     let token = Token {
         id: Token::generate_id(),

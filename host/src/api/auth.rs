@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{ApiError, AppState};
 use crate::model::{TenantId, Timestamp};
-use crate::store::{Scope, TokenHash};
+use crate::store::{Credential, Scope, TokenHash};
 
 /// The admin token from configuration, kept only as its hash.
 #[derive(Clone, Copy)]
@@ -92,18 +92,26 @@ async fn principal(parts: &mut Parts, state: &AppState) -> Result<Principal, Api
             scopes: vec![Scope::Full],
         }
     } else {
-        let token = match state.known_token(&hash) {
-            Some(token) => token,
+        let Credential {
+            token,
+            suspended_at,
+        } = match state.known_token(&hash) {
+            Some(known) => known,
             None => {
-                let token = state
+                let known = state
                     .store
                     .authenticate(&hash)
                     .await?
                     .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
-                state.remember_token(hash, &token);
-                token
+                state.remember_token(hash, &known);
+                known
             }
         };
+        if let (Some(at), Some(tenant)) = (suspended_at, &token.tenant) {
+            return Err(ApiError::unauthorized(format!(
+                "tenant {tenant} was suspended at {at}; the admin can unsuspend it"
+            )));
+        }
         if let Some(at) = token.revoked_at {
             return Err(ApiError::unauthorized(format!(
                 "this token ({}) was revoked at {at}",

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod connection;
 mod executions;
 mod health;
 mod lifecycle;
@@ -26,7 +27,7 @@ pub use self::problem::{ApiError, PROBLEM_JSON};
 use crate::engine::Engine;
 use crate::model::Overrides;
 use crate::secrets::Vault;
-use crate::store::{Store, Token};
+use crate::store::{Credential, Store};
 
 /// Limits and defaults of the API.
 #[derive(Debug, Clone)]
@@ -79,7 +80,7 @@ pub struct AppState {
     /// (PostgreSQL) is asked on every request, so that a token revoked
     /// through any node is refused by every node at once. Unknown tokens
     /// are never cached.
-    tokens: Arc<std::sync::Mutex<std::collections::HashMap<crate::store::TokenHash, Token>>>,
+    tokens: Arc<std::sync::Mutex<std::collections::HashMap<crate::store::TokenHash, Credential>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -111,7 +112,7 @@ impl AppState {
         }
     }
 
-    fn known_token(&self, hash: &crate::store::TokenHash) -> Option<Token> {
+    fn known_token(&self, hash: &crate::store::TokenHash) -> Option<Credential> {
         self.tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -119,7 +120,7 @@ impl AppState {
             .cloned()
     }
 
-    fn remember_token(&self, hash: crate::store::TokenHash, token: &Token) {
+    fn remember_token(&self, hash: crate::store::TokenHash, token: &Credential) {
         if self.store.shared() {
             return;
         }
@@ -156,7 +157,13 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/v1/admin/nodes", get(admin::nodes))
-        .route("/v1/tenants", post(tenants::create))
+        .route("/v1/tenants", post(tenants::create).get(tenants::list))
+        .route(
+            "/v1/tenants/{tenant}",
+            get(tenants::get).delete(tenants::delete),
+        )
+        .route("/v1/tenants/{tenant}/suspend", post(tenants::suspend))
+        .route("/v1/tenants/{tenant}/unsuspend", post(tenants::unsuspend))
         .route(
             "/v1/admin/tokens",
             post(tenants::create_admin_token).get(tenants::admin_tokens),
@@ -241,5 +248,6 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::map_response(problem::ensure_problem_json))
+        .layer(axum::middleware::from_fn(connection::close_unread))
         .with_state(state)
 }

@@ -120,7 +120,9 @@ impl Modify for Problems {
     modifiers(&Bearer, &Problems),
     paths(
         super::health::live, super::health::ready,
-        super::tenants::create, super::tenants::create_token, super::tenants::tokens,
+        super::tenants::create, super::tenants::list, super::tenants::get,
+        super::tenants::suspend, super::tenants::unsuspend, super::tenants::delete,
+        super::tenants::create_token, super::tenants::tokens,
         super::tenants::revoke_token, super::tenants::create_admin_token,
         super::tenants::admin_tokens, super::tenants::revoke_admin_token, super::admin::nodes,
         super::steps::put, super::steps::list, super::steps::get, super::steps::delete,

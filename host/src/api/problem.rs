@@ -124,6 +124,7 @@ impl From<store::Error> for ApiError {
             store::Error::AlreadyExists(what) => {
                 Self::new(StatusCode::CONFLICT, format!("{what} already exists"))
             }
+            store::Error::NoTenant(_) => Self::not_found("the tenant was deleted"),
             store::Error::InvalidCursor(why) => {
                 Self::bad_request(format!("query parameter `cursor`: {why}"))
             }
@@ -155,17 +156,8 @@ impl From<engine::Error> for ApiError {
 /// Turns any error response that is not already a problem document (axum's
 /// own rejections, 404 for unknown routes, 405, 413 from the body limit)
 /// into one, keeping its status and text.
-pub async fn ensure_problem_json(mut resp: Response) -> Response {
+pub async fn ensure_problem_json(resp: Response) -> Response {
     let status = resp.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        // The rest of the oversized body was never read, so the connection
-        // cannot carry another request: tell the client not to reuse it
-        // (RFC 9110 §15.5.14) instead of letting its next request fail.
-        resp.headers_mut().insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-    }
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }

@@ -3,7 +3,7 @@
 //! tenant for itself.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,28 @@ pub struct TenantView {
     pub name: String,
     /// When it was created.
     pub created_at: String,
+    /// When the admin suspended it; null while it is active. A suspended
+    /// tenant's tokens get 401, its schedules do not fire and none of its
+    /// executions runs until it is unsuspended.
+    pub suspended_at: Option<String>,
+}
+
+/// A page of tenants, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TenantPage {
+    /// The tenants.
+    pub items: Vec<TenantView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query of `GET /v1/tenants`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct TenantQuery {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// A tenant with a new token; the token is shown only here.
@@ -118,6 +140,7 @@ fn view(t: &store::Tenant) -> TenantView {
         id: t.id.to_string(),
         name: t.name.clone(),
         created_at: t.created_at.to_string(),
+        suspended_at: t.suspended_at.map(|at| at.to_string()),
     }
 }
 
@@ -169,6 +192,7 @@ pub async fn create(
         id: TenantId::generate(),
         name,
         created_at: now,
+        suspended_at: None,
     };
     let token = generate_token()?;
     let record = first_token(&tenant.id, now);
@@ -194,12 +218,26 @@ async fn visible_tenant(
     caller: &Principal,
     tenant: &str,
 ) -> Result<store::Tenant, ApiError> {
-    let found = match state.store.tenant(&TenantId::new_unchecked(tenant)).await? {
-        Some(t) => Some(t),
-        None => state.store.tenant_by_name(tenant).await?,
-    };
-    found
+    find_tenant(state, tenant)
+        .await?
         .filter(|t| caller.tenant.as_ref().is_none_or(|own| *own == t.id))
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` not found")))
+}
+
+/// The tenant `{tenant}` names, by id or else by name.
+async fn find_tenant(state: &AppState, tenant: &str) -> Result<Option<store::Tenant>, ApiError> {
+    Ok(
+        match state.store.tenant(&TenantId::new_unchecked(tenant)).await? {
+            Some(t) => Some(t),
+            None => state.store.tenant_by_name(tenant).await?,
+        },
+    )
+}
+
+/// The tenant `{tenant}` names, for the admin.
+async fn admin_tenant(state: &AppState, tenant: &str) -> Result<store::Tenant, ApiError> {
+    find_tenant(state, tenant)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` not found")))
 }
 
@@ -320,19 +358,33 @@ async fn add_token(
     let record = new_token(request, tenant, crate::engine::now_pub())?;
     let token = generate_token()?;
     state.store.add_token(&record, hash_token(&token)).await?;
-    let view = token_view(&record);
     Ok((
         StatusCode::CREATED,
-        Json(TokenCreated {
-            token_id: view.token_id,
-            token,
-            name: view.name,
-            expires_at: view.expires_at,
-            scopes: view.scopes,
-            tenant_id: view.tenant_id,
-            created_at: view.created_at,
-        }),
+        Json(TokenCreated::new(token_view(&record), token)),
     ))
+}
+
+impl TokenCreated {
+    /// A new token's view with its secret.
+    fn new(view: TokenView, token: String) -> Self {
+        let TokenView {
+            token_id,
+            tenant_id,
+            name,
+            scopes,
+            created_at,
+            expires_at,
+        } = view;
+        Self {
+            token_id,
+            token,
+            name,
+            expires_at,
+            scopes,
+            tenant_id,
+            created_at,
+        }
+    }
 }
 
 /// Creates a token for a tenant (given by id or name): the admin for any
@@ -464,4 +516,108 @@ pub async fn revoke_admin_token(
         ));
     }
     revoke(&state, None, &token_id).await
+}
+
+/// Lists every tenant, oldest first, paged by cursor (the admin only).
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(TenantQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = TenantPage), (status = 400, body = super::problem::ProblemBody),
+        (status = 401, body = super::problem::ProblemBody), (status = 403, body = super::problem::ProblemBody)))]
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<TenantQuery>,
+) -> Result<Json<TenantPage>, ApiError> {
+    let limit = super::executions::page_limit(q.limit.as_deref())?;
+    let page = state.store.tenants(limit, q.cursor.as_deref()).await?;
+    Ok(Json(TenantPage {
+        items: page.items.iter().map(view).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// A tenant (given by id or name): the admin sees any, a tenant itself.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id or name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = TenantView), (status = 401, body = super::problem::ProblemBody),
+        (status = 403, body = super::problem::ProblemBody), (status = 404, body = super::problem::ProblemBody)))]
+pub async fn get(
+    Caller(caller): Caller,
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    Ok(Json(view(&visible_tenant(&state, &caller, &tenant).await?)))
+}
+
+async fn set_suspended(
+    state: &AppState,
+    tenant: &str,
+    suspend: bool,
+) -> Result<Json<TenantView>, ApiError> {
+    let found = admin_tenant(state, tenant).await?;
+    let now = state
+        .engine
+        .suspend_tenant(&found.id, suspend)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` not found")))?;
+    // A token remembered by this process must not outlive the change.
+    state.forget_tokens();
+    Ok(Json(view(&now)))
+}
+
+/// Suspends a tenant (the admin only): from the next request on, on every
+/// node, its tokens get 401; its schedules stop firing; none of its
+/// executions is claimed, and those running stop within a lease renewal
+/// (their attempts are interrupted, and run again once it is unsuspended).
+/// Suspending a suspended tenant changes nothing.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/suspend", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id or name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = TenantView), (status = 401, body = super::problem::ProblemBody),
+        (status = 403, body = super::problem::ProblemBody), (status = 404, body = super::problem::ProblemBody)))]
+pub async fn suspend(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    set_suspended(&state, &tenant, true).await
+}
+
+/// Undoes a suspension (the admin only): its tokens work again, its
+/// executions are due where they were (the ones that were running, at
+/// once), and its schedules fire again, catching up on missed ticks by
+/// their own `catchup` rule.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/unsuspend", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id or name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = TenantView), (status = 401, body = super::problem::ProblemBody),
+        (status = 403, body = super::problem::ProblemBody), (status = 404, body = super::problem::ProblemBody)))]
+pub async fn unsuspend(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    set_suspended(&state, &tenant, false).await
+}
+
+/// Deletes a tenant with all its data (the admin only): tokens, steps,
+/// workflows, executions, schedules and secrets. Its running executions
+/// stop within a lease renewal; nothing of it remains.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id or name")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "deleted"), (status = 401, body = super::problem::ProblemBody),
+        (status = 403, body = super::problem::ProblemBody), (status = 404, body = super::problem::ProblemBody)))]
+pub async fn delete(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let found = admin_tenant(&state, &tenant).await?;
+    if !state.engine.delete_tenant(&found.id).await? {
+        return Err(ApiError::not_found(format!("tenant `{tenant}` not found")));
+    }
+    state.forget_tokens();
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,6 @@
-//! `stephost tenant create` and `stephost token …`: tenants and tokens over
-//! the API, with an admin token (or, for a tenant's own tokens, the
-//! tenant's `full` token).
+//! `stephost tenant …` and `stephost token …`: tenants and tokens over the
+//! API, with an admin token (or, for a tenant's own tokens and record, the
+//! tenant's token).
 
 use std::process::ExitCode;
 
@@ -200,6 +200,119 @@ struct TenantCreated {
 struct TenantShown {
     id: String,
     name: String,
+    created_at: String,
+    suspended_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TenantPage {
+    items: Vec<TenantShown>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PageQuery<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<&'a str>,
+}
+
+/// `stephost tenant list`: one page of tenants, oldest first.
+pub async fn list_tenants(
+    limit: Option<u32>,
+    cursor: Option<&str>,
+    conn: &Conn,
+) -> anyhow::Result<ExitCode> {
+    finish(
+        async {
+            let client = Client::new(conn)?;
+            let req = client
+                .request(Method::GET, &["v1", "tenants"])
+                .query(&PageQuery { limit, cursor });
+            let answer = client.send(req).await?;
+            if conn.json {
+                answer.print_json()?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let page: TenantPage = answer.parse("a page of tenants")?;
+            if page.items.is_empty() {
+                eprintln!("no tenants");
+            } else {
+                let mut rows = vec![cells(["ID", "NAME", "CREATED", "SUSPENDED"])];
+                rows.extend(page.items.iter().map(|t| {
+                    cells([
+                        &t.id,
+                        &t.name,
+                        &t.created_at,
+                        t.suspended_at.as_deref().unwrap_or("-"),
+                    ])
+                }));
+                print!("{}", table(&rows));
+            }
+            if let Some(cursor) = &page.next_cursor {
+                eprintln!("more: pass --cursor {cursor}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        .await,
+    )
+}
+
+/// `stephost tenant get|suspend|unsuspend NAME`: the tenant as it is (after
+/// the action, if any).
+pub async fn show_tenant(
+    tenant: &str,
+    action: Option<&str>,
+    conn: &Conn,
+) -> anyhow::Result<ExitCode> {
+    finish(
+        async {
+            let client = Client::new(conn)?;
+            let mut path = vec!["v1", "tenants", tenant];
+            let method = match action {
+                Some(action) => {
+                    path.push(action);
+                    Method::POST
+                }
+                None => Method::GET,
+            };
+            let answer = client.send(client.request(method, &path)).await?;
+            if conn.json {
+                answer.print_json()?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let t: TenantShown = answer.parse("a tenant")?;
+            let rows = vec![
+                cells(["id:", &t.id]),
+                cells(["name:", &t.name]),
+                cells(["created:", &t.created_at]),
+                cells([
+                    "suspended:",
+                    t.suspended_at.as_deref().unwrap_or("no (active)"),
+                ]),
+            ];
+            print!("{}", table(&rows));
+            Ok(ExitCode::SUCCESS)
+        }
+        .await,
+    )
+}
+
+/// `stephost tenant delete NAME --yes`.
+pub async fn delete_tenant(tenant: &str, conn: &Conn) -> anyhow::Result<ExitCode> {
+    finish(
+        async {
+            let client = Client::new(conn)?;
+            let req = client.request(Method::DELETE, &["v1", "tenants", tenant]);
+            client.send(req).await?;
+            if !conn.json {
+                eprintln!("deleted tenant {tenant} and all its data");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        .await,
+    )
 }
 
 /// `stephost tenant create NAME` over the API, with an admin token.

@@ -295,8 +295,15 @@ async fn claim_round(inner: &Arc<Inner>) -> Result<Round, Error> {
 
 async fn renew_loop(weak: Weak<Inner>, every: Duration) {
     let every = every.max(Duration::from_millis(20));
+    let now = match weak.upgrade() {
+        Some(inner) => inner.renew_now.clone(),
+        None => return,
+    };
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = now.notified() => {}
+        }
         let Some(inner) = weak.upgrade() else { return };
         let held: Vec<(ExecutionId, Arc<Driven>)> = inner
             .lock_drivers()

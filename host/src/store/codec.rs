@@ -123,6 +123,29 @@ pub(crate) fn step_names(definition: &serde_json::Value) -> Vec<String> {
     names
 }
 
+/// Sorts tokens oldest first (then by id), as `Store::tokens` answers.
+pub(crate) fn sort_tokens(tokens: &mut [crate::store::Token]) {
+    tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+}
+
+/// The tenant id a tenant listing cursor holds (the last id of the page
+/// before); "" for the first page.
+pub(crate) fn tenant_cursor(cursor: Option<&str>) -> Result<String> {
+    match cursor {
+        None => Ok(String::new()),
+        Some(c)
+            if c.len() <= 64
+                && c.starts_with("ten_")
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            Ok(c.to_owned())
+        }
+        Some(c) => Err(Error::InvalidCursor(format!(
+            "`{c}` is not one this server gave out"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@
 pub(crate) mod events;
 pub(crate) mod executions;
 pub(crate) mod schedules;
+pub(crate) mod tenants;
 pub(crate) mod work;
 
 use std::collections::HashSet;
@@ -19,8 +20,8 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    Commit, Created, Error, ExecutionFilter, Idempotency, Lease, Next, OnConflict, Scope,
-    StepRecord, StepVersion, Store, Tenant, Token, TokenHash,
+    Commit, Created, Credential, Error, ExecutionFilter, Idempotency, Lease, Next, OnConflict,
+    Scope, StepRecord, StepVersion, Store, Tenant, Token, TokenHash,
 };
 use crate::model::{
     Digest, Execution, ExecutionId, NodeId, Status, StepName, StepRun, StepStatus, TenantId,
@@ -55,7 +56,9 @@ macro_rules! conformance_tests {
             schedules::schedules_round_trip_and_list, schedules::due_schedules_by_wake_at,
             schedules::a_tick_starts_at_most_one_execution,
             schedules::a_finished_execution_makes_its_buffered_schedule_due,
-            schedules::deleted_workflows_keep_their_versions);
+            schedules::deleted_workflows_keep_their_versions,
+            tenants::tenant_listing, tenants::a_suspended_tenant_runs_nothing,
+            tenants::deleting_a_tenant_removes_everything);
     };
     (@each $harness:expr; $($($path:ident)::+),*) => {
         $(
@@ -79,7 +82,7 @@ macro_rules! conformance_tests {
 }
 pub(crate) use conformance_tests;
 
-fn token(secret: &str) -> TokenHash {
+pub(crate) fn token(secret: &str) -> TokenHash {
     TokenHash(Sha256::digest(secret.as_bytes()).into())
 }
 
@@ -93,6 +96,7 @@ pub(crate) async fn new_tenant(store: &dyn Store, name: &str) -> TenantId {
         id: TenantId::generate(),
         name: name.to_owned(),
         created_at: Timestamp::now(),
+        suspended_at: None,
     };
     store
         .create_tenant(
@@ -124,7 +128,7 @@ async fn owner(store: &dyn Store, secret: &str) -> Option<Option<TenantId>> {
         .authenticate(&token(secret))
         .await
         .unwrap()
-        .map(|t| t.tenant)
+        .map(|c| c.token.tenant)
 }
 
 /// A queued execution with a step, and JSON whose numbers must survive
@@ -229,7 +233,7 @@ async fn save(store: &dyn Store, exec: &mut Execution) {
         .expect("the commit is taken");
 }
 
-fn ids(executions: &[Execution]) -> Vec<ExecutionId> {
+pub(crate) fn ids(executions: &[Execution]) -> Vec<ExecutionId> {
     executions.iter().map(|e| e.execution_id.clone()).collect()
 }
 
@@ -247,6 +251,7 @@ pub(crate) async fn tenants(h: &dyn Harness) {
         id: TenantId::generate(),
         name: "acme".into(),
         created_at: Timestamp::now(),
+        suspended_at: None,
     };
     let err = store
         .create_tenant(&twin, &full_token(Some(&twin.id)), token("twin"))
@@ -287,7 +292,14 @@ pub(crate) async fn tokens(h: &dyn Harness) {
     };
     store.add_token(&second, token("second")).await.unwrap();
     let found = store.authenticate(&token("second")).await.unwrap();
-    assert_eq!(found.as_ref(), Some(&second), "every field round-trips");
+    assert_eq!(
+        found,
+        Some(Credential {
+            token: second.clone(),
+            suspended_at: None
+        }),
+        "every field round-trips"
+    );
     let admin = Token {
         name: Some("ops".into()),
         ..full_token(None)
@@ -306,7 +318,8 @@ pub(crate) async fn tokens(h: &dyn Harness) {
         .authenticate(&token("token of acme"))
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .token;
     assert_eq!(listed, vec![first.id.clone(), second.id.clone()]);
     assert_eq!(store.tokens(None).await.unwrap(), vec![admin.clone()]);
     assert_eq!(store.tokens(Some(&other)).await.unwrap().len(), 1);
@@ -338,7 +351,12 @@ pub(crate) async fn tokens(h: &dyn Harness) {
             .await
             .unwrap()
     );
-    let revoked = store.authenticate(&token("second")).await.unwrap().unwrap();
+    let revoked = store
+        .authenticate(&token("second"))
+        .await
+        .unwrap()
+        .unwrap()
+        .token;
     assert_eq!(revoked.revoked_at, Some(at));
     assert_eq!(store.tokens(Some(&acme)).await.unwrap(), vec![first]);
     assert!(store.revoke_token(None, &admin.id, at).await.unwrap());
@@ -621,6 +639,7 @@ pub(crate) async fn failed_writes_spare_their_batch(h: &dyn Harness) {
                     id: TenantId::generate(),
                     name: format!("tenant-{i}"),
                     created_at: Timestamp::now(),
+                    suspended_at: None,
                 };
                 // A taken name fails at once; a taken token fails after the
                 // tenant row was written, which must then be undone.

@@ -38,6 +38,9 @@ pub enum Error {
     /// A unique name is already taken (a tenant name).
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The tenant a write is for does not exist (it was deleted meanwhile).
+    #[error("tenant {0} does not exist")]
+    NoTenant(TenantId),
     /// A listing cursor was not one this store handed out.
     #[error("invalid cursor: {0}")]
     InvalidCursor(String),
@@ -65,6 +68,28 @@ pub struct Tenant {
     pub name: String,
     /// When it was created.
     pub created_at: Timestamp,
+    /// When the admin suspended it; `None` while it is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<Timestamp>,
+}
+
+/// One page of tenants, oldest first.
+#[derive(Debug, Clone)]
+pub struct TenantPage {
+    /// The tenants.
+    pub items: Vec<Tenant>,
+    /// Pass this as `cursor` to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A stored token with what authenticating by it needs to know about its
+/// tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The token.
+    pub token: Token,
+    /// When its tenant was suspended (`None`: active, or an admin token).
+    pub suspended_at: Option<Timestamp>,
 }
 
 /// The SHA-256 of a bearer token; tokens themselves are never stored.
@@ -440,13 +465,34 @@ pub trait Store: Send + Sync + 'static {
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>>;
     /// The tenant with this name.
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>>;
+    /// A page of tenants, oldest first (by id), after `cursor`.
+    async fn tenants(&self, limit: u32, cursor: Option<&str>) -> Result<TenantPage>;
+    /// Suspends a tenant at `at` (`Some`), or makes it active again
+    /// (`None`); returns the tenant as it is now, or `None` when there is no
+    /// such tenant. Suspending an already suspended tenant keeps its first
+    /// `suspended_at`.
+    ///
+    /// While a tenant is suspended nothing of it starts: its unfinished
+    /// executions leave the claim path (their leases are released and their
+    /// versions bumped, so a driver holding one stops at its next commit or
+    /// renewal), executions created for it are stored off the claim path,
+    /// and its schedules are not due. Unsuspending puts the executions back
+    /// where they were due (a held one: due at once) and its schedules fire
+    /// again by their catch-up rules.
+    async fn suspend_tenant(&self, id: &TenantId, at: Option<Timestamp>) -> Result<Option<Tenant>>;
+    /// Deletes a tenant with everything it owns: tokens, steps, workflows,
+    /// executions with their inboxes and idempotency keys, schedules and
+    /// secrets, and the component bytes no other tenant's step uses. A
+    /// driver holding one of its executions stops at its next commit or
+    /// renewal. False when there is no such tenant.
+    async fn delete_tenant(&self, id: &TenantId) -> Result<bool>;
     /// Stores a token: a tenant's (the tenant must exist) or, with no
     /// tenant, an admin token.
     async fn add_token(&self, token: &Token, hash: TokenHash) -> Result<()>;
     /// The token with this hash, revoked or expired ones included (the
     /// caller decides and says why). The admin token from configuration is
     /// not stored.
-    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Token>>;
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Credential>>;
     /// The tokens of a tenant, or the admin tokens when `tenant` is `None`,
     /// oldest first; revoked ones are left out, expired ones are kept.
     async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<Token>>;

@@ -22,6 +22,7 @@ mod nodes;
 mod rows;
 mod schedules;
 mod schema;
+mod tenants;
 mod work;
 
 use std::str::FromStr;
@@ -32,15 +33,16 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 
 use self::rows::{
-    Arg, Listing, TOKEN_COLUMNS, TokenColumns, finish, insert_execution, insert_token,
-    load_execution, load_steps, load_workflow, lock_key, tenant_of, token_of, workflow_of,
+    Arg, Listing, finish, insert_execution, load_execution, load_steps, load_workflow, lock_key,
+    workflow_of,
 };
 
 use super::codec::{column, decode_execution, decode_schedule, nanos, to_json};
 use super::{
-    ClaimRound, Commit, Created, Error, ExecutionFilter, Heartbeat, Held, Hint, Idempotency, Lease,
-    Next, NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage, ScheduleWrite, Sent,
-    StepRecord, StepVersion, Store, Tenant, Token, TokenHash, WorkflowRecord,
+    ClaimRound, Commit, Created, Credential, Error, ExecutionFilter, Heartbeat, Held, Hint,
+    Idempotency, Lease, Next, NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage,
+    ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant, TenantPage, Token, TokenHash,
+    WorkflowRecord,
 };
 use crate::model::{
     Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, StepName,
@@ -228,74 +230,47 @@ fn quote_ident(name: &str) -> String {
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn create_tenant(&self, tenant: &Tenant, token: &Token, hash: TokenHash) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let result: Result<()> = async {
-            let inserted = sqlx::query(
-                "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(tenant.id.as_str())
-            .bind(&tenant.name)
-            .bind(tenant.created_at.to_string())
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                return Err(Error::AlreadyExists(format!("tenant `{}`", tenant.name)));
-            }
-            insert_token(&mut tx, token, &hash).await?;
-            Ok(())
-        }
-        .await;
-        finish(tx, result).await
+        tenants::create_tenant(&self.pool, tenant, token, &hash).await
     }
 
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
-        let row = sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(tenant_of).transpose()
+        tenants::load_tenant(&self.pool, "id", id.as_str()).await
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
-        let row = sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(tenant_of).transpose()
+        tenants::load_tenant(&self.pool, "name", name).await
+    }
+
+    async fn tenants(&self, limit: u32, cursor: Option<&str>) -> Result<TenantPage> {
+        tenants::tenants(&self.pool, limit, cursor).await
+    }
+
+    async fn suspend_tenant(&self, id: &TenantId, at: Option<Timestamp>) -> Result<Option<Tenant>> {
+        let tenant = tenants::suspend_tenant(&self.pool, id.as_str(), at).await?;
+        if at.is_none() && tenant.is_some() {
+            // Its executions are back on the claim path.
+            self.hint(Hint::Work);
+            self.hint(Hint::Schedules);
+        }
+        Ok(tenant)
+    }
+
+    async fn delete_tenant(&self, id: &TenantId) -> Result<bool> {
+        tenants::delete_tenant(&self.pool, id.as_str()).await
     }
 
     async fn add_token(&self, token: &Token, hash: TokenHash) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let result = insert_token(&mut tx, token, &hash).await;
+        let result = tenants::insert_token(&mut tx, token, &hash).await;
         finish(tx, result).await
     }
 
-    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Token>> {
-        let row: Option<TokenColumns> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
-        )))
-        .bind(&hash.0[..])
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(token_of).transpose()
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Credential>> {
+        tenants::authenticate(&self.pool, hash).await
     }
 
     async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<Token>> {
-        // `IS NOT DISTINCT FROM` would not use the index.
-        let owner = match tenant {
-            Some(_) => "tenant_id = $1",
-            None => "tenant_id IS NULL AND $1::text IS NULL",
-        };
-        let rows: Vec<TokenColumns> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE {owner} AND revoked_ns IS NULL"
-        )))
-        .bind(tenant.map(TenantId::as_str))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut tokens = rows.into_iter().map(token_of).collect::<Result<Vec<_>>>()?;
-        tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(tokens)
+        tenants::tokens(&self.pool, tenant).await
     }
 
     async fn revoke_token(
@@ -304,17 +279,7 @@ impl Store for PostgresStore {
         id: &str,
         at: Timestamp,
     ) -> Result<bool> {
-        // By its unique id, so the owner check needs no index.
-        let changed = sqlx::query(
-            "UPDATE tokens SET revoked_ns = $3
-             WHERE token_id = $1 AND tenant_id IS NOT DISTINCT FROM $2 AND revoked_ns IS NULL",
-        )
-        .bind(id)
-        .bind(tenant.map(TenantId::as_str))
-        .bind(nanos(at))
-        .execute(&self.pool)
-        .await?;
-        Ok(changed.rows_affected() == 1)
+        tenants::revoke_token(&self.pool, tenant, id, at).await
     }
 
     async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {

@@ -15,6 +15,7 @@ mod nodes;
 mod rows;
 mod schedules;
 mod schema;
+mod tenants;
 mod work;
 
 use rusqlite::types::Value;
@@ -24,14 +25,13 @@ use std::sync::Arc;
 
 use self::connections::{Readers, Writer};
 use self::rows::{
-    ExecutionRow, TOKEN_COLUMNS, decode_cursor, decode_execution, encode_cursor, insert_token,
-    load_execution, load_steps, load_tenant, load_workflow, nanos, to_json, token_row,
-    workflow_row,
+    ExecutionRow, decode_cursor, decode_execution, encode_cursor, load_execution, load_steps,
+    load_workflow, nanos, to_json, workflow_row,
 };
 use super::{
-    ClaimRound, Commit, Created, Error, ExecutionFilter, Heartbeat, Held, Idempotency, Lease,
-    NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage, ScheduleWrite, Sent,
-    StepRecord, StepVersion, Store, Tenant, Token, TokenHash, WorkflowRecord,
+    ClaimRound, Commit, Created, Credential, Error, ExecutionFilter, Heartbeat, Held, Idempotency,
+    Lease, NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage, ScheduleWrite, Sent,
+    StepRecord, StepVersion, Store, Tenant, TenantPage, Token, TokenHash, WorkflowRecord,
 };
 use crate::model::{
     Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, StepName,
@@ -93,77 +93,65 @@ impl SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_tenant(&self, tenant: &Tenant, token: &Token, hash: TokenHash) -> Result<()> {
-        let tenant = tenant.clone();
-        let token = token.clone();
+        let (tenant, token) = (tenant.clone(), token.clone());
         self.writer
-            .run(move |conn| {
-                // Checked first rather than matched on the constraint error: the
-                // writer is alone, so nothing can slip in between.
-                if load_tenant(conn, "name", &tenant.name)?.is_some() {
-                    return Err(Error::AlreadyExists(format!("tenant `{}`", tenant.name)));
-                }
-                conn.prepare_cached(
-                    "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![
-                    tenant.id.as_str(),
-                    tenant.name,
-                    tenant.created_at.to_string()
-                ])?;
-                insert_token(conn, &token, &hash)
-            })
+            .run(move |conn| tenants::create_tenant(conn, &tenant, &token, &hash))
             .await
     }
 
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
         let id = id.clone();
         self.readers
-            .run(move |conn| load_tenant(conn, "id", id.as_str()))
+            .run(move |conn| tenants::load_tenant(conn, "id", id.as_str()))
             .await
     }
 
     async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
         let name = name.to_owned();
         self.readers
-            .run(move |conn| load_tenant(conn, "name", &name))
+            .run(move |conn| tenants::load_tenant(conn, "name", &name))
+            .await
+    }
+
+    async fn tenants(&self, limit: u32, cursor: Option<&str>) -> Result<TenantPage> {
+        let cursor = cursor.map(str::to_owned);
+        self.readers
+            .run(move |conn| tenants::tenants(conn, limit, cursor.as_deref()))
+            .await
+    }
+
+    async fn suspend_tenant(&self, id: &TenantId, at: Option<Timestamp>) -> Result<Option<Tenant>> {
+        let id = id.clone();
+        self.writer
+            .run(move |conn| tenants::suspend_tenant(conn, id.as_str(), at))
+            .await
+    }
+
+    async fn delete_tenant(&self, id: &TenantId) -> Result<bool> {
+        let id = id.clone();
+        self.writer
+            .run(move |conn| tenants::delete_tenant(conn, id.as_str()))
             .await
     }
 
     async fn add_token(&self, token: &Token, hash: TokenHash) -> Result<()> {
         let token = token.clone();
         self.writer
-            .run(move |conn| insert_token(conn, &token, &hash))
+            .run(move |conn| tenants::insert_token(conn, &token, &hash))
             .await
     }
 
-    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Token>> {
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<Credential>> {
         let hash = *hash;
         self.readers
-            .run(move |conn| {
-                Ok(conn
-                    .prepare_cached(&format!(
-                        "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"
-                    ))?
-                    .query_row([hash.0], token_row)
-                    .optional()?)
-            })
+            .run(move |conn| tenants::authenticate(conn, &hash))
             .await
     }
 
     async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<Token>> {
         let tenant = tenant.map(|t| t.as_str().to_owned());
         self.readers
-            .run(move |conn| {
-                let mut tokens = conn
-                    .prepare_cached(&format!(
-                        "SELECT {TOKEN_COLUMNS} FROM tokens
-                         WHERE tenant_id IS ?1 AND revoked_ns IS NULL"
-                    ))?
-                    .query_map([tenant], token_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-                Ok(tokens)
-            })
+            .run(move |conn| tenants::tokens(conn, tenant.as_deref()))
             .await
     }
 
@@ -176,15 +164,7 @@ impl Store for SqliteStore {
         let tenant = tenant.map(|t| t.as_str().to_owned());
         let id = id.to_owned();
         self.writer
-            .run(move |conn| {
-                let changed = conn
-                    .prepare_cached(
-                        "UPDATE tokens SET revoked_ns = ?3
-                         WHERE token_id = ?1 AND tenant_id IS ?2 AND revoked_ns IS NULL",
-                    )?
-                    .execute(params![id, tenant, nanos(at)])?;
-                Ok(changed == 1)
-            })
+            .run(move |conn| tenants::revoke_token(conn, tenant.as_deref(), &id, at))
             .await
     }
 

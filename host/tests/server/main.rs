@@ -11,6 +11,7 @@ mod pg_support;
 mod postponed;
 mod resources;
 mod schedules;
+mod tenants;
 mod tokens;
 mod waits;
 mod work;

@@ -337,6 +337,7 @@ async fn another_tenants_ids_are_not_found_on_every_endpoint() {
         .await;
     let alpha_token = alpha_tokens.body["items"][0]["token_id"].as_str().unwrap();
     let cases: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/v1/tenants/alpha".into(), None),
         (Method::GET, "/v1/tenants/alpha/tokens".into(), None),
         (
             Method::POST,
@@ -389,6 +390,22 @@ async fn another_tenants_ids_are_not_found_on_every_endpoint() {
         let r = s.call(Method::GET, path, Some(&b), None).await;
         assert_eq!(r.body["items"], json!([]), "{path}");
     }
+    // What only the admin may do to a tenant, B cannot do to A (or itself).
+    for (method, path) in [
+        (Method::GET, "/v1/tenants"),
+        (Method::POST, "/v1/tenants/alpha/suspend"),
+        (Method::POST, "/v1/tenants/alpha/unsuspend"),
+        (Method::DELETE, "/v1/tenants/alpha"),
+        (Method::POST, "/v1/tenants/beta/suspend"),
+        (Method::DELETE, "/v1/tenants/beta"),
+    ] {
+        let r = s.call(method.clone(), path, Some(&b), None).await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED, "needs an admin token");
+    }
+    let alpha = s
+        .call(Method::GET, "/v1/tenants/alpha", Some(&a), None)
+        .await;
+    assert_eq!(alpha.body["suspended_at"], Value::Null, "{:?}", alpha.body);
     // The workflow that B defines under the same id is B's own.
     let r = s
         .workflow(&b, "three", json!({"steps": [{"id": "a", "step": "echo"}]}))

@@ -466,3 +466,45 @@ async fn admin_tokens_are_made_listed_scoped_and_revoked() {
     assert_problem(&r, StatusCode::UNAUTHORIZED, "revoked");
     assert_eq!(ids(&s, ADMIN, "/v1/admin/tokens").await, [watcher_id]);
 }
+
+/// An upload refused by the token check is answered before its body is
+/// read; the server must close that connection, or the client's next request
+/// on it fails (this test failed one CI run with `IncompleteMessage`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_closes_its_connection_and_the_next_request_works() {
+    let s = start().await;
+    let owner = s.tenant("acme").await;
+    let read = new_token(
+        &s,
+        &owner,
+        "/v1/tenants/acme/tokens",
+        json!({"scopes": ["read"]}),
+    )
+    .await;
+    let read = secret(&read);
+    for round in 0..20 {
+        let r = s.push(read, "echo", test_programs::ECHO).await;
+        assert_problem(&r, StatusCode::FORBIDDEN, "needs `full`");
+        assert_eq!(r.headers["connection"], "close", "round {round}");
+        let r = s.call(Method::GET, "/v1/steps", Some(read), None).await;
+        assert_eq!(r.status, StatusCode::OK, "round {round}: {:?}", r.body);
+    }
+    // A body read to its end keeps the connection.
+    let ok = s.push(&owner, "echo", test_programs::ECHO).await;
+    assert!(ok.status.is_success(), "{:?}", ok.body);
+    assert!(ok.headers.get("connection").is_none(), "{:?}", ok.headers);
+    let bad = s
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/tokens",
+            Some(&owner),
+            Some(json!({"scopes": []})),
+        )
+        .await;
+    assert_problem(
+        &bad,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid token request",
+    );
+    assert!(bad.headers.get("connection").is_none(), "{:?}", bad.headers);
+}

@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::store::{Error, ExecutionFilter, ScheduleFilter, ScheduleWrite, Start, Store};
 
-fn schedule(tenant: &TenantId, id: &str, workflow: &str, at: Timestamp) -> Schedule {
+pub(super) fn schedule(tenant: &TenantId, id: &str, workflow: &str, at: Timestamp) -> Schedule {
     Schedule {
         schedule_id: ScheduleId::new_unchecked(id),
         tenant_id: tenant.clone(),

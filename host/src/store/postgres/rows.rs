@@ -6,11 +6,9 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Row, Transaction};
 
 use crate::model::{Execution, ScheduleId, TenantId, Timestamp, WorkflowId};
 use crate::store::codec::{
-    decode_cursor, decode_execution, encode_cursor, from_nanos, group_steps, nanos, to_json,
+    decode_cursor, decode_execution, encode_cursor, from_nanos, group_steps, nanos,
 };
-use crate::store::{
-    Error, Lease, Result, StepRecord, StepVersion, Tenant, Token, TokenHash, WorkflowRecord,
-};
+use crate::store::{Error, Lease, Result, StepRecord, StepVersion, Token, WorkflowRecord};
 
 /// Whether `e` is a unique violation.
 pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -32,11 +30,21 @@ pub(super) async fn insert_execution(
         Some(l) => (Some(l.owner.as_str()), Some(nanos(l.until))),
         None => (None, None),
     };
+    // The tenant row read `FOR KEY SHARE` (what a foreign key check takes)
+    // orders this against a suspension or
+    // deletion (see `tenants`): a suspended tenant's execution is stored off
+    // the claim path, and a deleted tenant gets none.
     let done = sqlx::query(
         "INSERT INTO executions
              (id, tenant_id, workflow_id, status, created_ns, doc, version, wake_ns,
-              lease_owner, lease_until_ns, schedule_id, tick_ns)
-         VALUES ($1, $2, $3, $4, $5, $6, 1, COALESCE($8, $9), $7, $8, $10, $11)",
+              lease_owner, lease_until_ns, schedule_id, tick_ns, suspended_wake_ns)
+         SELECT $1, $2, $3, $4, $5, $6, 1,
+                CASE WHEN t.suspended_ns IS NULL THEN COALESCE($8, $9) END,
+                CASE WHEN t.suspended_ns IS NULL THEN $7 END,
+                CASE WHEN t.suspended_ns IS NULL THEN $8 END,
+                $10, $11,
+                CASE WHEN t.suspended_ns IS NOT NULL THEN $9 END
+         FROM (SELECT suspended_ns FROM tenants WHERE id = $2 FOR KEY SHARE) t",
     )
     .bind(execution.execution_id.as_str())
     .bind(execution.tenant_id.as_str())
@@ -52,6 +60,7 @@ pub(super) async fn insert_execution(
     .execute(&mut *conn)
     .await;
     match done {
+        Ok(done) if done.rows_affected() == 0 => Err(Error::NoTenant(execution.tenant_id.clone())),
         Ok(_) => Ok(true),
         Err(e) if tick_ns.is_some() && is_unique_violation(&e) => Ok(false),
         Err(e) => Err(e.into()),
@@ -105,14 +114,6 @@ where
 pub(super) fn parse_time(text: &str) -> Result<Timestamp> {
     text.parse()
         .map_err(|e| Error::Backend(format!("a stored time `{text}` is not valid: {e}")))
-}
-
-pub(super) fn tenant_of((id, name, created_at): (String, String, String)) -> Result<Tenant> {
-    Ok(Tenant {
-        id: TenantId::new_unchecked(id),
-        name,
-        created_at: parse_time(&created_at)?,
-    })
 }
 
 pub(super) type WorkflowColumns = (i64, String, String, Option<i64>);
@@ -312,32 +313,9 @@ impl Listing {
     }
 }
 
-pub(super) async fn insert_token(
-    tx: &mut Transaction<'static, Postgres>,
-    token: &Token,
-    hash: &TokenHash,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO tokens (hash, token_id, tenant_id, name, scopes, created_at, expires_ns,
-                             revoked_ns)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&hash.0[..])
-    .bind(&token.id)
-    .bind(token.tenant.as_ref().map(TenantId::as_str))
-    .bind(&token.name)
-    .bind(to_json(&token.scopes)?)
-    .bind(token.created_at.to_string())
-    .bind(token.expires_at.map(nanos))
-    .bind(token.revoked_at.map(nanos))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// The columns `token_of` reads, in order.
 pub(super) const TOKEN_COLUMNS: &str =
-    "token_id, tenant_id, name, scopes, created_at, expires_ns, revoked_ns";
+    "k.token_id, k.tenant_id, k.name, k.scopes, k.created_at, k.expires_ns, k.revoked_ns";
 
 pub(super) type TokenColumns = (
     String,

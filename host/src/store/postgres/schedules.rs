@@ -114,8 +114,10 @@ pub(super) async fn write(pool: &PgPool, write: ScheduleWrite<'_>) -> Result<Opt
 /// Schedules due at `now`, earliest first.
 pub(super) async fn due(pool: &PgPool, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT tenant_id, doc, version FROM schedules
+        "SELECT tenant_id, doc, version FROM schedules s
          WHERE wake_ns IS NOT NULL AND wake_ns <= $1
+           AND NOT EXISTS (SELECT 1 FROM tenants t
+                           WHERE t.id = s.tenant_id AND t.suspended_ns IS NOT NULL)
          ORDER BY wake_ns, seq LIMIT $2",
     )
     .bind(nanos(now))
@@ -127,11 +129,17 @@ pub(super) async fn due(pool: &PgPool, now: Timestamp, limit: usize) -> Result<V
         .collect()
 }
 
-/// The earliest `wake_ns` of any schedule.
+/// The earliest `wake_ns` of any schedule of a tenant that is not
+/// suspended.
 pub(super) async fn next_wake(pool: &PgPool) -> Result<Option<Timestamp>> {
-    let ns: Option<i64> =
-        sqlx::query_scalar("SELECT MIN(wake_ns) FROM schedules WHERE wake_ns IS NOT NULL")
-            .fetch_one(pool)
-            .await?;
+    let ns: Option<i64> = sqlx::query_scalar(
+        "SELECT wake_ns FROM schedules s
+         WHERE wake_ns IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM tenants t
+                           WHERE t.id = s.tenant_id AND t.suspended_ns IS NOT NULL)
+         ORDER BY wake_ns LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
     ns.map(from_nanos).transpose()
 }

@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::store::{Error, Result};
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// The first schema: the same tables as SQLite's third version. Every
 /// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
@@ -204,8 +204,19 @@ ALTER TABLE tokens ADD COLUMN revoked_ns BIGINT;
 CREATE INDEX tokens_by_tenant ON tokens (tenant_id);
 ";
 
+/// Version 5: tenants can be suspended. A suspended tenant's unfinished
+/// executions keep when they were due in `suspended_wake_ns`, with
+/// `wake_ns` NULL, which takes them out of the queue until the tenant is
+/// unsuspended (see `tenants`).
+const SCHEMA_5: &str = "
+ALTER TABLE tenants ADD COLUMN suspended_ns BIGINT;
+ALTER TABLE executions ADD COLUMN suspended_wake_ns BIGINT;
+CREATE INDEX executions_suspended ON executions (tenant_id)
+    WHERE suspended_wake_ns IS NOT NULL;
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 4] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4];
+const MIGRATIONS: [&str; 5] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5];
 
 /// Applies the upgrades the database lacks and records them, under the
 /// advisory lock; refuses a database written by a newer build.

@@ -170,6 +170,7 @@ async fn concurrent_claimers_take_each_execution_once() {
         id: TenantId::generate(),
         name: "acme".into(),
         created_at: Timestamp::now(),
+        suspended_at: None,
     };
     store
         .create_tenant(
@@ -266,6 +267,7 @@ async fn hints_reach_the_other_nodes() {
             id: tenant.clone(),
             name: "acme".into(),
             created_at: Timestamp::now(),
+            suspended_at: None,
         },
         &crate::store::conformance::full_token(Some(&tenant)),
         TokenHash([7; 32]),

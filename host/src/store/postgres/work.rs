@@ -322,11 +322,19 @@ async fn send_in(
     // waits for it to start.
     let waits = status == Status::Scheduled && event.kind == EventKind::Signal;
     if owner.is_none() && !waits {
-        sqlx::query("UPDATE executions SET wake_ns = LEAST(wake_ns, $2) WHERE id = $1")
-            .bind(id.as_str())
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
+        // A suspended tenant's execution stays off the claim path: the event
+        // makes it due in its stash instead (see `tenants`).
+        sqlx::query(
+            "UPDATE executions e SET
+                 wake_ns = CASE WHEN t.suspended_ns IS NULL THEN LEAST(e.wake_ns, $2) END,
+                 suspended_wake_ns = CASE WHEN t.suspended_ns IS NOT NULL
+                                     THEN LEAST(e.suspended_wake_ns, $2) END
+             FROM tenants t WHERE e.id = $1 AND t.id = e.tenant_id",
+        )
+        .bind(id.as_str())
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(Sent::Stored(version(seq)))
 }

@@ -8,11 +8,8 @@ use std::str::FromStr;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::model::{Execution, TenantId, Timestamp, WorkflowId};
-use crate::store::{
-    Error, Idempotency, Lease, Result, StepRecord, StepVersion, Tenant, Token, TokenHash,
-    WorkflowRecord,
-};
+use crate::model::{Execution, TenantId, WorkflowId};
+use crate::store::{Error, Idempotency, Lease, Result, StepRecord, StepVersion, WorkflowRecord};
 
 /// Reads column `idx` as text and parses it.
 fn parsed<T>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
@@ -80,25 +77,39 @@ impl ExecutionRow {
             Some(l) => (Some(l.owner.as_str()), Some(nanos(l.until))),
             None => (None, None),
         };
-        conn.prepare_cached(
-            "INSERT INTO executions
-                 (id, tenant_id, workflow_id, status, created_ns, doc, version, wake_ns,
-                  lease_owner, lease_until_ns, schedule_id, tick_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, COALESCE(?8, ?9), ?7, ?8, ?10, ?11)",
-        )?
-        .execute(params![
-            self.id,
-            self.tenant,
-            self.workflow,
-            self.status,
-            self.created_ns,
-            self.doc,
-            owner,
-            until,
-            self.due_ns,
-            self.schedule,
-            self.tick_ns
-        ])?;
+        // A suspended tenant's execution is stored off the claim path (see
+        // `tenants`); a tenant deleted meanwhile gets none.
+        let stored = conn
+            .prepare_cached(
+                "INSERT INTO executions
+                     (id, tenant_id, workflow_id, status, created_ns, doc, version, wake_ns,
+                      lease_owner, lease_until_ns, schedule_id, tick_ns, suspended_wake_ns)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, 1,
+                        CASE WHEN t.suspended_ns IS NULL THEN COALESCE(?8, ?9) END,
+                        CASE WHEN t.suspended_ns IS NULL THEN ?7 END,
+                        CASE WHEN t.suspended_ns IS NULL THEN ?8 END,
+                        ?10, ?11,
+                        CASE WHEN t.suspended_ns IS NOT NULL THEN ?9 END
+                 FROM tenants t WHERE t.id = ?2",
+            )?
+            .execute(params![
+                self.id,
+                self.tenant,
+                self.workflow,
+                self.status,
+                self.created_ns,
+                self.doc,
+                owner,
+                until,
+                self.due_ns,
+                self.schedule,
+                self.tick_ns
+            ])?;
+        if stored == 0 {
+            return Err(Error::NoTenant(TenantId::new_unchecked(
+                self.tenant.clone(),
+            )));
+        }
         Ok(())
     }
 
@@ -131,81 +142,6 @@ pub(super) fn load_execution(
         .optional()?;
     row.map(|(doc, version)| decode_execution(tenant, &doc, version))
         .transpose()
-}
-
-fn tenant_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
-    Ok(Tenant {
-        id: TenantId::new_unchecked(row.get::<_, String>(0)?),
-        name: row.get(1)?,
-        created_at: parsed(row, 2)?,
-    })
-}
-
-pub(super) fn load_tenant(
-    conn: &Connection,
-    column: &'static str,
-    value: &str,
-) -> Result<Option<Tenant>> {
-    let sql = format!("SELECT id, name, created_at FROM tenants WHERE {column} = ?1");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([value], tenant_row)
-        .optional()?)
-}
-
-pub(super) fn insert_token(conn: &Connection, token: &Token, hash: &TokenHash) -> Result<()> {
-    if let Some(tenant) = &token.tenant
-        && load_tenant(conn, "id", tenant.as_str())?.is_none()
-    {
-        return Err(Error::Backend(format!("no tenant {tenant}")));
-    }
-    conn.prepare_cached(
-        "INSERT INTO tokens (hash, token_id, tenant_id, name, scopes, created_at, expires_ns,
-                             revoked_ns)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        hash.0,
-        token.id,
-        token.tenant.as_ref().map(TenantId::as_str),
-        token.name,
-        to_json(&token.scopes)?,
-        token.created_at.to_string(),
-        token.expires_at.map(nanos),
-        token.revoked_at.map(nanos),
-    ])?;
-    Ok(())
-}
-
-/// The columns `token_row` reads, in order.
-pub(super) const TOKEN_COLUMNS: &str =
-    "token_id, tenant_id, name, scopes, created_at, expires_ns, revoked_ns";
-
-pub(super) fn token_row(row: &Row<'_>) -> rusqlite::Result<Token> {
-    let time = |idx: usize| -> rusqlite::Result<Option<Timestamp>> {
-        row.get::<_, Option<i64>>(idx)?
-            .map(|ns| {
-                from_nanos(ns).map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        idx,
-                        rusqlite::types::Type::Integer,
-                        e.into(),
-                    )
-                })
-            })
-            .transpose()
-    };
-    Ok(Token {
-        id: row.get(0)?,
-        tenant: row
-            .get::<_, Option<String>>(1)?
-            .map(TenantId::new_unchecked),
-        name: row.get(2)?,
-        scopes: json(row, 3)?,
-        created_at: parsed(row, 4)?,
-        expires_at: time(5)?,
-        revoked_at: time(6)?,
-    })
 }
 
 pub(super) fn workflow_row(row: &Row<'_>) -> rusqlite::Result<WorkflowRecord> {

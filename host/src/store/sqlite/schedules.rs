@@ -218,8 +218,10 @@ impl Write {
 /// Schedules due at `now`, earliest first.
 pub(super) fn due(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Schedule>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT tenant_id, doc, version FROM schedules
+        "SELECT tenant_id, doc, version FROM schedules s
          WHERE wake_ns IS NOT NULL AND wake_ns <= ?1
+           AND NOT EXISTS (SELECT 1 FROM tenants t
+                           WHERE t.id = s.tenant_id AND t.suspended_ns IS NOT NULL)
          ORDER BY wake_ns, seq LIMIT ?2",
     )?;
     let rows = stmt.query_map(
@@ -240,10 +242,18 @@ pub(super) fn due(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec
     Ok(out)
 }
 
-/// The earliest `wake_ns` of any schedule.
+/// The earliest `wake_ns` of any schedule of a tenant that is not
+/// suspended.
 pub(super) fn next_wake(conn: &Connection) -> Result<Option<Timestamp>> {
     let ns: Option<i64> = conn
-        .prepare_cached("SELECT MIN(wake_ns) FROM schedules WHERE wake_ns IS NOT NULL")?
-        .query_row([], |row| row.get(0))?;
+        .prepare_cached(
+            "SELECT wake_ns FROM schedules s
+             WHERE wake_ns IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM tenants t
+                               WHERE t.id = s.tenant_id AND t.suspended_ns IS NOT NULL)
+             ORDER BY wake_ns LIMIT 1",
+        )?
+        .query_row([], |row| row.get(0))
+        .optional()?;
     ns.map(from_nanos).transpose()
 }

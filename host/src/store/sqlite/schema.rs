@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
@@ -176,8 +176,19 @@ ALTER TABLE tokens_v5 RENAME TO tokens;
 CREATE INDEX tokens_by_tenant ON tokens (tenant_id);
 ";
 
+/// Version 6: tenants can be suspended. A suspended tenant's unfinished
+/// executions keep when they were due in `suspended_wake_ns`, with
+/// `wake_ns` NULL, which takes them out of the queue until the tenant is
+/// unsuspended (see `tenants`).
+const SCHEMA_6: &str = "
+ALTER TABLE tenants ADD COLUMN suspended_ns INTEGER;
+ALTER TABLE executions ADD COLUMN suspended_wake_ns INTEGER;
+CREATE INDEX executions_suspended ON executions (tenant_id)
+    WHERE suspended_wake_ns IS NOT NULL;
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 5] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5];
+const MIGRATIONS: [&str; 6] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6];
 
 /// Applies the upgrades the database lacks, in one transaction, and records
 /// the version; refuses a database written by a newer build.

@@ -336,8 +336,15 @@ pub(super) fn send_event(
     // for it to start.
     let waits = status == Status::Scheduled && event.kind == EventKind::Signal;
     if owner.is_none() && !waits {
+        // A suspended tenant's execution stays off the claim path: the event
+        // makes it due in its stash instead (see `tenants`).
         conn.prepare_cached(
-            "UPDATE executions SET wake_ns = COALESCE(MIN(wake_ns, ?2), ?2) WHERE id = ?1",
+            "UPDATE executions SET
+                 wake_ns = CASE WHEN t.suspended_ns IS NULL
+                           THEN COALESCE(MIN(executions.wake_ns, ?2), ?2) END,
+                 suspended_wake_ns = CASE WHEN t.suspended_ns IS NOT NULL
+                           THEN COALESCE(MIN(executions.suspended_wake_ns, ?2), ?2) END
+             FROM tenants t WHERE executions.id = ?1 AND t.id = executions.tenant_id",
         )?
         .execute(params![id.as_str(), at])?;
     }
