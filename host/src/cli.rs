@@ -33,6 +33,9 @@ enum Command {
     /// or the tenant itself) or the admin's.
     #[command(subcommand)]
     Token(crate::cli_client::TokenCommand),
+    /// Read a tenant's quotas and usage, or set them (admin).
+    #[command(subcommand)]
+    Quota(crate::cli_client::QuotaCommand),
     /// Work with step components: run and inspect locally, or push to a
     /// server.
     #[command(subcommand)]
@@ -354,6 +357,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::cli_client::delete_tenant(&tenant, &conn).await
         }
         Command::Token(cmd) => crate::cli_client::token(cmd).await,
+        Command::Quota(cmd) => crate::cli_client::quota(cmd).await,
         Command::Step(StepCommand::Call(args)) => step_call(args).await,
         Command::Step(StepCommand::Inspect(args)) => step_inspect(args),
         Command::Step(StepCommand::Push(args)) => crate::cli_client::push(args).await,
@@ -434,6 +438,7 @@ async fn tenant_create_local(name: String, dir: &std::path::Path) -> anyhow::Res
         name,
         created_at: now,
         suspended_at: None,
+        quotas: Default::default(),
     };
     let record = crate::store::Token {
         id: crate::store::Token::generate_id(),

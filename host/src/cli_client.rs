@@ -31,7 +31,8 @@ use self::http::{Client, Error, finish};
 use self::print::{cells, table};
 pub use self::schedules::{ScheduleCommand, schedule};
 pub use self::tenants::{
-    TokenCommand, create_tenant, delete_tenant, list_tenants, show_tenant, token,
+    QuotaCommand, TokenCommand, create_tenant, delete_tenant, list_tenants, quota, show_tenant,
+    token,
 };
 use crate::engine::Definition;
 use crate::model::{ExecutionId, Status, StepName, Timestamp, WorkflowId};

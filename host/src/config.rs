@@ -148,6 +148,49 @@ pub struct Config {
     /// `<data-dir>/secrets.key` on first start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets_key: Option<Secret>,
+    /// The submissions per second a tenant may make unless the admin set
+    /// its own `submissions_per_second` (`STEPHOST_QUOTA_SUBMISSIONS_PER_SECOND`;
+    /// default: no limit). Enforced by each node for the requests it
+    /// serves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_submissions_per_second: Option<f64>,
+    /// The burst above that rate (default: one second's worth).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_submissions_burst: Option<u32>,
+    /// How many steps a tenant may register (default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_max_steps: Option<u64>,
+    /// How many workflows a tenant may define (default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_max_workflows: Option<u64>,
+    /// The bytes of components a tenant may keep (default 2 GiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_max_component_bytes: Option<u64>,
+    /// How many secrets a tenant may keep (default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_max_secrets: Option<u64>,
+    /// The submissions per second this node accepts from all tenants
+    /// together (`STEPHOST_GLOBAL_SUBMISSIONS_PER_SECOND`; default: no
+    /// limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_submissions_per_second: Option<f64>,
+    /// The burst above that rate (default: one second's worth).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_submissions_burst: Option<u32>,
+}
+
+impl Config {
+    /// The quotas a tenant has where the admin set none of its own.
+    pub fn default_quotas(&self) -> crate::model::Quotas {
+        crate::model::Quotas {
+            submissions_per_second: self.quota_submissions_per_second,
+            submissions_burst: self.quota_submissions_burst,
+            max_steps: self.quota_max_steps,
+            max_workflows: self.quota_max_workflows,
+            max_component_bytes: self.quota_max_component_bytes,
+            max_secrets: self.quota_max_secrets,
+        }
+    }
 }
 
 /// How hard the store works to keep each commit.
@@ -197,6 +240,14 @@ impl Default for Config {
             max_component_bytes: 64 << 20,
             max_signal_bytes: 256 << 10,
             secrets_key: None,
+            quota_submissions_per_second: None,
+            quota_submissions_burst: None,
+            quota_max_steps: Some(1000),
+            quota_max_workflows: Some(1000),
+            quota_max_component_bytes: Some(2 << 30),
+            quota_max_secrets: Some(1000),
+            global_submissions_per_second: None,
+            global_submissions_burst: None,
         }
     }
 }

@@ -163,6 +163,7 @@ pub async fn run_with_clock(
     clock: Arc<dyn engine::Clock>,
 ) -> anyhow::Result<()> {
     check_database(&config)?;
+    check_quotas(&config)?;
     let store: Arc<dyn Store> = open_store(&config).await?;
     let sandbox = Arc::new(
         sandbox::Sandbox::new(sandbox::Settings {
@@ -218,6 +219,11 @@ pub async fn run_with_clock(
             max_signal_bytes: config.max_signal_bytes,
             default_wait: Duration::from_secs(config.default_wait_seconds),
             max_wait: Duration::from_secs(config.max_wait_seconds),
+            quotas: config.default_quotas(),
+            global_rate: api::Rate::new(
+                config.global_submissions_per_second,
+                config.global_submissions_burst,
+            ),
         },
     );
     tracing::info!(addr = %listener.local_addr()?, database = %database_label(&config), data_dir = %config.data_dir.display(), "stephost serving");
@@ -240,4 +246,31 @@ pub async fn run_with_clock(
         .with_graceful_shutdown(drained)
         .await
         .context("the server failed")
+}
+
+/// Refuses quota and rate settings that are not limits.
+fn check_quotas(config: &config::Config) -> anyhow::Result<()> {
+    let mut problems = config.default_quotas().problems();
+    let global = model::Quotas {
+        submissions_per_second: config.global_submissions_per_second,
+        submissions_burst: config.global_submissions_burst,
+        ..model::Quotas::default()
+    };
+    problems.extend(
+        global
+            .problems()
+            .into_iter()
+            .map(|(field, message)| (format!("global_{field}"), message)),
+    );
+    match problems.first() {
+        None => Ok(()),
+        Some((field, message)) => {
+            let key = if field.starts_with("global_") {
+                field.replace('_', "-")
+            } else {
+                format!("quota-{}", field.replace('_', "-"))
+            };
+            anyhow::bail!("invalid configuration: `{key}`: {message}")
+        }
+    }
 }

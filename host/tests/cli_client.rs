@@ -624,6 +624,65 @@ fn the_admin_lists_shows_suspends_unsuspends_and_deletes_tenants() {
     );
 }
 
+#[test]
+fn the_admin_sets_quotas_and_a_tenant_reads_its_own() {
+    let server = Server::start();
+    let env = [
+        ("STEPHOST_URL", server.url.as_str()),
+        ("STEPHOST_TOKEN", cli_support::ADMIN),
+    ];
+    let admin = |args: &[&str]| stephost(args, &env);
+    let made = admin(&["tenant", "create", "beta"]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let beta = made.stdout.trim().to_owned();
+    let as_beta = |args: &[&str]| {
+        stephost(
+            args,
+            &[("STEPHOST_URL", &server.url), ("STEPHOST_TOKEN", &beta)],
+        )
+    };
+    let set = admin(&[
+        "quota",
+        "set",
+        "beta",
+        "max_steps=1",
+        "submissions_per_second=2.5",
+    ]);
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    assert!(set.stdout.starts_with("LIMIT"), "{}", set.stdout);
+    let json = admin(&["quota", "get", "beta", "--json"]).json();
+    assert_eq!(json["limits"]["max_steps"], 1, "{json}");
+    assert_eq!(json["limits"]["submissions_per_second"], 2.5, "{json}");
+    assert_eq!(json["limits"]["max_workflows"], 1000, "the default: {json}");
+    // A second set keeps what the first set.
+    let set = admin(&["quota", "set", "beta", "max_secrets=3"]);
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    let json = admin(&["quota", "get", "beta", "--json"]).json();
+    assert_eq!(json["overrides"]["max_steps"], 1, "{json}");
+    assert_eq!(json["overrides"]["max_secrets"], 3, "{json}");
+    // The tenant reads its own; the quota refuses its second step.
+    let own = as_beta(&["quota", "get"]);
+    assert_eq!(own.code, 0, "{}", own.stderr);
+    assert!(own.stdout.contains("max_steps"), "{}", own.stdout);
+    assert_eq!(
+        as_beta(&["step", "push", "echo", test_programs::ECHO]).code,
+        0
+    );
+    let refused = as_beta(&["step", "push", "other", test_programs::ECHO]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("max_steps"), "{}", refused.stderr);
+    // Back to the default; bad input is refused before anything is sent.
+    let reset = admin(&["quota", "set", "beta", "max_steps=default", "--json"]).json();
+    assert_eq!(reset["limits"]["max_steps"], 1000, "{reset}");
+    for bad in [["max_stepz=1"], ["max_steps"], ["max_steps=many"]] {
+        let out = admin(&["quota", "set", "beta", bad[0]]);
+        assert_eq!(out.code, 1, "{bad:?}: {}", out.stderr);
+    }
+    let refused = as_beta(&["quota", "set", "beta", "max_steps=9"]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("admin token"), "{}", refused.stderr);
+}
+
 /// The local bootstrap writes into the server's own SQLite database, and
 /// the running server accepts the token it printed. The bootstrap is for
 /// the embedded store, so this server is on SQLite whatever `TEST_STORE`

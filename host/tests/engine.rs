@@ -96,6 +96,18 @@ impl Store for Flaky {
         self.inner.suspend_tenant(id, at).await
     }
 
+    async fn set_quotas(
+        &self,
+        id: &TenantId,
+        quotas: &stephost::model::Quotas,
+    ) -> Result<Option<Tenant>> {
+        self.inner.set_quotas(id, quotas).await
+    }
+
+    async fn usage(&self, id: &TenantId) -> Result<stephost::model::Usage> {
+        self.inner.usage(id).await
+    }
+
     async fn delete_tenant(&self, id: &TenantId) -> Result<bool> {
         self.inner.delete_tenant(id).await
     }
@@ -397,6 +409,7 @@ async fn setup() -> (tempfile::TempDir, Arc<dyn Store>, Tenant, WorkflowId) {
         name: "acme".into(),
         created_at: Timestamp::now(),
         suspended_at: None,
+        quotas: Default::default(),
     };
     let token = Token {
         id: Token::generate_id(),

@@ -77,6 +77,8 @@ pub struct Principal {
     pub tenant: Option<TenantId>,
     /// Its scopes.
     pub scopes: Vec<Scope>,
+    /// Its tenant's own quotas (empty for an admin token).
+    pub quotas: crate::model::Quotas,
 }
 
 /// The token of a request, checked: known, not revoked, not expired.
@@ -90,11 +92,13 @@ async fn principal(parts: &mut Parts, state: &AppState) -> Result<Principal, Api
             token_id: BOOTSTRAP_TOKEN_ID.into(),
             tenant: None,
             scopes: vec![Scope::Full],
+            quotas: crate::model::Quotas::default(),
         }
     } else {
         let Credential {
             token,
             suspended_at,
+            quotas,
         } = match state.known_token(&hash) {
             Some(known) => known,
             None => {
@@ -130,6 +134,7 @@ async fn principal(parts: &mut Parts, state: &AppState) -> Result<Principal, Api
             token_id: token.id,
             tenant: token.tenant,
             scopes: token.scopes,
+            quotas,
         }
     };
     parts.extensions.insert(principal.clone());

@@ -7,8 +7,10 @@ mod connection;
 mod executions;
 mod health;
 mod lifecycle;
+mod limits;
 mod openapi;
 mod problem;
+mod quotas;
 mod schedules;
 mod secrets;
 mod signals;
@@ -20,9 +22,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler as _;
 use axum::routing::{delete, get, post, put};
 
 pub use self::auth::{AdminToken, generate_token, hash_token};
+pub use self::limits::Rate;
 pub use self::problem::{ApiError, PROBLEM_JSON};
 use crate::engine::Engine;
 use crate::model::Overrides;
@@ -42,6 +46,10 @@ pub struct Settings {
     pub default_wait: std::time::Duration,
     /// The longest wait a client may ask for.
     pub max_wait: std::time::Duration,
+    /// The quotas of a tenant where the admin set none of its own.
+    pub quotas: crate::model::Quotas,
+    /// The submissions per second this node accepts from all tenants.
+    pub global_rate: Option<Rate>,
 }
 
 /// Registers components: validation and precompilation, behind a trait so
@@ -81,6 +89,8 @@ pub struct AppState {
     /// through any node is refused by every node at once. Unknown tokens
     /// are never cached.
     tokens: Arc<std::sync::Mutex<std::collections::HashMap<crate::store::TokenHash, Credential>>>,
+    /// The submission rate buckets.
+    rates: Arc<limits::RateLimits>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -107,9 +117,16 @@ impl AppState {
             registrar,
             vault,
             admin,
+            rates: Arc::new(limits::RateLimits::new(settings.global_rate)),
             settings: Arc::new(settings),
             tokens: Arc::default(),
         }
+    }
+
+    /// The quotas that apply to the caller's tenant: its own, else the
+    /// server's defaults.
+    fn quotas(&self, caller: &auth::Principal) -> crate::model::Quotas {
+        caller.quotas.or(&self.settings.quotas)
     }
 
     fn known_token(&self, hash: &crate::store::TokenHash) -> Option<Credential> {
@@ -153,6 +170,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(component_limit)),
         )
         .route("/v1/steps", get(steps::list));
+    let submissions = axum::middleware::from_fn_with_state(state.clone(), limits::submissions);
     let api = Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -212,13 +230,21 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/schedules/{schedule_id}/trigger",
-            post(schedules::trigger),
+            post(schedules::trigger.layer(submissions.clone())),
         )
         .route(
             "/v1/executions",
-            post(executions::run_sync).get(executions::list),
+            post(executions::run_sync.layer(submissions.clone())).get(executions::list),
         )
-        .route("/v1/executions/async", post(executions::run_async))
+        .route(
+            "/v1/executions/async",
+            post(executions::run_async.layer(submissions.clone())),
+        )
+        .route("/v1/quotas", get(quotas::own))
+        .route(
+            "/v1/tenants/{tenant}/quotas",
+            get(quotas::get).put(quotas::put),
+        )
         .route("/v1/secrets", get(secrets::list))
         .route(
             "/v1/secrets/{name}",

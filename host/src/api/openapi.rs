@@ -108,9 +108,87 @@ impl Modify for Problems {
                     add("413");
                     add("415");
                 }
+                let id = op.operation_id.as_deref().unwrap_or_default();
+                if SUBMISSIONS.contains(&id) {
+                    op.responses
+                        .responses
+                        .entry("429".to_owned())
+                        .or_insert_with(too_many);
+                }
+                if QUOTA_COUNTED.contains(&id) {
+                    op.responses
+                        .responses
+                        .entry("409".to_owned())
+                        .or_insert_with(|| {
+                            RefOr::T(
+                                ResponseBuilder::new()
+                                    .description(
+                                        "over a count or size quota (`max_steps`, \
+                                         `max_component_bytes`, `max_workflows`, `max_secrets`), \
+                                         named in `detail`",
+                                    )
+                                    .content("application/problem+json", problem())
+                                    .build(),
+                            )
+                        });
+                }
             }
         }
     }
+}
+
+/// The operations that are submissions, under the rate limits.
+const SUBMISSIONS: [&str; 3] = [
+    "executions_run_sync",
+    "executions_run_async",
+    "schedules_trigger",
+];
+
+/// The operations that a count or size quota can refuse.
+const QUOTA_COUNTED: [&str; 3] = ["steps_put", "workflows_put", "secrets_put"];
+
+/// 429 with its fields.
+fn too_many() -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder, Type};
+    let header = |description: &str, kind: Type| {
+        HeaderBuilder::new()
+            .schema(utoipa::openapi::ObjectBuilder::new().schema_type(kind))
+            .description(Some(description))
+            .build()
+    };
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(
+                "over the tenant's submission rate (quota `submissions_per_second`) or the \
+                 server's (`global-submissions-per-second`); `detail` says which",
+            )
+            .header(
+                "Retry-After",
+                header("seconds until a submission is admitted", Type::Integer),
+            )
+            .header(
+                "RateLimit-Policy",
+                header(
+                    "each policy that applies: `\"tenant\";q=<burst>;w=<seconds to refill>`, \
+                     `\"server\";…`",
+                    Type::String,
+                ),
+            )
+            .header(
+                "RateLimit",
+                header(
+                    "each policy's state: `\"tenant\";r=<remaining>;t=<seconds until full>`",
+                    Type::String,
+                ),
+            )
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ProblemBody")))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 /// The API description.
@@ -122,6 +200,7 @@ impl Modify for Problems {
         super::health::live, super::health::ready,
         super::tenants::create, super::tenants::list, super::tenants::get,
         super::tenants::suspend, super::tenants::unsuspend, super::tenants::delete,
+        super::quotas::own, super::quotas::get, super::quotas::put,
         super::tenants::create_token, super::tenants::tokens,
         super::tenants::revoke_token, super::tenants::create_admin_token,
         super::tenants::admin_tokens, super::tenants::revoke_admin_token, super::admin::nodes,

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Tenant;
+use super::auth::{Caller, Tenant};
 use super::{ApiError, AppState};
 use crate::secrets::MAX_SECRET_BYTES;
 
@@ -62,6 +62,7 @@ fn secret_name(name: &str) -> Result<String, ApiError> {
         (status = 400, body = super::problem::ProblemBody)))]
 pub async fn put(
     Tenant(tenant): Tenant,
+    Caller(caller): Caller,
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -97,6 +98,19 @@ pub async fn put(
         .await
         .map_err(ApiError::internal)?
         .contains(&name);
+    if !existed {
+        let quotas = super::quotas::of(&state, &caller);
+        if quotas.max_secrets.is_some() {
+            let usage = state.store.usage(&tenant).await?;
+            super::quotas::check(
+                "max_secrets",
+                quotas.max_secrets,
+                usage.secrets,
+                1,
+                "secrets",
+            )?;
+        }
+    }
     state
         .vault
         .put(&tenant, &name, &value)

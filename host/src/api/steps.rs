@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 
-use super::auth::Tenant;
+use super::auth::{Caller, Tenant};
 use super::{ApiError, AppState};
 use crate::model::{Digest, StepName};
 use crate::store::{StepRecord, StepVersion};
@@ -99,6 +99,7 @@ fn step_name(name: &str) -> Result<StepName, ApiError> {
         (status = 413, body = super::problem::ProblemBody), (status = 422, body = super::problem::ProblemBody)))]
 pub async fn put(
     Tenant(tenant): Tenant,
+    Caller(caller): Caller,
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Bytes,
@@ -111,7 +112,8 @@ pub async fn put(
         ));
     }
     let digest = Digest::of(&body);
-    if let Some(existing) = state.store.step(&tenant, &name).await?
+    let existing = state.store.step(&tenant, &name).await?;
+    if let Some(existing) = &existing
         && let Some(v) = existing.versions.iter().find(|v| v.digest == digest)
     {
         return Ok((
@@ -124,6 +126,30 @@ pub async fn put(
                 compile_ms: v.compile_ms,
             }),
         ));
+    }
+    let quotas = super::quotas::of(&state, &caller);
+    if quotas.max_steps.is_some() || quotas.max_component_bytes.is_some() {
+        let usage = state.store.usage(&tenant).await?;
+        if existing.is_none() {
+            super::quotas::check("max_steps", quotas.max_steps, usage.steps, 1, "steps")?;
+        }
+        // A digest the tenant already keeps under another name costs
+        // nothing more.
+        let kept = state
+            .store
+            .steps(&tenant)
+            .await?
+            .iter()
+            .any(|s| s.versions.iter().any(|v| v.digest == digest));
+        if !kept {
+            super::quotas::check(
+                "max_component_bytes",
+                quotas.max_component_bytes,
+                usage.component_bytes,
+                body.len() as u64,
+                "bytes of components",
+            )?;
+        }
     }
     let bytes = Arc::new(body.to_vec());
     let registered = state

@@ -193,6 +193,7 @@ pub async fn create(
         name,
         created_at: now,
         suspended_at: None,
+        quotas: Default::default(),
     };
     let token = generate_token()?;
     let record = first_token(&tenant.id, now);

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Tenant;
+use super::auth::{Caller, Tenant};
 use super::{ApiError, AppState};
 use crate::engine::Definition;
 use crate::model::WorkflowId;
@@ -68,6 +68,7 @@ fn workflow_id(id: &str) -> Result<WorkflowId, ApiError> {
         (status = 422, body = super::problem::ProblemBody)))]
 pub async fn put(
     Tenant(tenant): Tenant,
+    Caller(caller): Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -116,11 +117,19 @@ pub async fn put(
             problems,
         ));
     }
-    let before = state
-        .store
-        .workflow(&tenant, &id, None)
-        .await?
-        .map(|w| w.version);
+    let latest = state.store.workflow(&tenant, &id, None).await?;
+    let quotas = super::quotas::of(&state, &caller);
+    if latest.as_ref().is_none_or(|w| w.deleted_at.is_some()) && quotas.max_workflows.is_some() {
+        let usage = state.store.usage(&tenant).await?;
+        super::quotas::check(
+            "max_workflows",
+            quotas.max_workflows,
+            usage.workflows,
+            1,
+            "workflows",
+        )?;
+    }
+    let before = latest.map(|w| w.version);
     let value = serde_json::to_value(&def).map_err(ApiError::internal)?;
     let record = state.store.put_workflow(&tenant, &id, &value).await?;
     state.engine.forget_workflow(&tenant, &id);

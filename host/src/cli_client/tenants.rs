@@ -339,3 +339,141 @@ pub async fn create_tenant(name: &str, conn: &Conn) -> anyhow::Result<ExitCode> 
         .await,
     )
 }
+
+/// `stephost quota …`.
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Show a tenant's limits (its own, else the server's defaults) and
+    /// usage. Without TENANT, the calling tenant's own.
+    Get {
+        /// The tenant's id or name (needs an admin token).
+        tenant: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Set some of a tenant's limits (admin), keeping the others: each
+    /// LIMIT=VALUE (`max_steps=50`, `submissions_per_second=2.5`), or
+    /// LIMIT=default to fall back to the server's default. Limits:
+    /// submissions_per_second, submissions_burst, max_steps,
+    /// max_workflows, max_component_bytes, max_secrets.
+    Set {
+        /// The tenant's id or name.
+        tenant: String,
+        /// LIMIT=VALUE, one or more.
+        #[arg(required = true, value_name = "LIMIT=VALUE")]
+        limits: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Runs a `stephost quota` command.
+pub async fn quota(cmd: QuotaCommand) -> anyhow::Result<ExitCode> {
+    finish(match cmd {
+        QuotaCommand::Get { tenant, conn } => show_quotas(tenant.as_deref(), &conn).await,
+        QuotaCommand::Set {
+            tenant,
+            limits,
+            conn,
+        } => set_quotas(&tenant, &limits, &conn).await,
+    })
+}
+
+fn quota_path(tenant: Option<&str>) -> Vec<&str> {
+    match tenant {
+        Some(t) => vec!["v1", "tenants", t, "quotas"],
+        None => vec!["v1", "quotas"],
+    }
+}
+
+fn print_quotas(report: &serde_json::Value) {
+    let limits = &report["limits"];
+    let usage = &report["usage"];
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let mut rows = vec![cells(["LIMIT", "VALUE", "OWN", "USAGE"])];
+    for (limit, used) in [
+        ("submissions_per_second", None),
+        ("submissions_burst", None),
+        ("max_steps", Some("steps")),
+        ("max_workflows", Some("workflows")),
+        ("max_component_bytes", Some("component_bytes")),
+        ("max_secrets", Some("secrets")),
+    ] {
+        let own = if report["overrides"][limit].is_null() {
+            "default"
+        } else {
+            "own"
+        };
+        rows.push(cells([
+            limit,
+            &show(&limits[limit]),
+            own,
+            &used.map_or_else(|| "-".to_owned(), |u| show(&usage[u])),
+        ]));
+    }
+    print!("{}", table(&rows));
+    eprintln!(
+        "executions: {} queued, {} running",
+        show(&usage["queued_executions"]),
+        show(&usage["running_executions"])
+    );
+}
+
+async fn show_quotas(tenant: Option<&str>, conn: &Conn) -> Result<ExitCode, Error> {
+    let client = Client::new(conn)?;
+    let answer = client
+        .send(client.request(Method::GET, &quota_path(tenant)))
+        .await?;
+    if conn.json {
+        answer.print_json()?;
+    } else {
+        print_quotas(&answer.parse("quotas")?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set_quotas(tenant: &str, limits: &[String], conn: &Conn) -> Result<ExitCode, Error> {
+    let client = Client::new(conn)?;
+    let path = quota_path(Some(tenant));
+    let current: serde_json::Value = client
+        .send(client.request(Method::GET, &path))
+        .await?
+        .parse("quotas")?;
+    let mut overrides = current["overrides"].clone();
+    for pair in limits {
+        let Some((limit, value)) = pair.split_once('=') else {
+            return Err(Error::Other(anyhow::anyhow!(
+                "`{pair}` is not LIMIT=VALUE (for example max_steps=50)"
+            )));
+        };
+        if overrides.get(limit).is_none() {
+            return Err(Error::Other(anyhow::anyhow!(
+                "`{limit}` is not a quota: use submissions_per_second, submissions_burst, \
+                 max_steps, max_workflows, max_component_bytes or max_secrets"
+            )));
+        }
+        overrides[limit] = if value == "default" {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str::<serde_json::Number>(value)
+                .map(serde_json::Value::Number)
+                .map_err(|_| {
+                    Error::Other(anyhow::anyhow!(
+                        "`{value}` for {limit} is not a number (or `default`)"
+                    ))
+                })?
+        };
+    }
+    let answer = client
+        .send(client.request(Method::PUT, &path).json(&overrides))
+        .await?;
+    if conn.json {
+        answer.print_json()?;
+    } else {
+        print_quotas(&answer.parse("quotas")?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -7,6 +7,7 @@
 
 mod execution;
 mod limits;
+pub mod quotas;
 mod redact;
 mod schedule;
 
@@ -20,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use self::execution::*;
 pub use self::limits::{AboveCeiling, Limits, Overrides};
+pub use self::quotas::{Quotas, Usage};
 pub use self::redact::{REDACTED, Redactor};
 pub use self::schedule::*;
 

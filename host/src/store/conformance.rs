@@ -58,7 +58,7 @@ macro_rules! conformance_tests {
             schedules::a_finished_execution_makes_its_buffered_schedule_due,
             schedules::deleted_workflows_keep_their_versions,
             tenants::tenant_listing, tenants::a_suspended_tenant_runs_nothing,
-            tenants::deleting_a_tenant_removes_everything);
+            tenants::deleting_a_tenant_removes_everything, tenants::quotas_and_usage);
     };
     (@each $harness:expr; $($($path:ident)::+),*) => {
         $(
@@ -97,6 +97,7 @@ pub(crate) async fn new_tenant(store: &dyn Store, name: &str) -> TenantId {
         name: name.to_owned(),
         created_at: Timestamp::now(),
         suspended_at: None,
+        quotas: Default::default(),
     };
     store
         .create_tenant(
@@ -252,6 +253,7 @@ pub(crate) async fn tenants(h: &dyn Harness) {
         name: "acme".into(),
         created_at: Timestamp::now(),
         suspended_at: None,
+        quotas: Default::default(),
     };
     let err = store
         .create_tenant(&twin, &full_token(Some(&twin.id)), token("twin"))
@@ -296,7 +298,8 @@ pub(crate) async fn tokens(h: &dyn Harness) {
         found,
         Some(Credential {
             token: second.clone(),
-            suspended_at: None
+            suspended_at: None,
+            quotas: Default::default(),
         }),
         "every field round-trips"
     );
@@ -640,6 +643,7 @@ pub(crate) async fn failed_writes_spare_their_batch(h: &dyn Harness) {
                     name: format!("tenant-{i}"),
                     created_at: Timestamp::now(),
                     suspended_at: None,
+                    quotas: Default::default(),
                 };
                 // A taken name fails at once; a taken token fails after the
                 // tenant row was written, which must then be undone.

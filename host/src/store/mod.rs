@@ -28,8 +28,8 @@ pub mod sqlite;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, ScheduleState,
-    Status, StepName, TenantId, Timestamp, WorkflowId,
+    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Quotas, Schedule, ScheduleId,
+    ScheduleState, Status, StepName, TenantId, Timestamp, Usage, WorkflowId,
 };
 
 /// Errors of the store.
@@ -60,7 +60,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     /// Its id.
     pub id: TenantId,
@@ -71,6 +71,10 @@ pub struct Tenant {
     /// When the admin suspended it; `None` while it is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended_at: Option<Timestamp>,
+    /// The limits the admin set for it (the server's defaults fill in the
+    /// rest).
+    #[serde(default)]
+    pub quotas: Quotas,
 }
 
 /// One page of tenants, oldest first.
@@ -84,12 +88,14 @@ pub struct TenantPage {
 
 /// A stored token with what authenticating by it needs to know about its
 /// tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Credential {
     /// The token.
     pub token: Token,
     /// When its tenant was suspended (`None`: active, or an admin token).
     pub suspended_at: Option<Timestamp>,
+    /// Its tenant's own quotas (empty for an admin token).
+    pub quotas: Quotas,
 }
 
 /// The SHA-256 of a bearer token; tokens themselves are never stored.
@@ -480,6 +486,13 @@ pub trait Store: Send + Sync + 'static {
     /// where they were due (a held one: due at once) and its schedules fire
     /// again by their catch-up rules.
     async fn suspend_tenant(&self, id: &TenantId, at: Option<Timestamp>) -> Result<Option<Tenant>>;
+    /// Replaces the quotas the admin set for a tenant; returns the tenant
+    /// as it is now, or `None` when there is no such tenant.
+    async fn set_quotas(&self, id: &TenantId, quotas: &Quotas) -> Result<Option<Tenant>>;
+    /// What a tenant holds now: steps, workflows (not deleted), the bytes
+    /// of its step versions' components (each digest once), secrets, and
+    /// its queued and running executions.
+    async fn usage(&self, id: &TenantId) -> Result<Usage>;
     /// Deletes a tenant with everything it owns: tokens, steps, workflows,
     /// executions with their inboxes and idempotency keys, schedules and
     /// secrets, and the component bytes no other tenant's step uses. A

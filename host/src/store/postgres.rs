@@ -45,8 +45,8 @@ use super::{
     WorkflowRecord,
 };
 use crate::model::{
-    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, StepName,
-    TenantId, Timestamp, WorkflowId,
+    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Quotas, Schedule, ScheduleId,
+    StepName, TenantId, Timestamp, Usage, WorkflowId,
 };
 
 /// How a store connects.
@@ -253,6 +253,14 @@ impl Store for PostgresStore {
             self.hint(Hint::Schedules);
         }
         Ok(tenant)
+    }
+
+    async fn set_quotas(&self, id: &TenantId, quotas: &Quotas) -> Result<Option<Tenant>> {
+        tenants::set_quotas(&self.pool, id.as_str(), quotas).await
+    }
+
+    async fn usage(&self, id: &TenantId) -> Result<Usage> {
+        tenants::usage(&self.pool, id.as_str()).await
     }
 
     async fn delete_tenant(&self, id: &TenantId) -> Result<bool> {

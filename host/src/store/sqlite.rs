@@ -34,8 +34,8 @@ use super::{
     StepRecord, StepVersion, Store, Tenant, TenantPage, Token, TokenHash, WorkflowRecord,
 };
 use crate::model::{
-    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Schedule, ScheduleId, StepName,
-    TenantId, Timestamp, WorkflowId,
+    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Quotas, Schedule, ScheduleId,
+    StepName, TenantId, Timestamp, Usage, WorkflowId,
 };
 
 /// How hard SQLite works to keep each commit (`PRAGMA synchronous`).
@@ -124,6 +124,20 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.writer
             .run(move |conn| tenants::suspend_tenant(conn, id.as_str(), at))
+            .await
+    }
+
+    async fn set_quotas(&self, id: &TenantId, quotas: &Quotas) -> Result<Option<Tenant>> {
+        let (id, quotas) = (id.clone(), quotas.clone());
+        self.writer
+            .run(move |conn| tenants::set_quotas(conn, id.as_str(), &quotas))
+            .await
+    }
+
+    async fn usage(&self, id: &TenantId) -> Result<Usage> {
+        let id = id.clone();
+        self.readers
+            .run(move |conn| tenants::usage(conn, id.as_str()))
             .await
     }
 

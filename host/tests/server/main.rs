@@ -9,6 +9,7 @@ mod pause;
 #[path = "../pg_support/mod.rs"]
 mod pg_support;
 mod postponed;
+mod quotas;
 mod resources;
 mod schedules;
 mod tenants;

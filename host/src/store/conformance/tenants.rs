@@ -6,7 +6,7 @@
 use super::schedules::schedule;
 use super::work::{commit, event, lease, node};
 use super::{Harness, create, execution, ids, later, new_tenant, token};
-use crate::model::{Digest, EventKind, ExecutionId, StepName, Timestamp};
+use crate::model::{Digest, EventKind, ExecutionId, Quotas, StepName, Timestamp, Usage};
 use crate::store::{Error, Next, ScheduleFilter, Sent, StepVersion};
 
 /// Tenants list oldest first in pages; a cursor not from the store is
@@ -375,4 +375,103 @@ pub(crate) async fn deleting_a_tenant_removes_everything(h: &dyn Harness) {
             .await,
         Err(Error::NoTenant(_))
     ));
+}
+
+/// A tenant's quotas round-trip, reach its tokens, and usage counts what it
+/// holds: steps by name, component bytes by digest, workflows not deleted,
+/// secrets, queued and running executions; another tenant's count nothing.
+pub(crate) async fn quotas_and_usage(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let other = new_tenant(&*store, "other").await;
+    assert_eq!(store.usage(&acme).await.unwrap(), Usage::default());
+    let quotas = Quotas {
+        submissions_per_second: Some(2.5),
+        max_steps: Some(3),
+        ..Quotas::default()
+    };
+    let set = store.set_quotas(&acme, &quotas).await.unwrap().unwrap();
+    assert_eq!(set.quotas, quotas);
+    assert_eq!(store.tenant(&acme).await.unwrap().unwrap().quotas, quotas);
+    let credential = store
+        .authenticate(&token("token of acme"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(credential.quotas, quotas);
+    assert_eq!(
+        store
+            .set_quotas(&crate::model::TenantId::generate(), &quotas)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.tenant(&other).await.unwrap().unwrap().quotas,
+        Quotas::default()
+    );
+
+    let t0 = Timestamp::now();
+    let version = |bytes: &[u8]| StepVersion {
+        digest: Digest::of(bytes),
+        size_bytes: bytes.len() as u64,
+        imports: Vec::new(),
+        compile_ms: 1,
+        created_at: t0,
+    };
+    let (a, b): (StepName, StepName) = ("a".parse().unwrap(), "b".parse().unwrap());
+    store
+        .put_step_version(&acme, &a, &version(b"12345"))
+        .await
+        .unwrap();
+    store
+        .put_step_version(&acme, &a, &version(b"123"))
+        .await
+        .unwrap();
+    // The same bytes under another name count once.
+    store
+        .put_step_version(&acme, &b, &version(b"12345"))
+        .await
+        .unwrap();
+    store
+        .put_step_version(&other, &a, &version(b"other bytes"))
+        .await
+        .unwrap();
+    let def = serde_json::json!({"steps": []});
+    for id in ["w1", "w2"] {
+        store
+            .put_workflow(&acme, &id.parse().unwrap(), &def)
+            .await
+            .unwrap();
+    }
+    store
+        .delete_workflow(&acme, &"w2".parse().unwrap(), t0)
+        .await
+        .unwrap();
+    store
+        .put_workflow(&other, &"w1".parse().unwrap(), &def)
+        .await
+        .unwrap();
+    store.put_secret(&acme, "k", b"sealed").await.unwrap();
+    for _ in 0..2 {
+        create(&*store, &execution(&acme, "w1", t0)).await;
+    }
+    let mut running = execution(&acme, "w1", t0);
+    running.status = crate::model::Status::Running;
+    store
+        .create_execution(&running, None, Some(&lease("a", later(t0, 60))))
+        .await
+        .unwrap();
+    create(&*store, &execution(&other, "w1", t0)).await;
+    assert_eq!(
+        store.usage(&acme).await.unwrap(),
+        Usage {
+            steps: 2,
+            workflows: 1,
+            component_bytes: 8,
+            secrets: 1,
+            queued_executions: 2,
+            running_executions: 1,
+        }
+    );
 }

@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::store::{Error, Result};
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// The first schema: the same tables as SQLite's third version. Every
 /// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
@@ -215,8 +215,14 @@ CREATE INDEX executions_suspended ON executions (tenant_id)
     WHERE suspended_wake_ns IS NOT NULL;
 ";
 
+/// Version 6: the quotas the admin set for a tenant, as a JSON object of
+/// the limits it has of its own.
+const SCHEMA_6: &str = "
+ALTER TABLE tenants ADD COLUMN quotas TEXT NOT NULL DEFAULT '{}';
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 5] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5];
+const MIGRATIONS: [&str; 6] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6];
 
 /// Applies the upgrades the database lacks and records them, under the
 /// advisory lock; refuses a database written by a newer build.

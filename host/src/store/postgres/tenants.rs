@@ -14,20 +14,26 @@
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 
 use super::rows::{TOKEN_COLUMNS, TokenColumns, finish, parse_time, token_of};
-use crate::model::{TenantId, Timestamp};
+use crate::model::{Quotas, TenantId, Timestamp, Usage};
 use crate::store::codec::{from_nanos, nanos, sort_tokens, tenant_cursor, to_json};
 use crate::store::{Credential, Error, Result, Tenant, TenantPage, Token, TokenHash};
 
-const TENANT_COLUMNS: &str = "id, name, created_at, suspended_ns";
+const TENANT_COLUMNS: &str = "id, name, created_at, suspended_ns, quotas";
 
-type TenantColumns = (String, String, String, Option<i64>);
+type TenantColumns = (String, String, String, Option<i64>, String);
 
-fn tenant_of((id, name, created_at, suspended): TenantColumns) -> Result<Tenant> {
+fn quotas_of(text: &str) -> Result<Quotas> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Backend(format!("a tenant's quotas are not readable: {e}")))
+}
+
+fn tenant_of((id, name, created_at, suspended, quotas): TenantColumns) -> Result<Tenant> {
     Ok(Tenant {
         id: TenantId::new_unchecked(id),
         name,
         created_at: parse_time(&created_at)?,
         suspended_at: suspended.map(from_nanos).transpose()?,
+        quotas: quotas_of(&quotas)?,
     })
 }
 
@@ -59,13 +65,15 @@ pub(super) async fn create_tenant(
     let mut tx = pool.begin().await?;
     let result: Result<()> = async {
         let inserted = sqlx::query(
-            "INSERT INTO tenants (id, name, created_at, suspended_ns) VALUES ($1, $2, $3, $4)
+            "INSERT INTO tenants (id, name, created_at, suspended_ns, quotas)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(tenant.id.as_str())
         .bind(&tenant.name)
         .bind(tenant.created_at.to_string())
         .bind(tenant.suspended_at.map(nanos))
+        .bind(to_json(&tenant.quotas)?)
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -159,6 +167,47 @@ pub(super) async fn suspend_tenant(
     finish(tx, result).await
 }
 
+/// Replaces a tenant's own quotas.
+pub(super) async fn set_quotas(pool: &PgPool, id: &str, quotas: &Quotas) -> Result<Option<Tenant>> {
+    let row: Option<TenantColumns> = sqlx::query_as(AssertSqlSafe(format!(
+        "UPDATE tenants SET quotas = $2 WHERE id = $1 RETURNING {TENANT_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(to_json(quotas)?)
+    .fetch_optional(pool)
+    .await?;
+    row.map(tenant_of).transpose()
+}
+
+/// What a tenant holds; see `Store::usage`.
+pub(super) async fn usage(pool: &PgPool, id: &str) -> Result<Usage> {
+    let (steps, workflows, bytes, secrets, queued, running): (i64, i64, i64, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT
+                 (SELECT COUNT(DISTINCT name) FROM step_versions WHERE tenant_id = $1),
+                 (SELECT COUNT(DISTINCT workflow_id) FROM workflows
+                  WHERE tenant_id = $1 AND deleted_ns IS NULL),
+                 (SELECT COALESCE(SUM(size), 0)::BIGINT FROM
+                     (SELECT MAX(size_bytes) AS size FROM step_versions
+                      WHERE tenant_id = $1 GROUP BY digest) AS sizes),
+                 (SELECT COUNT(*) FROM secrets WHERE tenant_id = $1),
+                 (SELECT COUNT(*) FROM executions WHERE tenant_id = $1 AND status = 'queued'),
+                 (SELECT COUNT(*) FROM executions WHERE tenant_id = $1 AND status = 'running')",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(Usage {
+        steps: n(steps),
+        workflows: n(workflows),
+        component_bytes: n(bytes),
+        secrets: n(secrets),
+        queued_executions: n(queued),
+        running_executions: n(running),
+    })
+}
+
 /// Deletes a tenant and everything it owns; see `Store::delete_tenant`.
 pub(super) async fn delete_tenant(pool: &PgPool, id: &str) -> Result<bool> {
     let mut tx = pool.begin().await?;
@@ -234,21 +283,27 @@ type CredentialColumns = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<String>,
 );
 
 /// The token with this hash and its tenant's suspension.
 pub(super) async fn authenticate(pool: &PgPool, hash: &TokenHash) -> Result<Option<Credential>> {
     let row: Option<CredentialColumns> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {TOKEN_COLUMNS}, t.suspended_ns FROM tokens k
+        "SELECT {TOKEN_COLUMNS}, t.suspended_ns, t.quotas FROM tokens k
              LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = $1"
     )))
     .bind(&hash.0[..])
     .fetch_optional(pool)
     .await?;
-    row.map(|(a, b, c, d, e, f, g, suspended)| {
+    row.map(|(a, b, c, d, e, f, g, suspended, quotas)| {
         Ok(Credential {
             token: token_of((a, b, c, d, e, f, g))?,
             suspended_at: suspended.map(from_nanos).transpose()?,
+            quotas: quotas
+                .as_deref()
+                .map(quotas_of)
+                .transpose()?
+                .unwrap_or_default(),
         })
     })
     .transpose()

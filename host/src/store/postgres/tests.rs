@@ -171,6 +171,7 @@ async fn concurrent_claimers_take_each_execution_once() {
         name: "acme".into(),
         created_at: Timestamp::now(),
         suspended_at: None,
+        quotas: Default::default(),
     };
     store
         .create_tenant(
@@ -268,6 +269,7 @@ async fn hints_reach_the_other_nodes() {
             name: "acme".into(),
             created_at: Timestamp::now(),
             suspended_at: None,
+            quotas: Default::default(),
         },
         &crate::store::conformance::full_token(Some(&tenant)),
         TokenHash([7; 32]),

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
@@ -187,8 +187,16 @@ CREATE INDEX executions_suspended ON executions (tenant_id)
     WHERE suspended_wake_ns IS NOT NULL;
 ";
 
+/// Version 7: the quotas the admin set for a tenant, as a JSON object of
+/// the limits it has of its own.
+const SCHEMA_7: &str = "
+ALTER TABLE tenants ADD COLUMN quotas TEXT NOT NULL DEFAULT '{}';
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 6] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6];
+const MIGRATIONS: [&str; 7] = [
+    SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7,
+];
 
 /// Applies the upgrades the database lacks, in one transaction, and records
 /// the version; refuses a database written by a newer build.

@@ -14,7 +14,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::rows::{from_nanos, nanos, to_json};
-use crate::model::{TenantId, Timestamp};
+use crate::model::{Quotas, TenantId, Timestamp, Usage};
 use crate::store::{Credential, Error, Result, Tenant, TenantPage, Token, TokenHash};
 
 /// Reads an optional nanosecond column.
@@ -43,7 +43,15 @@ where
     })
 }
 
-const TENANT_COLUMNS: &str = "id, name, created_at, suspended_ns";
+const TENANT_COLUMNS: &str = "id, name, created_at, suspended_ns, quotas";
+
+/// Reads column `idx` as JSON text.
+fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+    })
+}
 
 fn tenant_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
     Ok(Tenant {
@@ -51,6 +59,7 @@ fn tenant_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
         name: row.get(1)?,
         created_at: text(row, 2)?,
         suspended_at: time(row, 3)?,
+        quotas: json(row, 4)?,
     })
 }
 
@@ -80,13 +89,15 @@ pub(super) fn create_tenant(
         return Err(Error::AlreadyExists(format!("tenant `{}`", tenant.name)));
     }
     conn.prepare_cached(
-        "INSERT INTO tenants (id, name, created_at, suspended_ns) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO tenants (id, name, created_at, suspended_ns, quotas)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         tenant.id.as_str(),
         tenant.name,
         tenant.created_at.to_string(),
         tenant.suspended_at.map(nanos),
+        to_json(&tenant.quotas)?,
     ])?;
     insert_token(conn, token, hash)
 }
@@ -145,6 +156,43 @@ pub(super) fn suspend_tenant(
         _ => return Ok(Some(tenant)),
     }
     load_tenant(conn, "id", id)
+}
+
+/// Replaces a tenant's own quotas.
+pub(super) fn set_quotas(conn: &Connection, id: &str, quotas: &Quotas) -> Result<Option<Tenant>> {
+    conn.prepare_cached("UPDATE tenants SET quotas = ?2 WHERE id = ?1")?
+        .execute(params![id, to_json(quotas)?])?;
+    load_tenant(conn, "id", id)
+}
+
+/// What a tenant holds; see `Store::usage`.
+pub(super) fn usage(conn: &Connection, id: &str) -> Result<Usage> {
+    let count = |row: &Row<'_>, idx| -> rusqlite::Result<u64> {
+        Ok(u64::try_from(row.get::<_, i64>(idx)?).unwrap_or(0))
+    };
+    Ok(conn
+        .prepare_cached(
+            "SELECT
+                 (SELECT COUNT(DISTINCT name) FROM step_versions WHERE tenant_id = ?1),
+                 (SELECT COUNT(DISTINCT workflow_id) FROM workflows
+                  WHERE tenant_id = ?1 AND deleted_ns IS NULL),
+                 (SELECT COALESCE(SUM(size), 0) FROM
+                     (SELECT MAX(size_bytes) AS size FROM step_versions
+                      WHERE tenant_id = ?1 GROUP BY digest)),
+                 (SELECT COUNT(*) FROM secrets WHERE tenant_id = ?1),
+                 (SELECT COUNT(*) FROM executions WHERE tenant_id = ?1 AND status = 'queued'),
+                 (SELECT COUNT(*) FROM executions WHERE tenant_id = ?1 AND status = 'running')",
+        )?
+        .query_row([id], |row| {
+            Ok(Usage {
+                steps: count(row, 0)?,
+                workflows: count(row, 1)?,
+                component_bytes: count(row, 2)?,
+                secrets: count(row, 3)?,
+                queued_executions: count(row, 4)?,
+                running_executions: count(row, 5)?,
+            })
+        })?)
 }
 
 /// Deletes a tenant and everything it owns; see `Store::delete_tenant`.
@@ -224,13 +272,14 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<Token> {
 pub(super) fn authenticate(conn: &Connection, hash: &TokenHash) -> Result<Option<Credential>> {
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT {TOKEN_COLUMNS}, t.suspended_ns FROM tokens k
+            "SELECT {TOKEN_COLUMNS}, t.suspended_ns, COALESCE(t.quotas, '{{}}') FROM tokens k
              LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ?1"
         ))?
         .query_row([hash.0], |row| {
             Ok(Credential {
                 token: token_row(row)?,
                 suspended_at: time(row, 7)?,
+                quotas: json(row, 8)?,
             })
         })
         .optional()?)

@@ -1,0 +1,261 @@
+//! Submission rates: a GCRA bucket per tenant (its `submissions_per_second`
+//! and `submissions_burst` quota) and one for the whole server
+//! (`global-submissions-per-second`), by governor. A submission is admitted
+//! by its tenant's bucket first and then by the server's, so a tenant over
+//! its own limit spends none of the server's.
+//!
+//! The buckets live in this process: on several nodes each one enforces
+//! the limits for the requests it serves.
+//!
+//! Answers carry the IETF `RateLimit-Policy` and `RateLimit` fields
+//! (draft-ietf-httpapi-ratelimit-headers): per policy its quota `q` in a
+//! window `w` (seconds a spent bucket takes to fill), what remains `r`
+//! and when the bucket is full again `t`. A refusal says `Retry-After`:
+//! the seconds until the submission would be admitted.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use super::auth::Caller;
+use super::{ApiError, AppState};
+use crate::model::TenantId;
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// A sustained rate with its burst.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Per second.
+    pub per_second: f64,
+    /// How many may come at once.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// The rate of `per_second` (none without one) and `burst` (default:
+    /// one second's worth, at least 1).
+    pub fn new(per_second: Option<f64>, burst: Option<u32>) -> Option<Rate> {
+        let per_second = per_second.filter(|r| r.is_finite() && *r > 0.0)?.clamp(
+            crate::model::quotas::MIN_RATE,
+            crate::model::quotas::MAX_RATE,
+        );
+        let burst = burst
+            .unwrap_or_else(|| per_second.ceil().min(f64::from(u32::MAX)) as u32)
+            .max(1);
+        Some(Rate { per_second, burst })
+    }
+
+    fn quota(self) -> Quota {
+        let period = Duration::from_secs_f64(1.0 / self.per_second).max(Duration::from_nanos(1));
+        Quota::with_period(period)
+            .expect("a period above zero")
+            .allow_burst(NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN))
+    }
+
+    /// Seconds a spent bucket takes to fill again.
+    fn window(self) -> u64 {
+        seconds(f64::from(self.burst) / self.per_second)
+    }
+}
+
+/// Whole seconds, rounded up, at least 1.
+fn seconds(s: f64) -> u64 {
+    (s.ceil() as u64).max(1)
+}
+
+struct Bucket {
+    rate: Rate,
+    limiter: Limiter,
+}
+
+impl Bucket {
+    fn new(rate: Rate) -> Self {
+        Self {
+            rate,
+            limiter: RateLimiter::direct(rate.quota())
+                .with_middleware::<StateInformationMiddleware>(),
+        }
+    }
+}
+
+/// One policy's part of an answer.
+struct Verdict {
+    name: &'static str,
+    rate: Rate,
+    remaining: u32,
+    /// Seconds until admitted (a refusal) or until the bucket is full.
+    reset: u64,
+}
+
+/// The rate limits of a server.
+pub struct RateLimits {
+    tenants: Mutex<HashMap<TenantId, Arc<Bucket>>>,
+    global: Option<Bucket>,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits").finish_non_exhaustive()
+    }
+}
+
+impl RateLimits {
+    /// Limits with the server's own rate, if any.
+    pub fn new(global: Option<Rate>) -> Self {
+        Self {
+            tenants: Mutex::new(HashMap::new()),
+            global: global.map(Bucket::new),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// The tenant's bucket for `rate`, made anew when the rate changed.
+    fn bucket(&self, tenant: &TenantId, rate: Rate) -> Arc<Bucket> {
+        let mut buckets = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = buckets.get(tenant)
+            && b.rate == rate
+        {
+            return b.clone();
+        }
+        if buckets.len() >= 100_000 {
+            buckets.clear();
+        }
+        let bucket = Arc::new(Bucket::new(rate));
+        buckets.insert(tenant.clone(), bucket.clone());
+        bucket
+    }
+
+    fn check(&self, name: &'static str, bucket: &Bucket) -> Result<Verdict, Verdict> {
+        let rate = bucket.rate;
+        match bucket.limiter.check() {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                let missing = f64::from(rate.burst.saturating_sub(remaining));
+                Ok(Verdict {
+                    name,
+                    rate,
+                    remaining,
+                    reset: if missing == 0.0 {
+                        0
+                    } else {
+                        seconds(missing / rate.per_second)
+                    },
+                })
+            }
+            Err(not_until) => Err(Verdict {
+                name,
+                rate,
+                remaining: 0,
+                reset: seconds(not_until.wait_time_from(self.clock.now()).as_secs_f64()),
+            }),
+        }
+    }
+
+    /// Admits one submission of `tenant` under its `rate` and the
+    /// server's, or says which refused it and for how long.
+    fn admit(
+        &self,
+        tenant: &TenantId,
+        rate: Option<Rate>,
+    ) -> Result<Vec<Verdict>, (Verdict, Vec<Verdict>)> {
+        let mut passed = Vec::new();
+        if let Some(rate) = rate {
+            let bucket = self.bucket(tenant, rate);
+            match self.check("tenant", &bucket) {
+                Ok(v) => passed.push(v),
+                Err(v) => return Err((v, passed)),
+            }
+        }
+        if let Some(global) = &self.global {
+            match self.check("server", global) {
+                Ok(v) => passed.push(v),
+                Err(v) => return Err((v, passed)),
+            }
+        }
+        Ok(passed)
+    }
+}
+
+fn policy(v: &Verdict) -> String {
+    format!("\"{}\";q={};w={}", v.name, v.rate.burst, v.rate.window())
+}
+
+fn state(v: &Verdict) -> String {
+    format!("\"{}\";r={};t={}", v.name, v.remaining, v.reset)
+}
+
+fn fields(verdicts: &[&Verdict]) -> Vec<(HeaderName, HeaderValue)> {
+    if verdicts.is_empty() {
+        return Vec::new();
+    }
+    let join = |f: fn(&Verdict) -> String| {
+        let text: Vec<String> = verdicts.iter().map(|v| f(v)).collect();
+        HeaderValue::from_str(&text.join(", ")).expect("ASCII")
+    };
+    vec![(POLICY, join(policy)), (RATELIMIT, join(state))]
+}
+
+/// The middleware on submission routes: admits the request under its
+/// tenant's rate and the server's, or answers 429.
+pub async fn submissions(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(tenant) = caller.tenant.clone() else {
+        // Not a tenant: the handler refuses it.
+        return next.run(req).await;
+    };
+    let quotas = state.quotas(&caller);
+    let rate = Rate::new(quotas.submissions_per_second, quotas.submissions_burst);
+    match state.rates.admit(&tenant, rate) {
+        Ok(passed) => {
+            let mut resp = next.run(req).await;
+            for (name, value) in fields(&passed.iter().collect::<Vec<_>>()) {
+                resp.headers_mut().insert(name, value);
+            }
+            resp
+        }
+        Err((refused, passed)) => {
+            let which = match refused.name {
+                "tenant" => format!(
+                    "this tenant's submission rate ({} per second, burst {}; quota `submissions_per_second`)",
+                    refused.rate.per_second, refused.rate.burst
+                ),
+                _ => format!(
+                    "the server's submission rate ({} per second, burst {}; config `global-submissions-per-second`)",
+                    refused.rate.per_second, refused.rate.burst
+                ),
+            };
+            let mut all: Vec<&Verdict> = passed.iter().collect();
+            all.push(&refused);
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("over {which}; retry in {} s", refused.reset),
+            )
+            .into_response();
+            let headers = resp.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(refused.reset));
+            for (name, value) in fields(&all) {
+                headers.insert(name, value);
+            }
+            resp
+        }
+    }
+}
