@@ -9,10 +9,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 
-use super::auth::{Admin, Caller, Principal};
+use super::auth::{Admin, Caller};
 use super::{ApiError, AppState};
 use crate::engine::Problem;
-use crate::model::{Quotas, TenantId, Usage};
+use crate::model::{Quotas, Usage};
 use crate::store;
 
 /// A tenant's limits and what it holds.
@@ -37,14 +37,6 @@ async fn report(state: &AppState, tenant: &store::Tenant) -> Result<QuotaReport,
         overrides: tenant.quotas.clone(),
         usage: state.store.usage(&tenant.id).await?,
     })
-}
-
-async fn admin_tenant(state: &AppState, tenant: &str) -> Result<store::Tenant, ApiError> {
-    let found = match state.store.tenant(&TenantId::new_unchecked(tenant)).await? {
-        Some(t) => Some(t),
-        None => state.store.tenant_by_name(tenant).await?,
-    };
-    found.ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` not found")))
 }
 
 /// The caller's own limits and usage.
@@ -81,7 +73,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
 ) -> Result<Json<QuotaReport>, ApiError> {
-    let tenant = admin_tenant(&state, &tenant).await?;
+    let tenant = super::tenants::admin_tenant(&state, &tenant).await?;
     Ok(Json(report(&state, &tenant).await?))
 }
 
@@ -113,7 +105,7 @@ pub async fn put(
     if !problems.is_empty() {
         return Err(ApiError::invalid("invalid quotas", problems));
     }
-    let found = admin_tenant(&state, &tenant).await?;
+    let found = super::tenants::admin_tenant(&state, &tenant).await?;
     let updated = state
         .store
         .set_quotas(&found.id, &quotas)
@@ -148,9 +140,4 @@ pub(super) fn check(
         )),
         _ => Ok(()),
     }
-}
-
-/// The quotas that apply to the caller.
-pub(super) fn of(state: &AppState, caller: &Principal) -> Quotas {
-    state.quotas(caller)
 }

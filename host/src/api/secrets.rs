@@ -99,7 +99,7 @@ pub async fn put(
         .map_err(ApiError::internal)?
         .contains(&name);
     if !existed {
-        let quotas = super::quotas::of(&state, &caller);
+        let quotas = state.quotas(&caller);
         if quotas.max_secrets.is_some() {
             let usage = state.store.usage(&tenant).await?;
             super::quotas::check(

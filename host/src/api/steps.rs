@@ -127,7 +127,7 @@ pub async fn put(
             }),
         ));
     }
-    let quotas = super::quotas::of(&state, &caller);
+    let quotas = state.quotas(&caller);
     if quotas.max_steps.is_some() || quotas.max_component_bytes.is_some() {
         let usage = state.store.usage(&tenant).await?;
         if existing.is_none() {

@@ -236,7 +236,10 @@ async fn find_tenant(state: &AppState, tenant: &str) -> Result<Option<store::Ten
 }
 
 /// The tenant `{tenant}` names, for the admin.
-async fn admin_tenant(state: &AppState, tenant: &str) -> Result<store::Tenant, ApiError> {
+pub(super) async fn admin_tenant(
+    state: &AppState,
+    tenant: &str,
+) -> Result<store::Tenant, ApiError> {
     find_tenant(state, tenant)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` not found")))

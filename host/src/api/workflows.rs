@@ -118,7 +118,7 @@ pub async fn put(
         ));
     }
     let latest = state.store.workflow(&tenant, &id, None).await?;
-    let quotas = super::quotas::of(&state, &caller);
+    let quotas = state.quotas(&caller);
     if latest.as_ref().is_none_or(|w| w.deleted_at.is_some()) && quotas.max_workflows.is_some() {
         let usage = state.store.usage(&tenant).await?;
         super::quotas::check(

@@ -146,6 +146,21 @@ pub(crate) fn tenant_cursor(cursor: Option<&str>) -> Result<String> {
     }
 }
 
+/// A page of tenants from up to `limit + 1` read in order: the extra one
+/// says there is a next page, which starts after the page's last id.
+pub(crate) fn tenant_page(
+    mut items: Vec<crate::store::Tenant>,
+    limit: u32,
+) -> crate::store::TenantPage {
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|t| t.id.as_str().to_owned())
+    } else {
+        None
+    };
+    crate::store::TenantPage { items, next_cursor }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ mod nodes;
 mod rows;
 mod schedules;
 mod schema;
+mod secrets;
 mod tenants;
 mod work;
 
@@ -625,68 +626,30 @@ impl Store for SqliteStore {
     }
 
     async fn put_secret(&self, tenant: &TenantId, name: &str, sealed: &[u8]) -> Result<()> {
-        let tenant = tenant.clone();
-        let name = name.to_owned();
-        let sealed = sealed.to_vec();
+        let (tenant, name, sealed) = (tenant.clone(), name.to_owned(), sealed.to_vec());
         self.writer
-            .run(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO secrets (tenant_id, name, sealed) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (tenant_id, name) DO UPDATE SET sealed = excluded.sealed",
-                )?
-                .execute(params![tenant.as_str(), name, sealed])?;
-                Ok(())
-            })
+            .run(move |conn| secrets::put(conn, tenant.as_str(), &name, &sealed))
             .await
     }
 
     async fn secret_names(&self, tenant: &TenantId) -> Result<Vec<String>> {
         let tenant = tenant.clone();
         self.readers
-            .run(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT name FROM secrets WHERE tenant_id = ?1 ORDER BY name",
-                )?;
-                let names = stmt
-                    .query_map(params![tenant.as_str()], |row| row.get::<_, String>(0))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok(names)
-            })
+            .run(move |conn| secrets::names(conn, tenant.as_str()))
             .await
     }
 
     async fn delete_secret(&self, tenant: &TenantId, name: &str) -> Result<bool> {
-        let tenant = tenant.clone();
-        let name = name.to_owned();
+        let (tenant, name) = (tenant.clone(), name.to_owned());
         self.writer
-            .run(move |conn| {
-                let deleted = conn
-                    .prepare_cached("DELETE FROM secrets WHERE tenant_id = ?1 AND name = ?2")?
-                    .execute(params![tenant.as_str(), name])?;
-                Ok(deleted > 0)
-            })
+            .run(move |conn| secrets::delete(conn, tenant.as_str(), &name))
             .await
     }
 
     async fn secrets(&self, tenant: &TenantId, names: &[String]) -> Result<Vec<(String, Vec<u8>)>> {
-        let tenant = tenant.clone();
-        let names = names.to_vec();
+        let (tenant, names) = (tenant.clone(), names.to_vec());
         self.readers
-            .run(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT sealed FROM secrets WHERE tenant_id = ?1 AND name = ?2",
-                )?;
-                let mut out = Vec::new();
-                for name in names {
-                    let sealed: Option<Vec<u8>> = stmt
-                        .query_row(params![tenant.as_str(), name], |row| row.get(0))
-                        .optional()?;
-                    if let Some(sealed) = sealed {
-                        out.push((name, sealed));
-                    }
-                }
-                Ok(out)
-            })
+            .run(move |conn| secrets::sealed(conn, tenant.as_str(), names))
             .await
     }
 

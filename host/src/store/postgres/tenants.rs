@@ -95,17 +95,11 @@ pub(super) async fn tenants(pool: &PgPool, limit: u32, cursor: Option<&str>) -> 
     .bind(i64::from(limit) + 1)
     .fetch_all(pool)
     .await?;
-    let mut items = rows
+    let items = rows
         .into_iter()
         .map(tenant_of)
         .collect::<Result<Vec<_>>>()?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|t| t.id.as_str().to_owned())
-    } else {
-        None
-    };
-    Ok(TenantPage { items, next_cursor })
+    Ok(crate::store::codec::tenant_page(items, limit))
 }
 
 /// Suspends (`Some(at)`) or unsuspends a tenant; see `Store::suspend_tenant`.

@@ -105,19 +105,13 @@ pub(super) fn create_tenant(
 /// A page of tenants by id after `cursor` (the last id of the page before).
 pub(super) fn tenants(conn: &Connection, limit: u32, cursor: Option<&str>) -> Result<TenantPage> {
     let after = crate::store::codec::tenant_cursor(cursor)?;
-    let mut items = conn
+    let items = conn
         .prepare_cached(&format!(
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE id > ?1 ORDER BY id LIMIT ?2"
         ))?
         .query_map(params![after, i64::from(limit) + 1], tenant_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|t| t.id.as_str().to_owned())
-    } else {
-        None
-    };
-    Ok(TenantPage { items, next_cursor })
+    Ok(crate::store::codec::tenant_page(items, limit))
 }
 
 /// Suspends (`Some(at)`) or unsuspends a tenant; see `Store::suspend_tenant`.
