@@ -169,6 +169,15 @@ pub struct Config {
     /// How many secrets a tenant may keep (default 1000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quota_max_secrets: Option<u64>,
+    /// How many executions a tenant may run at once, on all nodes
+    /// together, unless the admin set its own `max_concurrent_executions`
+    /// (default: no limit but the workers').
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_max_concurrent_executions: Option<u64>,
+    /// How many queued executions a tenant may have unless the admin set
+    /// its own `max_queued_executions` (default: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_max_queued_executions: Option<u64>,
     /// The submissions per second this node accepts from all tenants
     /// together (`STEPHOST_GLOBAL_SUBMISSIONS_PER_SECOND`; default: no
     /// limit).
@@ -189,6 +198,12 @@ impl Config {
             max_workflows: self.quota_max_workflows,
             max_component_bytes: self.quota_max_component_bytes,
             max_secrets: self.quota_max_secrets,
+            max_concurrent_executions: self.quota_max_concurrent_executions,
+            max_queued_executions: self.quota_max_queued_executions,
+            max_step_fuel: None,
+            max_step_memory_bytes: None,
+            max_step_timeout_ms: None,
+            weight: Some(1),
         }
     }
 }
@@ -246,6 +261,8 @@ impl Default for Config {
             quota_max_workflows: Some(1000),
             quota_max_component_bytes: Some(2 << 30),
             quota_max_secrets: Some(1000),
+            quota_max_concurrent_executions: None,
+            quota_max_queued_executions: None,
             global_submissions_per_second: None,
             global_submissions_burst: None,
         }

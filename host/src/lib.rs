@@ -200,6 +200,7 @@ pub async fn run_with_clock(
             lease_ttl: config.lease_ttl.0,
             poll_interval: config.poll_interval.0,
             claim_work: config.claim_work,
+            quotas: config.default_quotas(),
         },
     )
     .await

@@ -3,6 +3,7 @@
 //! store.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -119,8 +120,17 @@ impl StepRunner for SandboxRunner {
             .sandbox
             .limits(&spec.overrides)
             .map_err(|e| RunnerError(e.to_string()))?;
-        // The workflow deadline reaches every attempt.
-        limits.timeout = limits.timeout.min(spec.remaining);
+        // The tenant's ceilings and the workflow deadline reach every
+        // attempt.
+        let ceiling = &spec.ceiling;
+        limits.fuel = limits.fuel.min(ceiling.fuel.unwrap_or(u64::MAX));
+        limits.memory_bytes = limits
+            .memory_bytes
+            .min(ceiling.memory_bytes.unwrap_or(u64::MAX));
+        limits.timeout = limits
+            .timeout
+            .min(ceiling.timeout.unwrap_or(Duration::MAX))
+            .min(spec.remaining);
         let sandbox = self.sandbox.clone();
         let input = spec.input.clone();
         let caps = spec.caps.clone();

@@ -108,6 +108,14 @@ impl Store for Flaky {
         self.inner.usage(id).await
     }
 
+    async fn running_count(&self, tenant: &TenantId) -> Result<u64> {
+        self.inner.running_count(tenant).await
+    }
+
+    async fn queued_count(&self, tenant: &TenantId) -> Result<u64> {
+        self.inner.queued_count(tenant).await
+    }
+
     async fn delete_tenant(&self, id: &TenantId) -> Result<bool> {
         self.inner.delete_tenant(id).await
     }
@@ -210,8 +218,9 @@ impl Store for Flaky {
         lease: &Lease,
         now: Timestamp,
         limit: usize,
+        fair: &stephost::store::Fairness,
     ) -> Result<stephost::store::ClaimRound> {
-        let round = self.inner.claim_round(lease, now, limit).await?;
+        let round = self.inner.claim_round(lease, now, limit, fair).await?;
         if let Some(gate) = &self.gate
             && !round.claimed.is_empty()
         {
@@ -393,6 +402,7 @@ async fn start_with(
             lease_ttl,
             poll_interval,
             claim_work: true,
+            quotas: Default::default(),
         },
     )
     .await

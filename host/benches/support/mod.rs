@@ -106,12 +106,22 @@ pub async fn send(
 /// A tenant with the steps `echo` and `hostile` and `workflows`; returns
 /// its token.
 pub async fn tenant(client: &Client, url: &str, workflows: &[(&str, Value)]) -> String {
+    tenant_named(client, url, "bench", workflows).await
+}
+
+/// [`tenant`] under the name `name`.
+pub async fn tenant_named(
+    client: &Client,
+    url: &str,
+    name: &str,
+    workflows: &[(&str, Value)],
+) -> String {
     let (s, b) = send(
         client,
         reqwest::Method::POST,
         format!("{url}/v1/tenants"),
         ADMIN,
-        Some(&json!({"name": "bench"})),
+        Some(&json!({"name": name})),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");

@@ -424,6 +424,8 @@ pub async fn get(
                 .await?
         }
     };
+    let mut exec = exec;
+    exec.blocked = state.engine.blocked(&exec).await?;
     Ok(Json(exec))
 }
 

@@ -210,8 +210,44 @@ fn fields(verdicts: &[&Verdict]) -> Vec<(HeaderName, HeaderValue)> {
     vec![(POLICY, join(policy)), (RATELIMIT, join(state))]
 }
 
+/// Admits a submission under the tenant's backlog limit `max` (its
+/// `max_queued_executions`), with the `RateLimit-Policy` and `RateLimit`
+/// fields to add, or refuses it with 429 and a `Retry-After` of about how
+/// long the tenant's workers take to bring the backlog under the limit.
+async fn backlog(
+    state: &AppState,
+    tenant: &TenantId,
+    max: u64,
+) -> Result<Result<(HeaderValue, HeaderValue), Response>, ApiError> {
+    let queued = state.store.queued_count(tenant).await?;
+    let policy = HeaderValue::from_str(&format!("\"backlog\";q={max}")).expect("ASCII");
+    if queued < max {
+        let left = max - queued - 1;
+        let value = HeaderValue::from_str(&format!("\"backlog\";r={left};t=0")).expect("ASCII");
+        return Ok(Ok((policy, value)));
+    }
+    let over = queued - max + 1;
+    let wait = seconds(state.engine.backlog_wait(tenant, over).await.as_secs_f64());
+    let mut resp = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "over this tenant's backlog: {queued} executions are queued and \
+             `max_queued_executions` is {max}; retry in {wait} s"
+        ),
+    )
+    .into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    headers.insert(POLICY, policy);
+    headers.insert(
+        RATELIMIT,
+        HeaderValue::from_str(&format!("\"backlog\";r=0;t={wait}")).expect("ASCII"),
+    );
+    Ok(Err(resp))
+}
+
 /// The middleware on submission routes: admits the request under its
-/// tenant's rate and the server's, or answers 429.
+/// tenant's rate and the server's and its backlog limit, or answers 429.
 pub async fn submissions(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -226,9 +262,21 @@ pub async fn submissions(
     let rate = Rate::new(quotas.submissions_per_second, quotas.submissions_burst);
     match state.rates.admit(&tenant, rate) {
         Ok(passed) => {
+            let backlog = match quotas.max_queued_executions {
+                Some(max) => match backlog(&state, &tenant, max).await {
+                    Ok(Ok(b)) => Some(b),
+                    Ok(Err(refusal)) => return refusal,
+                    Err(e) => return e.into_response(),
+                },
+                None => None,
+            };
             let mut resp = next.run(req).await;
             for (name, value) in fields(&passed.iter().collect::<Vec<_>>()) {
                 resp.headers_mut().insert(name, value);
+            }
+            if let Some((policy, value)) = backlog {
+                resp.headers_mut().append(POLICY, policy);
+                resp.headers_mut().append(RATELIMIT, value);
             }
             resp
         }

@@ -79,7 +79,8 @@ pub async fn get(
 
 /// Sets a tenant's own limits (the admin only), replacing the ones set
 /// before: a limit left out or null falls back to the server's default.
-/// They apply from the next request on, on every node.
+/// They apply from the next request on, on every node (the weight and
+/// `max_concurrent_executions` on the other nodes within 2 s).
 #[utoipa::path(put, path = "/v1/tenants/{tenant}/quotas", tag = "quotas",
     params(("tenant" = String, Path, description = "tenant id or name")),
     request_body = Quotas,
@@ -111,8 +112,10 @@ pub async fn put(
         .set_quotas(&found.id, &quotas)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` not found")))?;
-    // A token remembered by this process carries the old quotas.
+    // A token remembered by this process carries the old quotas, and the
+    // engine the old weight and running limit.
     state.forget_tokens();
+    state.engine.forget_share(&found.id);
     Ok(Json(report(&state, &updated).await?))
 }
 

@@ -105,7 +105,11 @@ pub async fn put(
         })
         .collect();
     let registrar = state.registrar.clone();
-    let ceilings = move |o: &crate::model::Overrides| registrar.check_limits(o);
+    let quotas = state.quotas(&caller);
+    let ceilings = |o: &crate::model::Overrides| {
+        registrar.check_limits(o)?;
+        quotas.above_step_ceiling(o).map_or(Ok(()), Err)
+    };
     let problems = def.validate(&crate::engine::definition::Context {
         path_id: id.as_str(),
         steps: &registered,
@@ -118,7 +122,6 @@ pub async fn put(
         ));
     }
     let latest = state.store.workflow(&tenant, &id, None).await?;
-    let quotas = state.quotas(&caller);
     if latest.as_ref().is_none_or(|w| w.deleted_at.is_some()) && quotas.max_workflows.is_some() {
         let usage = state.store.usage(&tenant).await?;
         super::quotas::check(

@@ -355,7 +355,8 @@ pub enum QuotaCommand {
     /// LIMIT=VALUE (`max_steps=50`, `submissions_per_second=2.5`), or
     /// LIMIT=default to fall back to the server's default. Limits:
     /// submissions_per_second, submissions_burst, max_steps,
-    /// max_workflows, max_component_bytes, max_secrets.
+    /// max_workflows, max_component_bytes, max_secrets,
+    /// max_concurrent_executions, max_queued_executions, weight.
     Set {
         /// The tenant's id or name.
         tenant: String,
@@ -401,6 +402,9 @@ fn print_quotas(report: &serde_json::Value) {
         ("max_workflows", Some("workflows")),
         ("max_component_bytes", Some("component_bytes")),
         ("max_secrets", Some("secrets")),
+        ("max_concurrent_executions", Some("running_executions")),
+        ("max_queued_executions", Some("queued_executions")),
+        ("weight", None),
     ] {
         let own = if report["overrides"][limit].is_null() {
             "default"
@@ -415,11 +419,6 @@ fn print_quotas(report: &serde_json::Value) {
         ]));
     }
     print!("{}", table(&rows));
-    eprintln!(
-        "executions: {} queued, {} running",
-        show(&usage["queued_executions"]),
-        show(&usage["running_executions"])
-    );
 }
 
 async fn show_quotas(tenant: Option<&str>, conn: &Conn) -> Result<ExitCode, Error> {
@@ -452,7 +451,8 @@ async fn set_quotas(tenant: &str, limits: &[String], conn: &Conn) -> Result<Exit
         if overrides.get(limit).is_none() {
             return Err(Error::Other(anyhow::anyhow!(
                 "`{limit}` is not a quota: use submissions_per_second, submissions_burst, \
-                 max_steps, max_workflows, max_component_bytes or max_secrets"
+                 max_steps, max_workflows, max_component_bytes, max_secrets, \
+                 max_concurrent_executions, max_queued_executions or weight"
             )));
         }
         overrides[limit] = if value == "default" {

@@ -42,7 +42,7 @@ use super::dag::{Action, Done, Start, State, Stop};
 use super::definition::Definition;
 use super::watch::Published;
 use super::{AttemptSpec, Driven, Inner};
-use crate::model::{Capabilities, Execution, Status, Timestamp};
+use crate::model::{Capabilities, Execution, Overrides, Status, Timestamp};
 use crate::store::{self, Commit, Next};
 
 /// What the driver hands the persister: the newest state, the inbox events
@@ -456,9 +456,10 @@ impl Run {
     /// Runs one attempt the core asked for on the bounded attempt pool.
     fn spawn(&mut self, s: Start) {
         let digest = s.digest;
-        let spec = AttemptSpec {
+        let mut spec = AttemptSpec {
             input: s.input.to_string(),
             overrides: s.overrides,
+            ceiling: Overrides::default(),
             remaining: s.remaining,
             caps: Capabilities {
                 config: s.config,
@@ -467,19 +468,35 @@ impl Run {
         };
         let inner = self.inner.clone();
         let tenant = self.state.exec.tenant_id.clone();
+        let id = self.state.exec.execution_id.clone();
         let cancel = self.attempts_cancel.clone();
-        let (index, number, started_at, input) = (s.index, s.number, s.started_at, s.input);
+        let (index, number, asked_at, input) = (s.index, s.number, s.started_at, s.input);
         self.tasks.spawn(async move {
-            let result = {
+            let (started_at, result) = {
                 // An attempt still waiting for a worker when the engine
                 // begins shutting down never starts: the node that claims
                 // the execution next runs it.
-                let _permit = tokio::select! {
+                let share = super::tenants::share(&inner, &tenant).await;
+                spec.ceiling = share.ceiling;
+                let sync = super::tenants::is_sync(&inner, &id);
+                let _worker = tokio::select! {
                     biased;
                     () = inner.draining.cancelled() => return None,
-                    permit = inner.attempts.acquire() => permit,
+                    worker = inner.attempts.acquire(&tenant, share.weight, sync) => worker,
                 };
-                inner.runner.run(&tenant, &digest, &spec, &cancel).await
+                // The attempt starts now: its record says so, and the time
+                // it waited for a worker comes off what is left before the
+                // workflow's deadline.
+                let started_at = inner.clock.now();
+                let waited = started_at
+                    .duration_since(asked_at)
+                    .try_into()
+                    .unwrap_or(Duration::ZERO);
+                spec.remaining = spec.remaining.saturating_sub(waited);
+                (
+                    started_at,
+                    inner.runner.run(&tenant, &digest, &spec, &cancel).await,
+                )
             };
             Some(Done {
                 index,

@@ -17,6 +17,7 @@ mod dag;
 pub mod definition;
 mod drive;
 mod events;
+mod fair;
 mod nodes;
 mod resolve;
 pub mod schedule;
@@ -47,6 +48,9 @@ pub struct AttemptSpec {
     pub input: String,
     /// The step's own limits (lowering the server defaults).
     pub overrides: Overrides,
+    /// The tenant's step ceilings (its `max_step_*` quotas): the attempt
+    /// never gets more than these, whatever the step asked for.
+    pub ceiling: Overrides,
     /// Time left before the workflow deadline; the attempt's time limit is
     /// the smaller of this and its own.
     pub remaining: Duration,
@@ -262,6 +266,10 @@ pub struct Settings {
     /// it stores submissions and events for the processes that do, and
     /// fires no schedules.
     pub claim_work: bool,
+    /// The quotas of a tenant where the admin set none of its own (the
+    /// engine uses `max_concurrent_executions`, `weight` and the step
+    /// ceilings).
+    pub quotas: crate::model::Quotas,
 }
 
 impl Settings {
@@ -293,8 +301,18 @@ pub(crate) struct Inner {
     /// Recent submission lookups by tenant, workflow and version asked
     /// for (see [`Recent`]); unused on a store other processes share.
     resolved: Recent<(TenantId, WorkflowId, Option<u32>), Arc<Resolved>>,
-    attempts: Semaphore,
+    /// The workers, shared fairly between tenants.
+    attempts: Arc<fair::Workers>,
     in_flight: Arc<Semaphore>,
+    /// What claims share out (the default running limit).
+    fairness: store::Fairness,
+    /// The server's default quotas.
+    default_quotas: crate::model::Quotas,
+    /// Tenants' weights and running limits as this process last read them.
+    shares: tenants::Shares,
+    /// Executions whose sync call waits in this process (their attempts go
+    /// before the tenant's other ones), with how many calls wait for each.
+    sync_calls: Mutex<HashMap<ExecutionId, usize>>,
     runtime: Option<tokio::runtime::Handle>,
     node: NodeId,
     lease_ttl: Duration,
@@ -313,6 +331,9 @@ pub(crate) struct Inner {
     /// one: due work may be waiting for a slot, so a driver that ends must
     /// wake the loop (see `work::claim_round`).
     starved: std::sync::atomic::AtomicBool,
+    /// The last claim round left due work it could not take (a tenant at
+    /// its running limit): a driver that ends wakes the loop.
+    due_left: std::sync::atomic::AtomicBool,
     /// Waiters' subscriptions to committed states, by execution.
     watchers: watch::Watchers,
     /// Wakes the claim loop: a permit freed, an execution parked, an event
@@ -520,8 +541,14 @@ impl Engine {
                 clock: services.clock.clone(),
                 definitions: Mutex::new(HashMap::new()),
                 resolved: Recent::new(),
-                attempts: Semaphore::new(settings.workers.max(1)),
+                attempts: Arc::new(fair::Workers::new(settings.workers)),
                 in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+                fairness: store::Fairness {
+                    max_running: settings.quotas.max_concurrent_executions,
+                },
+                default_quotas: settings.quotas.clone(),
+                shares: tenants::Shares::default(),
+                sync_calls: Mutex::new(HashMap::new()),
                 runtime: settings.runtime.clone(),
                 node: settings.node.clone(),
                 lease_ttl: settings.lease_ttl.max(Duration::from_millis(100)),
@@ -531,6 +558,7 @@ impl Engine {
                 drivers: Mutex::new(HashMap::new()),
                 unrouted: std::sync::atomic::AtomicU64::new(0),
                 starved: std::sync::atomic::AtomicBool::new(false),
+                due_left: std::sync::atomic::AtomicBool::new(false),
                 watchers: watch::Watchers::default(),
                 wake: Arc::new(Notify::new()),
                 schedule_wake: Arc::new(Notify::new()),
@@ -589,6 +617,7 @@ impl Engine {
             return Ok((submitted, current));
         }
         let subscription = self.inner.watchers.subscribe(&exec.execution_id);
+        let _sync = tenants::SyncCall::new(&self.inner, &exec.execution_id);
         let submitted = self.accept(exec, idempotency).await?;
         let current = match &submitted {
             Submitted::New(e) => {
@@ -612,9 +641,17 @@ impl Engine {
         mut exec: Execution,
         idempotency: Option<Idempotency>,
     ) -> Result<Submitted, Error> {
-        // A postponed run is due later: the claim loop takes it then.
+        // A postponed run is due later: the claim loop takes it then. So is
+        // one of a tenant with a running limit: the claim counts what runs.
         let (permit, lease) = match exec.status {
             Status::Scheduled => None,
+            _ if tenants::share(&self.inner, &exec.tenant_id)
+                .await
+                .max_running
+                .is_some() =>
+            {
+                None
+            }
             _ => work::fast_slot(&self.inner),
         }
         .unzip();

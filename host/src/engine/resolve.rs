@@ -163,6 +163,7 @@ impl Engine {
             history: Vec::new(),
             steps,
             pending_signals: Vec::new(),
+            blocked: None,
             version: 0,
         };
         exec.enter(status, at);

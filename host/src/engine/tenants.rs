@@ -1,9 +1,15 @@
 //! A tenant's suspension and deletion as the engine carries them out: the
 //! store takes the tenant's work off the queue (or removes it), and this
 //! process's loops and caches learn of it at once.
+//!
+//! It also keeps what the engine knows of tenants' fair shares: their
+//! weights and running limits (read from the store, briefly remembered)
+//! and which executions a sync call waits for here.
 
-use super::{Engine, Error};
-use crate::model::TenantId;
+use std::collections::HashMap;
+
+use super::{Engine, Error, Inner};
+use crate::model::{Execution, ExecutionId, Quotas, Status, TenantId};
 use crate::store;
 
 impl Engine {
@@ -45,5 +51,154 @@ impl Engine {
             inner.renew_now.notify_one();
         }
         Ok(deleted)
+    }
+}
+
+/// How long this process trusts what it read of a tenant's weight and
+/// running limit. A change made through this process's API applies at
+/// once ([`Engine::forget_share`]); one made through another node's within
+/// this long.
+const SHARE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+/// The most tenants whose share this process remembers.
+const MAX_SHARES: usize = 10_000;
+
+/// What the engine needs of a tenant's quotas to share the work out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Share {
+    /// Its weight (default 1).
+    pub weight: u32,
+    /// Its running limit: its own, else the server's.
+    pub max_running: Option<u64>,
+    /// Its step ceilings (its own, else the server's).
+    pub ceiling: crate::model::Overrides,
+}
+
+/// Tenants' shares as this process last read them, each with when.
+#[derive(Debug, Default)]
+pub(super) struct Shares {
+    map: std::sync::Mutex<HashMap<TenantId, (Share, std::time::Instant)>>,
+}
+
+impl Shares {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (Share, std::time::Instant)>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A tenant's share, read from the store when what this process knows is
+/// older than [`SHARE_TTL`]. A store that cannot answer gives the default
+/// share (remembered as briefly as any).
+pub(super) async fn share(inner: &Inner, tenant: &TenantId) -> Share {
+    if let Some((share, at)) = inner.shares.lock().get(tenant)
+        && at.elapsed() < SHARE_TTL
+    {
+        return *share;
+    }
+    let quotas = match inner.store.tenant(tenant).await {
+        Ok(Some(t)) => t.quotas,
+        Ok(None) => Quotas::default(),
+        Err(e) => {
+            tracing::warn!(error = %e, tenant = %tenant, "reading a tenant's weight and running limit failed; using the defaults");
+            Quotas::default()
+        }
+    }
+    .or(&inner.default_quotas);
+    let share = Share {
+        weight: quotas.weight.unwrap_or(1),
+        max_running: quotas.max_concurrent_executions,
+        ceiling: quotas.step_ceiling(),
+    };
+    let mut shares = inner.shares.lock();
+    if shares.len() >= MAX_SHARES {
+        shares.retain(|_, (_, at)| at.elapsed() < SHARE_TTL);
+        if shares.len() >= MAX_SHARES {
+            shares.clear();
+        }
+    }
+    shares.insert(tenant.clone(), (share, std::time::Instant::now()));
+    share
+}
+
+/// Marks an execution as waited for by a sync call in this process while
+/// it lives: its attempts go before its tenant's other waiting ones.
+pub(super) struct SyncCall<'a> {
+    inner: &'a Inner,
+    id: ExecutionId,
+}
+
+impl<'a> SyncCall<'a> {
+    pub(super) fn new(inner: &'a Inner, id: &ExecutionId) -> Self {
+        *inner
+            .sync_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.clone())
+            .or_insert(0) += 1;
+        Self {
+            inner,
+            id: id.clone(),
+        }
+    }
+}
+
+impl Drop for SyncCall<'_> {
+    fn drop(&mut self) {
+        let mut calls = self
+            .inner
+            .sync_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = calls.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                calls.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// Whether a sync call in this process waits for the execution.
+pub(super) fn is_sync(inner: &Inner, id: &ExecutionId) -> bool {
+    inner
+        .sync_calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(id)
+}
+
+impl Engine {
+    /// Forgets what this process knew of a tenant's weight and running
+    /// limit (the admin changed its quotas).
+    pub fn forget_share(&self, tenant: &TenantId) {
+        self.inner.shares.lock().remove(tenant);
+    }
+
+    /// About how long this process's workers take for `attempts` attempts
+    /// of the tenant, from what its attempts took so far: what a client
+    /// over the backlog limit is told to wait.
+    pub async fn backlog_wait(&self, tenant: &TenantId, attempts: u64) -> std::time::Duration {
+        let share = share(&self.inner, tenant).await;
+        self.inner
+            .attempts
+            .estimate(tenant, attempts, share.max_running)
+    }
+
+    /// Why a queued execution does not start, when its tenant runs as many
+    /// executions as its running limit allows; `None` otherwise.
+    pub async fn blocked(&self, exec: &Execution) -> Result<Option<String>, Error> {
+        if exec.status != Status::Queued {
+            return Ok(None);
+        }
+        let share = share(&self.inner, &exec.tenant_id).await;
+        let Some(limit) = share.max_running else {
+            return Ok(None);
+        };
+        let running = self.inner.store.running_count(&exec.tenant_id).await?;
+        Ok((running >= limit).then(|| {
+            format!(
+                "max_concurrent_executions: the tenant runs {running} executions, its limit \
+                 is {limit}; this one starts when one of them finishes or waits"
+            )
+        }))
     }
 }

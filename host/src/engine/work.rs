@@ -110,8 +110,13 @@ pub(super) fn spawn_driver(
             // slots to spare costs no claim round. The permit is dropped
             // before `starved` is read, and the loop sets `starved` before
             // it looks for a permit, so a loop that found none is woken.
+            // Due work the last round left (a tenant at its running
+            // limit) may be claimable now that this one ended.
             let finished = driven.finished.load(Ordering::SeqCst);
-            if !finished | inner.starved.swap(false, Ordering::SeqCst) {
+            if !finished
+                | inner.starved.swap(false, Ordering::SeqCst)
+                | inner.due_left.load(Ordering::SeqCst)
+            {
                 inner.wake.notify_one();
             }
         }
@@ -271,7 +276,10 @@ async fn claim_round(inner: &Arc<Inner>) -> Result<Round, Error> {
     let wanted = permits.len();
     let now = inner.clock.now();
     let mark = unrouted_mark(inner);
-    let round = inner.store.claim_round(&inner.lease(), now, wanted).await?;
+    let round = inner
+        .store
+        .claim_round(&inner.lease(), now, wanted, &inner.fairness)
+        .await?;
     let full = round.claimed.len() == wanted;
     for claimed in round.claimed {
         let permit = permits.pop();
@@ -287,9 +295,13 @@ async fn claim_round(inner: &Arc<Inner>) -> Result<Round, Error> {
         return Ok(Round::Again);
     }
     let next = round.next_wake_at;
-    // A due time already past that the claim did not take (a lease held
-    // elsewhere that lapses at a time this clock already shows) is
-    // retried at the next poll, not in a busy loop.
+    // A due time already past that the claim did not take (a tenant at its
+    // running limit, or a lease held elsewhere that lapses at a time this
+    // clock already shows) is retried when a driver here ends or at the
+    // next poll, not in a busy loop.
+    inner
+        .due_left
+        .store(next.is_some_and(|at| at <= now), Ordering::SeqCst);
     Ok(Round::Until(next.filter(|&at| at > now)))
 }
 

@@ -449,6 +449,11 @@ pub struct Execution {
     /// Signals delivered and not yet taken by a wait step, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_signals: Vec<PendingSignal>,
+    /// Why a `queued` execution does not start yet, when its tenant runs
+    /// as many executions as `max_concurrent_executions` allows (shown by
+    /// `GET /v1/executions/{id}`; never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
     /// The store's version of this record: set by the store when it reads
     /// the record, bumped by every commit and claim, and checked by every
     /// commit (fencing). Never shown in the API.

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub const MIN_RATE: f64 = 0.000_001;
 /// The fastest.
 pub const MAX_RATE: f64 = 1_000_000.0;
+/// The largest fair-share weight.
+pub const MAX_WEIGHT: u32 = 1000;
 
 /// A tenant's limits; a `None` field has no limit of its own.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -34,6 +36,34 @@ pub struct Quotas {
     /// How many secrets it may keep.
     #[serde(default)]
     pub max_secrets: Option<u64>,
+    /// How many of its executions may run at once, on all nodes together.
+    /// Waiting executions (timers, signals) do not count. Over it, a new
+    /// execution is accepted and stays `queued`, with `blocked` saying
+    /// why, until one of the running ones finishes or waits.
+    #[serde(default)]
+    pub max_concurrent_executions: Option<u64>,
+    /// How many of its executions may be `queued` (the backlog). Over it a
+    /// submission gets 429 with a `Retry-After` estimated from how fast
+    /// its work runs.
+    #[serde(default)]
+    pub max_queued_executions: Option<u64>,
+    /// The most fuel any of its steps' attempts may have: lowers the
+    /// server's ceiling (a step asking for more is refused when its
+    /// workflow is defined, and attempts never get more).
+    #[serde(default)]
+    pub max_step_fuel: Option<u64>,
+    /// The most memory, in bytes, any of its steps' attempts may have.
+    #[serde(default)]
+    pub max_step_memory_bytes: Option<u64>,
+    /// The longest wall-clock time, in milliseconds, any of its steps'
+    /// attempts may have.
+    #[serde(default)]
+    pub max_step_timeout_ms: Option<u64>,
+    /// Its share of the workers against other busy tenants (1 to 1000,
+    /// default 1): a tenant of weight 3 gets three times the attempt time
+    /// of a tenant of weight 1 while both have work waiting.
+    #[serde(default)]
+    pub weight: Option<u32>,
 }
 
 impl Quotas {
@@ -48,7 +78,61 @@ impl Quotas {
             max_workflows: self.max_workflows.or(defaults.max_workflows),
             max_component_bytes: self.max_component_bytes.or(defaults.max_component_bytes),
             max_secrets: self.max_secrets.or(defaults.max_secrets),
+            max_concurrent_executions: self
+                .max_concurrent_executions
+                .or(defaults.max_concurrent_executions),
+            max_queued_executions: self
+                .max_queued_executions
+                .or(defaults.max_queued_executions),
+            max_step_fuel: self.max_step_fuel.or(defaults.max_step_fuel),
+            max_step_memory_bytes: self
+                .max_step_memory_bytes
+                .or(defaults.max_step_memory_bytes),
+            max_step_timeout_ms: self.max_step_timeout_ms.or(defaults.max_step_timeout_ms),
+            weight: self.weight.or(defaults.weight),
         }
+    }
+
+    /// The step ceilings, as overrides no attempt of the tenant goes past.
+    pub fn step_ceiling(&self) -> crate::model::Overrides {
+        crate::model::Overrides {
+            fuel: self.max_step_fuel,
+            timeout: self
+                .max_step_timeout_ms
+                .map(std::time::Duration::from_millis),
+            memory_bytes: self.max_step_memory_bytes,
+        }
+    }
+
+    /// Why `requested` (one step's limits) is above these step ceilings,
+    /// naming the first limit and the quota; `None` when it is not.
+    pub fn above_step_ceiling(&self, requested: &crate::model::Overrides) -> Option<String> {
+        let over =
+            |what: &str, asked: Option<u64>, most: Option<u64>, quota: &str| match (asked, most) {
+                (Some(a), Some(m)) if a > m => Some(format!(
+                    "limit `{what}` of {a} is above this tenant's ceiling of {m} (quota `{quota}`)"
+                )),
+                _ => None,
+            };
+        over("fuel", requested.fuel, self.max_step_fuel, "max_step_fuel")
+            .or_else(|| {
+                over(
+                    "memory",
+                    requested.memory_bytes,
+                    self.max_step_memory_bytes,
+                    "max_step_memory_bytes",
+                )
+            })
+            .or_else(|| {
+                over(
+                    "timeout (ms)",
+                    requested
+                        .timeout
+                        .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                    self.max_step_timeout_ms,
+                    "max_step_timeout_ms",
+                )
+            })
     }
 
     /// The problems with these limits, each with the field it is about.
@@ -66,6 +150,41 @@ impl Quotas {
             out.push((
                 "submissions_burst".to_owned(),
                 "a burst is at least 1".to_owned(),
+            ));
+        }
+        for (field, value, stop) in [
+            (
+                "max_concurrent_executions",
+                self.max_concurrent_executions,
+                "suspend the tenant to run nothing",
+            ),
+            (
+                "max_queued_executions",
+                self.max_queued_executions,
+                "suspend the tenant to accept nothing",
+            ),
+            ("max_step_fuel", self.max_step_fuel, "no step could run"),
+            (
+                "max_step_memory_bytes",
+                self.max_step_memory_bytes,
+                "no step could run",
+            ),
+            (
+                "max_step_timeout_ms",
+                self.max_step_timeout_ms,
+                "no step could run",
+            ),
+        ] {
+            if value == Some(0) {
+                out.push((field.to_owned(), format!("give at least 1 ({stop})")));
+            }
+        }
+        if let Some(w) = self.weight
+            && !(1..=MAX_WEIGHT).contains(&w)
+        {
+            out.push((
+                "weight".to_owned(),
+                format!("{w} is not a weight: give a whole number from 1 to {MAX_WEIGHT}"),
             ));
         }
         out

@@ -8,6 +8,7 @@
 
 pub(crate) mod events;
 pub(crate) mod executions;
+pub(crate) mod fair;
 pub(crate) mod schedules;
 pub(crate) mod tenants;
 pub(crate) mod work;
@@ -58,7 +59,8 @@ macro_rules! conformance_tests {
             schedules::a_finished_execution_makes_its_buffered_schedule_due,
             schedules::deleted_workflows_keep_their_versions,
             tenants::tenant_listing, tenants::a_suspended_tenant_runs_nothing,
-            tenants::deleting_a_tenant_removes_everything, tenants::quotas_and_usage);
+            tenants::deleting_a_tenant_removes_everything, tenants::quotas_and_usage,
+            fair::claims_are_shared_between_tenants, fair::a_running_limit_holds_on_claims);
     };
     (@each $harness:expr; $($($path:ident)::+),*) => {
         $(
@@ -172,6 +174,7 @@ pub(crate) fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp
             waiting: None,
         }],
         pending_signals: Vec::new(),
+        blocked: None,
         // A new execution is stored at version 1.
         version: 1,
     };

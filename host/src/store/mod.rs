@@ -313,6 +313,15 @@ pub struct Claimed {
     pub has_events: bool,
 }
 
+/// How a claim shares the due work out between tenants, beyond what each
+/// tenant's row says (its own `weight` and running limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fairness {
+    /// The running limit of a tenant without one of its own (the server's
+    /// `quota-max-concurrent-executions`).
+    pub max_running: Option<u64>,
+}
+
 /// What one claim round found.
 #[derive(Debug, Clone, Default)]
 pub struct ClaimRound {
@@ -602,18 +611,40 @@ pub trait Store: Send + Sync + 'static {
         lease: Option<&Lease>,
     ) -> Result<Created>;
     /// Claims up to `limit` executions due at `now` (`wake_at <= now`) that
-    /// nobody holds or whose lease lapsed before `now`, earliest `wake_at`
-    /// first (then oldest first). Each comes with its version, bumped by the
-    /// claim.
+    /// nobody holds or whose lease lapsed before `now`, shared fairly
+    /// between tenants as [`Store::claim_round`] does with the default
+    /// [`Fairness`]. Each comes with its version, bumped by the claim.
     async fn claim_due(
         &self,
         lease: &Lease,
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<Execution>>;
-    /// One claim loop round in one round trip: [`Store::claim_due`], whether
-    /// each claimed execution has events waiting, and the next due time.
-    async fn claim_round(&self, lease: &Lease, now: Timestamp, limit: usize) -> Result<ClaimRound>;
+    /// One claim loop round in one round trip: up to `limit` due
+    /// executions, whether each has events waiting, and the next due time.
+    ///
+    /// The due rows are shared out fairly. Within a tenant they come in
+    /// due order (earliest `wake_at`, then oldest). Between tenants, a
+    /// lapsed lease is taken over first (it is running already); then each
+    /// next row of a tenant counts as one more running execution of it, and
+    /// rows are taken lowest `running / weight` first (ties: earliest due),
+    /// so a tenant with a backlog gets no more than its weight's share of
+    /// what frees up while others have work due. No tenant is given a row
+    /// that would make it run more than its running limit (its own
+    /// `max_concurrent_executions`, else `fair.max_running`), counting
+    /// every execution held on any node; its other rows stay due (blocked).
+    async fn claim_round(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+        fair: &Fairness,
+    ) -> Result<ClaimRound>;
+    /// How many of a tenant's executions are held (claimed by a node: they
+    /// count toward its running limit).
+    async fn running_count(&self, tenant: &TenantId) -> Result<u64>;
+    /// How many of a tenant's executions are `queued`.
+    async fn queued_count(&self, tenant: &TenantId) -> Result<u64>;
     /// Claims one unfinished execution of a tenant, due or not, unless
     /// another owner holds a lease on it that has not lapsed at `now`.
     async fn claim_execution(

@@ -39,10 +39,10 @@ use self::rows::{
 
 use super::codec::{column, decode_execution, decode_schedule, nanos, to_json};
 use super::{
-    ClaimRound, Commit, Created, Credential, Error, ExecutionFilter, Heartbeat, Held, Hint,
-    Idempotency, Lease, Next, NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage,
-    ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant, TenantPage, Token, TokenHash,
-    WorkflowRecord,
+    ClaimRound, Commit, Created, Credential, Error, ExecutionFilter, Fairness, Heartbeat, Held,
+    Hint, Idempotency, Lease, Next, NodeRecord, OnConflict, Page, Result, ScheduleFilter,
+    SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant, TenantPage, Token,
+    TokenHash, WorkflowRecord,
 };
 use crate::model::{
     Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Quotas, Schedule, ScheduleId,
@@ -261,6 +261,14 @@ impl Store for PostgresStore {
 
     async fn usage(&self, id: &TenantId) -> Result<Usage> {
         tenants::usage(&self.pool, id.as_str()).await
+    }
+
+    async fn running_count(&self, tenant: &TenantId) -> Result<u64> {
+        tenants::running_count(&self.pool, tenant.as_str()).await
+    }
+
+    async fn queued_count(&self, tenant: &TenantId) -> Result<u64> {
+        tenants::queued_count(&self.pool, tenant.as_str()).await
     }
 
     async fn delete_tenant(&self, id: &TenantId) -> Result<bool> {
@@ -536,8 +544,14 @@ impl Store for PostgresStore {
         work::claim_due(&self.pool, lease, now, limit).await
     }
 
-    async fn claim_round(&self, lease: &Lease, now: Timestamp, limit: usize) -> Result<ClaimRound> {
-        work::claim_round(&self.pool, lease, now, limit).await
+    async fn claim_round(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+        fair: &Fairness,
+    ) -> Result<ClaimRound> {
+        work::claim_round(&self.pool, lease, now, limit, fair).await
     }
 
     async fn claim_execution(

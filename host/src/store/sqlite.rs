@@ -30,9 +30,10 @@ use self::rows::{
     load_workflow, nanos, to_json, workflow_row,
 };
 use super::{
-    ClaimRound, Commit, Created, Credential, Error, ExecutionFilter, Heartbeat, Held, Idempotency,
-    Lease, NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage, ScheduleWrite, Sent,
-    StepRecord, StepVersion, Store, Tenant, TenantPage, Token, TokenHash, WorkflowRecord,
+    ClaimRound, Commit, Created, Credential, Error, ExecutionFilter, Fairness, Heartbeat, Held,
+    Idempotency, Lease, NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage,
+    ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant, TenantPage, Token, TokenHash,
+    WorkflowRecord,
 };
 use crate::model::{
     Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Quotas, Schedule, ScheduleId,
@@ -139,6 +140,20 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.readers
             .run(move |conn| tenants::usage(conn, id.as_str()))
+            .await
+    }
+
+    async fn running_count(&self, tenant: &TenantId) -> Result<u64> {
+        let id = tenant.clone();
+        self.readers
+            .run(move |conn| tenants::running_count(conn, id.as_str()))
+            .await
+    }
+
+    async fn queued_count(&self, tenant: &TenantId) -> Result<u64> {
+        let id = tenant.clone();
+        self.readers
+            .run(move |conn| tenants::queued_count(conn, id.as_str()))
             .await
     }
 
@@ -423,14 +438,20 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Execution>> {
         let lease = lease.clone();
         self.writer
-            .run(move |conn| work::claim_due(conn, &lease, now, limit))
+            .run(move |conn| work::claim_due(conn, &lease, now, limit, &Fairness::default()))
             .await
     }
 
-    async fn claim_round(&self, lease: &Lease, now: Timestamp, limit: usize) -> Result<ClaimRound> {
-        let lease = lease.clone();
+    async fn claim_round(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+        fair: &Fairness,
+    ) -> Result<ClaimRound> {
+        let (lease, fair) = (lease.clone(), *fair);
         self.writer
-            .run(move |conn| work::claim_round(conn, &lease, now, limit))
+            .run(move |conn| work::claim_round(conn, &lease, now, limit, &fair))
             .await
     }
 

@@ -5,6 +5,7 @@ mod common;
 mod dag;
 mod definitions;
 mod executions;
+mod fair;
 mod pause;
 #[path = "../pg_support/mod.rs"]
 mod pg_support;

@@ -319,3 +319,90 @@ async fn the_server_s_own_rate_bounds_every_tenant_together() {
     let after = submit(&s, &b).await;
     assert_eq!(after.status, StatusCode::ACCEPTED, "{:?}", after.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_s_step_ceilings_lower_the_server_s() {
+    let s = start().await;
+    let t = s.fixture("acme").await;
+    let r = set(
+        &s,
+        "acme",
+        json!({"max_step_fuel": 1_000_000, "max_step_memory_bytes": 33_554_432,
+               "max_step_timeout_ms": 300}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    for (limits, path, quota) in [
+        (
+            json!({"fuel": 2_000_000}),
+            "$.steps[0].limits.fuel",
+            "max_step_fuel",
+        ),
+        (
+            json!({"memory": "64MiB"}),
+            "$.steps[0].limits.memory",
+            "max_step_memory_bytes",
+        ),
+        (
+            json!({"timeout": "1s"}),
+            "$.steps[0].limits.timeout",
+            "max_step_timeout_ms",
+        ),
+    ] {
+        let def = json!({"steps": [{"id": "w", "step": "hostile", "limits": limits}]});
+        let r = s.workflow(&t, "over", def).await;
+        assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        assert_eq!(r.body["errors"][0]["path"], path, "{:?}", r.body);
+        let message = r.body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(quota), "{message}");
+    }
+    // Within the ceilings a step may still lower them.
+    let def = json!({"steps": [{"id": "w", "step": "hostile", "limits": {"fuel": 500_000}}]});
+    assert_eq!(
+        s.workflow(&t, "under", def).await.status,
+        StatusCode::CREATED
+    );
+    // Steps that ask for nothing run under the tenant's ceilings, not the
+    // server's defaults.
+    let run = |workflow: &'static str, input: Value| {
+        let (s, t) = (&s, &t);
+        async move {
+            s.call(
+                Method::POST,
+                "/v1/executions",
+                Some(t),
+                Some(json!({"workflow_id": workflow, "input_data": input})),
+            )
+            .await
+        }
+    };
+    let spin = json!({"steps": [{"id": "w", "step": "hostile", "input": {"op": "loop"}}]});
+    assert_eq!(
+        s.workflow(&t, "spin", spin).await.status,
+        StatusCode::CREATED
+    );
+    let r = run("spin", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let attempt = &r.body["steps"][0]["attempts"][0];
+    assert_eq!(attempt["outcome"], "fuel_exhausted", "{attempt}");
+    assert_eq!(attempt["fuel_consumed"], 1_000_000, "{attempt}");
+    let nap = json!({"steps": [{"id": "w", "step": "hostile", "input": {"op": "nap", "n": 5000}}]});
+    assert_eq!(s.workflow(&t, "nap", nap).await.status, StatusCode::CREATED);
+    let r = run("nap", json!({})).await;
+    let attempt = &r.body["steps"][0]["attempts"][0];
+    assert_eq!(attempt["outcome"], "timed_out", "{attempt}");
+    assert!(
+        attempt["duration_ms"].as_f64().unwrap() < 2000.0,
+        "{attempt}"
+    );
+    let hog =
+        json!({"steps": [{"id": "w", "step": "hostile", "input": {"op": "hold_memory", "n": 64}}]});
+    assert_eq!(s.workflow(&t, "hog", hog).await.status, StatusCode::CREATED);
+    let r = run("hog", json!({})).await;
+    let attempt = &r.body["steps"][0]["attempts"][0];
+    assert_eq!(attempt["outcome"], "memory_limit", "{attempt}");
+    // Zero is not a ceiling.
+    let r = set(&s, "acme", json!({"max_step_fuel": 0})).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid quotas");
+    assert_eq!(r.body["errors"][0]["path"], "$.max_step_fuel");
+}

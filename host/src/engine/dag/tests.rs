@@ -64,6 +64,7 @@ fn setup(def: Value, input: Value) -> (Definition, State, Vec<Vec<usize>>) {
         history: Vec::new(),
         steps,
         pending_signals: Vec::new(),
+        blocked: None,
         version: 0,
     };
     exec.enter(Status::Queued, t0());

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Harness, create, execution, ids, later, new_tenant};
 use crate::model::{EventKind, Execution, NewEvent, NodeId, Status, Timestamp};
-use crate::store::{Commit, Error, Held, Lease, Next, Sent, Store};
+use crate::store::{Commit, Error, Fairness, Held, Lease, Next, Sent, Store};
 
 pub(super) fn node(name: &str) -> NodeId {
     NodeId::new_unchecked(name)
@@ -595,7 +595,10 @@ pub(crate) async fn a_claim_round_says_what_it_took_and_what_comes_next(h: &dyn 
     let now = later(t0, 10);
     let a = lease("a", later(now, 5));
     // A batch smaller than what is due: the rest is due now.
-    let first = store.claim_round(&a, now, 1).await.unwrap();
+    let first = store
+        .claim_round(&a, now, 1, &Fairness::default())
+        .await
+        .unwrap();
     let took: Vec<_> = first
         .claimed
         .iter()
@@ -610,7 +613,10 @@ pub(crate) async fn a_claim_round_says_what_it_took_and_what_comes_next(h: &dyn 
     assert_eq!(took, vec![(quiet.execution_id.clone(), false, 2)]);
     assert_eq!(first.next_wake_at, Some(later(t0, 1)));
 
-    let second = store.claim_round(&a, now, 10).await.unwrap();
+    let second = store
+        .claim_round(&a, now, 10, &Fairness::default())
+        .await
+        .unwrap();
     let took: Vec<_> = second
         .claimed
         .iter()
@@ -625,11 +631,17 @@ pub(crate) async fn a_claim_round_says_what_it_took_and_what_comes_next(h: &dyn 
         store.next_wake_at(&node("a")).await.unwrap()
     );
 
-    let empty = store.claim_round(&a, now, 10).await.unwrap();
+    let empty = store
+        .claim_round(&a, now, 10, &Fairness::default())
+        .await
+        .unwrap();
     assert!(empty.claimed.is_empty());
     assert_eq!(empty.next_wake_at, Some(later(t0, 30)));
     // Past the other lease, "a" takes it over; then only the later one.
-    let over = store.claim_round(&a, later(t0, 31), 10).await.unwrap();
+    let over = store
+        .claim_round(&a, later(t0, 31), 10, &Fairness::default())
+        .await
+        .unwrap();
     assert_eq!(over.claimed.len(), 1);
     assert_eq!(
         over.claimed[0].execution.execution_id,

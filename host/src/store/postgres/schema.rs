@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::store::{Error, Result};
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// The first schema: the same tables as SQLite's third version. Every
 /// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
@@ -221,8 +221,90 @@ const SCHEMA_6: &str = "
 ALTER TABLE tenants ADD COLUMN quotas TEXT NOT NULL DEFAULT '{}';
 ";
 
+/// Version 7: fair claims. A tenant's `weight` and `max_running` (its
+/// `max_concurrent_executions`) are columns the claim reads, NULL for the
+/// default; the due rows are indexed per tenant, and the held ones too (a
+/// tenant's running count), which also finds the tenants with unfinished
+/// work one seek each. `stephost_claim` is the claim round (see
+/// `work::claim_round`): when any tenant has a running limit it first
+/// takes a transaction lock that claims of this schema share, and only
+/// then reads, so that two nodes never both see room for the same slot.
+const SCHEMA_7: &str = "
+ALTER TABLE tenants ADD COLUMN weight BIGINT;
+ALTER TABLE tenants ADD COLUMN max_running BIGINT;
+CREATE INDEX executions_due_by_tenant ON executions (tenant_id, wake_ns, seq)
+    WHERE wake_ns IS NOT NULL;
+CREATE INDEX executions_held ON executions (tenant_id) WHERE lease_owner IS NOT NULL;
+CREATE FUNCTION stephost_claim(
+    p_owner TEXT, p_now BIGINT, p_limit BIGINT, p_until BIGINT, p_cap BIGINT
+) RETURNS TABLE (
+    o_next_ns BIGINT, o_rank BIGINT, o_seq BIGINT, o_tenant_id TEXT, o_doc TEXT,
+    o_version BIGINT, o_has_events BOOLEAN
+) LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF p_cap IS NOT NULL OR EXISTS (SELECT 1 FROM tenants WHERE max_running IS NOT NULL) THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('stephost claims in ' || current_schema(), 0));
+    END IF;
+    RETURN QUERY
+    WITH RECURSIVE busy(id) AS (
+        SELECT MIN(b.tenant_id) FROM executions AS b WHERE b.wake_ns IS NOT NULL
+        UNION ALL
+        SELECT (SELECT MIN(x.tenant_id) FROM executions AS x
+                WHERE x.wake_ns IS NOT NULL AND x.tenant_id > busy.id)
+        FROM busy WHERE busy.id IS NOT NULL),
+    held AS (
+        SELECT h.tenant_id, COUNT(*) AS n FROM executions AS h
+        WHERE h.lease_owner IS NOT NULL GROUP BY h.tenant_id),
+    cand AS (
+        SELECT d.seq, d.tenant_id, d.wake_ns, true AS free,
+               COALESCE(t.weight, 1) AS weight, COALESCE(t.max_running, p_cap) AS cap
+        FROM busy LEFT JOIN tenants AS t ON t.id = busy.id CROSS JOIN LATERAL (
+            SELECT x.seq, x.tenant_id, x.wake_ns FROM executions AS x
+            WHERE x.tenant_id = busy.id AND x.wake_ns IS NOT NULL AND x.wake_ns <= p_now
+              AND x.lease_owner IS NULL
+            ORDER BY x.wake_ns, x.seq LIMIT p_limit) AS d
+        WHERE busy.id IS NOT NULL
+        UNION ALL
+        SELECT l.seq, l.tenant_id, l.wake_ns, false, 1, NULL
+        FROM (SELECT x.seq, x.tenant_id, x.wake_ns FROM executions AS x
+              WHERE x.lease_owner IS NOT NULL AND x.lease_owner <> p_owner
+                AND x.lease_until_ns < p_now AND x.wake_ns IS NOT NULL
+              ORDER BY x.wake_ns, x.seq LIMIT p_limit) AS l),
+    ranked AS (
+        SELECT c.seq, c.wake_ns, c.weight, c.cap,
+               CASE WHEN c.free THEN COALESCE(h.n, 0)
+                   + ROW_NUMBER() OVER (PARTITION BY c.tenant_id, c.free ORDER BY c.wake_ns, c.seq)
+               ELSE 0 END AS load
+        FROM cand AS c LEFT JOIN held AS h ON h.tenant_id = c.tenant_id),
+    pick AS (
+        SELECT r.seq, ROW_NUMBER() OVER (ORDER BY r.load::float8 / r.weight, r.wake_ns, r.seq) AS pos
+        FROM ranked AS r WHERE r.cap IS NULL OR r.load <= r.cap
+        ORDER BY pos LIMIT p_limit),
+    due AS (
+        SELECT e.seq, p.pos FROM executions AS e JOIN pick AS p ON p.seq = e.seq
+        WHERE e.wake_ns IS NOT NULL AND e.wake_ns <= p_now
+          AND (e.lease_owner IS NULL OR (e.lease_owner <> p_owner AND e.lease_until_ns < p_now))
+        FOR UPDATE OF e SKIP LOCKED),
+    claimed AS (
+        UPDATE executions AS e
+        SET lease_owner = p_owner, lease_until_ns = p_until, wake_ns = p_until, version = e.version + 1
+        FROM due WHERE e.seq = due.seq
+        RETURNING due.pos, e.seq, e.tenant_id, e.doc, e.version,
+                  EXISTS (SELECT 1 FROM inbox WHERE inbox.execution_id = e.id) AS has_events),
+    next AS (
+        SELECT n.wake_ns FROM executions AS n
+        WHERE n.wake_ns IS NOT NULL AND (n.lease_owner IS NULL OR n.lease_owner <> p_owner)
+          AND n.seq NOT IN (SELECT due.seq FROM due)
+        ORDER BY n.wake_ns LIMIT 1)
+    SELECT (SELECT next.wake_ns FROM next), c.pos, c.seq, c.tenant_id, c.doc, c.version, c.has_events
+    FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true;
+END $$;
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 6] = [SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6];
+const MIGRATIONS: [&str; 7] = [
+    SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7,
+];
 
 /// Applies the upgrades the database lacks and records them, under the
 /// advisory lock; refuses a database written by a newer build.

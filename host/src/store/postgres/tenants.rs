@@ -164,13 +164,42 @@ pub(super) async fn suspend_tenant(
 /// Replaces a tenant's own quotas.
 pub(super) async fn set_quotas(pool: &PgPool, id: &str, quotas: &Quotas) -> Result<Option<Tenant>> {
     let row: Option<TenantColumns> = sqlx::query_as(AssertSqlSafe(format!(
-        "UPDATE tenants SET quotas = $2 WHERE id = $1 RETURNING {TENANT_COLUMNS}"
+        "UPDATE tenants SET quotas = $2, weight = $3, max_running = $4
+         WHERE id = $1 RETURNING {TENANT_COLUMNS}"
     )))
     .bind(id)
     .bind(to_json(quotas)?)
+    .bind(quotas.weight.map(i64::from))
+    .bind(
+        quotas
+            .max_concurrent_executions
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+    )
     .fetch_optional(pool)
     .await?;
     row.map(tenant_of).transpose()
+}
+
+/// How many of a tenant's executions are held; see `Store::running_count`.
+pub(super) async fn running_count(pool: &PgPool, id: &str) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM executions WHERE tenant_id = $1 AND lease_owner IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// How many of a tenant's executions are queued; see `Store::queued_count`.
+pub(super) async fn queued_count(pool: &PgPool, id: &str) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM executions WHERE tenant_id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// What a tenant holds; see `Store::usage`.

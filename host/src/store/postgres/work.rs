@@ -20,82 +20,73 @@ use crate::model::{
     Event, EventKind, Execution, ExecutionId, NewEvent, NodeId, Status, TenantId, Timestamp,
 };
 use crate::store::codec::{column, decode_execution, from_nanos, nanos, to_json, version};
-use crate::store::{ClaimRound, Claimed, Commit, Error, Held, Lease, Next, Result, Sent};
+use crate::store::{ClaimRound, Claimed, Commit, Error, Fairness, Held, Lease, Next, Result, Sent};
 
-/// Claims up to `limit` due executions for `lease`, earliest first. Rows the
-/// owner itself holds are never claimed again (see the SQLite backend).
-/// The claim of [`claim_round`], without what else that answers.
+/// Claims up to `limit` due executions for `lease`, shared fairly between
+/// tenants (see [`claim_round`]). Rows the owner itself holds are never
+/// claimed again (see the SQLite backend).
 pub(super) async fn claim_due(
     pool: &PgPool,
     lease: &Lease,
     now: Timestamp,
     limit: usize,
 ) -> Result<Vec<Execution>> {
-    let round = claim_round(pool, lease, now, limit).await?;
+    let round = claim_round(pool, lease, now, limit, &Fairness::default()).await?;
     Ok(round.claimed.into_iter().map(|c| c.execution).collect())
 }
 
-/// Claims up to `limit` due executions and says, in the same statement (a
+/// Claims up to `limit` due executions and says, in the same round trip (a
 /// claim round is one transaction), which of them have pending events and
 /// when the next one is due. The next due time is read from the
 /// statement's snapshot, from which the rows it claims are left out (they
 /// are this owner's now).
+///
+/// The rows are shared out as in SQLite (see `store::sqlite::work`): each
+/// tenant's due rows in order, the tenants interleaved by running count
+/// over weight, none past its running limit. `stephost_claim` (schema
+/// version 7) does it in one statement after taking, when any tenant has a
+/// running limit, the claim lock every node's claims of this schema share:
+/// a claim then reads the running counts only once the claims before it
+/// committed, so two nodes never both fill the same free slot.
 pub(super) async fn claim_round(
     pool: &PgPool,
     lease: &Lease,
     now: Timestamp,
     limit: usize,
+    fair: &Fairness,
 ) -> Result<ClaimRound> {
-    let rows = sqlx::query(
-        "WITH due AS (
-             SELECT seq, wake_ns AS was FROM executions
-             WHERE wake_ns IS NOT NULL AND wake_ns <= $2
-               AND (lease_owner IS NULL OR (lease_owner <> $1 AND lease_until_ns < $2))
-             ORDER BY wake_ns, seq LIMIT $3
-             FOR UPDATE SKIP LOCKED),
-         claimed AS (
-             UPDATE executions AS e
-             SET lease_owner = $1, lease_until_ns = $4, wake_ns = $4, version = e.version + 1
-             FROM due WHERE e.seq = due.seq
-             RETURNING due.was, e.seq, e.tenant_id, e.doc, e.version,
-                       EXISTS (SELECT 1 FROM inbox WHERE inbox.execution_id = e.id) AS has_events),
-         next AS (
-             SELECT wake_ns FROM executions
-             WHERE wake_ns IS NOT NULL AND (lease_owner IS NULL OR lease_owner <> $1)
-               AND seq NOT IN (SELECT seq FROM due)
-             ORDER BY wake_ns LIMIT 1)
-         SELECT (SELECT wake_ns FROM next) AS next_ns,
-                c.was, c.seq, c.tenant_id, c.doc, c.version, c.has_events
-         FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true",
-    )
-    .bind(lease.owner.as_str())
-    .bind(nanos(now))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .bind(nanos(lease.until))
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query("SELECT * FROM stephost_claim($1, $2, $3, $4, $5)")
+        .bind(lease.owner.as_str())
+        .bind(nanos(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(nanos(lease.until))
+        .bind(
+            fair.max_running
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        )
+        .fetch_all(pool)
+        .await?;
     let mut next_wake_at = None;
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
         if let Some(ns) = row.try_get::<Option<i64>, _>(0)? {
             next_wake_at = Some(from_nanos(ns)?);
         }
-        let Some(seq) = row.try_get::<Option<i64>, _>(2)? else {
+        let Some(rank) = row.try_get::<Option<i64>, _>(1)? else {
             // The one row of a round that claimed nothing.
             continue;
         };
-        let key: (i64, i64) = (row.try_get(1)?, seq);
         let execution = decode_execution(row.try_get(3)?, row.try_get(4)?, row.try_get(5)?)?;
         let has_events: bool = row.try_get(6)?;
         claimed.push((
-            key,
+            rank,
             Claimed {
                 execution,
                 has_events,
             },
         ));
     }
-    claimed.sort_by_key(|(key, _)| *key);
+    claimed.sort_by_key(|(rank, _)| *rank);
     Ok(ClaimRound {
         claimed: claimed.into_iter().map(|(_, c)| c).collect(),
         next_wake_at,

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
@@ -193,9 +193,21 @@ const SCHEMA_7: &str = "
 ALTER TABLE tenants ADD COLUMN quotas TEXT NOT NULL DEFAULT '{}';
 ";
 
+/// Version 8: fair claims. A tenant's `weight` and `max_running` (its
+/// `max_concurrent_executions`) are columns the claim reads, NULL for the
+/// default; the due rows are indexed per tenant, and the held ones too (a
+/// tenant's running count).
+const SCHEMA_8: &str = "
+ALTER TABLE tenants ADD COLUMN weight INTEGER;
+ALTER TABLE tenants ADD COLUMN max_running INTEGER;
+CREATE INDEX executions_due_by_tenant ON executions (tenant_id, wake_ns, seq)
+    WHERE wake_ns IS NOT NULL;
+CREATE INDEX executions_held ON executions (tenant_id) WHERE lease_owner IS NOT NULL;
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 7] = [
-    SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7,
+const MIGRATIONS: [&str; 8] = [
+    SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8,
 ];
 
 /// Applies the upgrades the database lacks, in one transaction, and records

@@ -154,9 +154,38 @@ pub(super) fn suspend_tenant(
 
 /// Replaces a tenant's own quotas.
 pub(super) fn set_quotas(conn: &Connection, id: &str, quotas: &Quotas) -> Result<Option<Tenant>> {
-    conn.prepare_cached("UPDATE tenants SET quotas = ?2 WHERE id = ?1")?
-        .execute(params![id, to_json(quotas)?])?;
+    conn.prepare_cached(
+        "UPDATE tenants SET quotas = ?2, weight = ?3, max_running = ?4 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        to_json(quotas)?,
+        quotas.weight,
+        quotas
+            .max_concurrent_executions
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+    ])?;
     load_tenant(conn, "id", id)
+}
+
+/// How many of a tenant's executions are held; see `Store::running_count`.
+pub(super) fn running_count(conn: &Connection, id: &str) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM executions WHERE tenant_id = ?1 AND lease_owner IS NOT NULL",
+        )?
+        .query_row([id], |row| row.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// How many of a tenant's executions are queued; see `Store::queued_count`.
+pub(super) fn queued_count(conn: &Connection, id: &str) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM executions WHERE tenant_id = ?1 AND status = 'queued'",
+        )?
+        .query_row([id], |row| row.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// What a tenant holds; see `Store::usage`.

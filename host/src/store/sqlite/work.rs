@@ -15,33 +15,21 @@ use super::rows::{decode_execution, from_nanos, nanos, to_json};
 use crate::model::{
     Event, EventKind, Execution, ExecutionId, NewEvent, NodeId, Status, TenantId, Timestamp,
 };
-use crate::store::{ClaimRound, Claimed, Commit, Error, Held, Lease, Next, Result, Sent};
+use crate::store::{ClaimRound, Claimed, Commit, Error, Fairness, Held, Lease, Next, Result, Sent};
 
-/// Claims up to `limit` due executions for `lease`, earliest first. Rows the
-/// owner itself holds are never claimed again, even when their lease looks
-/// lapsed (a clock moved ahead of the renewals): the owner still drives them.
+/// Claims up to `limit` due executions for `lease`, shared out between
+/// tenants as `Store::claim_round` says (see [`pick`]). Rows the owner
+/// itself holds are never claimed again, even when their lease looks
+/// lapsed (a clock moved ahead of the renewals): the owner still drives
+/// them.
 pub(super) fn claim_due(
     conn: &Connection,
     lease: &Lease,
     now: Timestamp,
     limit: usize,
+    fair: &Fairness,
 ) -> Result<Vec<Execution>> {
-    let due: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT seq FROM executions
-             WHERE wake_ns IS NOT NULL AND wake_ns <= ?2
-               AND (lease_owner IS NULL OR (lease_owner != ?1 AND lease_until_ns < ?2))
-             ORDER BY wake_ns, seq LIMIT ?3",
-        )?
-        .query_map(
-            params![
-                lease.owner.as_str(),
-                nanos(now),
-                i64::try_from(limit).unwrap_or(i64::MAX)
-            ],
-            |row| row.get(0),
-        )?
-        .collect::<rusqlite::Result<_>>()?;
+    let due = pick(conn, lease, now, limit, fair)?;
     let mut take = conn.prepare_cached(
         "UPDATE executions
          SET lease_owner = ?1, lease_until_ns = ?2, wake_ns = ?2, version = version + 1
@@ -60,6 +48,86 @@ pub(super) fn claim_due(
     Ok(claimed)
 }
 
+/// Which due rows a claim of `limit` takes, in the order their drivers
+/// start. Each tenant's due rows come in due order, up to `limit` of them,
+/// from its per-tenant index; a row whose lease lapsed is taken over
+/// first (it runs already); each next row of a tenant counts as one more
+/// running execution of it, and is left out when that would pass the
+/// tenant's running limit; of all of them, the lowest running count over
+/// weight go first, ties by due time. Runs on the writer thread, so the
+/// counts cannot change under it.
+fn pick(
+    conn: &Connection,
+    lease: &Lease,
+    now: Timestamp,
+    limit: usize,
+    fair: &Fairness,
+) -> Result<Vec<i64>> {
+    // The tenants with unfinished work, one index seek each (a loose
+    // index scan), with their weight, running limit and held count; a
+    // tenant missing from `tenants` has the defaults.
+    let tenants: Vec<(String, i64, Option<i64>, i64)> = conn
+        .prepare_cached(
+            "WITH RECURSIVE busy(id) AS (
+                 SELECT MIN(tenant_id) FROM executions WHERE wake_ns IS NOT NULL
+                 UNION ALL
+                 SELECT (SELECT MIN(x.tenant_id) FROM executions AS x
+                         WHERE x.wake_ns IS NOT NULL AND x.tenant_id > busy.id)
+                 FROM busy WHERE busy.id IS NOT NULL)
+             SELECT busy.id, COALESCE(t.weight, 1), t.max_running,
+                    (SELECT COUNT(*) FROM executions AS h
+                     WHERE h.tenant_id = busy.id AND h.lease_owner IS NOT NULL)
+             FROM busy LEFT JOIN tenants AS t ON t.id = busy.id
+             WHERE busy.id IS NOT NULL",
+        )?
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let at = nanos(now);
+    let most = i64::try_from(limit).unwrap_or(i64::MAX);
+    // (running over weight, due time, seq); a lapsed lease first.
+    let mut candidates: Vec<(f64, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT seq, wake_ns FROM executions
+             WHERE lease_owner IS NOT NULL AND lease_owner != ?1 AND lease_until_ns < ?2
+               AND wake_ns IS NOT NULL
+             ORDER BY wake_ns, seq LIMIT ?3",
+        )?
+        .query_map(params![lease.owner.as_str(), at, most], |row| {
+            Ok((0.0, row.get(1)?, row.get(0)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut free = conn.prepare_cached(
+        "SELECT seq, wake_ns FROM executions
+         WHERE tenant_id = ?1 AND wake_ns IS NOT NULL AND wake_ns <= ?2 AND lease_owner IS NULL
+         ORDER BY wake_ns, seq LIMIT ?3",
+    )?;
+    let default_cap = fair
+        .max_running
+        .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    for (tenant, weight, cap, held) in tenants {
+        let weight = weight.max(1) as f64;
+        let room = match cap.or(default_cap) {
+            Some(cap) => (cap - held).clamp(0, most),
+            None => most,
+        };
+        if room == 0 {
+            continue;
+        }
+        let rows = free.query_map(params![tenant, at, room], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        for (running, row) in (held + 1..).zip(rows) {
+            let (seq, wake) = row?;
+            candidates.push((running as f64 / weight, wake, seq));
+        }
+    }
+    candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    candidates.truncate(limit);
+    Ok(candidates.into_iter().map(|(_, _, seq)| seq).collect())
+}
+
 /// [`claim_due`], each claimed execution's pending events and the next due
 /// time, on the writer's connection (one call, one lock).
 pub(super) fn claim_round(
@@ -67,8 +135,9 @@ pub(super) fn claim_round(
     lease: &Lease,
     now: Timestamp,
     limit: usize,
+    fair: &Fairness,
 ) -> Result<ClaimRound> {
-    let executions = claim_due(conn, lease, now, limit)?;
+    let executions = claim_due(conn, lease, now, limit, fair)?;
     let mut pending =
         conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM inbox WHERE execution_id = ?1)")?;
     let mut claimed = Vec::with_capacity(executions.len());
