@@ -108,6 +108,19 @@ impl Store for Flaky {
         self.inner.usage(id).await
     }
 
+    async fn add_audit(&self, entry: &stephost::store::audit::NewAudit) -> Result<()> {
+        self.inner.add_audit(entry).await
+    }
+
+    async fn audit(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<stephost::store::audit::AuditPage> {
+        self.inner.audit(tenant, limit, cursor).await
+    }
+
     async fn running_count(&self, tenant: &TenantId) -> Result<u64> {
         self.inner.running_count(tenant).await
     }

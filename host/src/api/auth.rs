@@ -137,6 +137,9 @@ async fn principal(parts: &mut Parts, state: &AppState) -> Result<Principal, Api
             quotas,
         }
     };
+    if let Some(slot) = parts.extensions.get::<super::audit::Slot>() {
+        slot.set(&principal);
+    }
     parts.extensions.insert(principal.clone());
     Ok(principal)
 }

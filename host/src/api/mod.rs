@@ -2,6 +2,7 @@
 //! It is the only module that knows HTTP.
 
 mod admin;
+mod audit;
 mod auth;
 mod connection;
 mod executions;
@@ -241,6 +242,7 @@ pub fn router(state: AppState) -> Router {
             post(executions::run_async.layer(submissions.clone())),
         )
         .route("/v1/quotas", get(quotas::own))
+        .route("/v1/audit", get(audit::list))
         .route(
             "/v1/tenants/{tenant}/quotas",
             get(quotas::get).put(quotas::put),
@@ -273,6 +275,10 @@ pub fn router(state: AppState) -> Router {
         .merge(steps)
         .merge(openapi::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .layer(axum::middleware::map_response(problem::ensure_problem_json))
         .layer(axum::middleware::from_fn(connection::close_unread))
         .with_state(state)

@@ -200,7 +200,7 @@ fn too_many() -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
         super::health::live, super::health::ready,
         super::tenants::create, super::tenants::list, super::tenants::get,
         super::tenants::suspend, super::tenants::unsuspend, super::tenants::delete,
-        super::quotas::own, super::quotas::get, super::quotas::put,
+        super::quotas::own, super::quotas::get, super::quotas::put, super::audit::list,
         super::tenants::create_token, super::tenants::tokens,
         super::tenants::revoke_token, super::tenants::create_admin_token,
         super::tenants::admin_tokens, super::tenants::revoke_admin_token, super::admin::nodes,
@@ -223,6 +223,8 @@ fn too_many() -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
         (name = "secrets", description = "Tenant secrets (names only; values never leave)"),
         (name = "tenants", description = "Tenants (admin) and their tokens (admin, or a tenant for itself)"),
         (name = "admin", description = "The server and its nodes (admin)"),
+        (name = "audit", description = "Who changed which resource, and when"),
+        (name = "quotas", description = "Tenants' limits and usage"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

@@ -19,6 +19,7 @@
 //!
 //! This module knows SQL; it must not know HTTP or wasmtime.
 
+pub mod audit;
 mod codec;
 #[cfg(test)]
 mod conformance;
@@ -508,6 +509,17 @@ pub trait Store: Send + Sync + 'static {
     /// driver holding one of its executions stops at its next commit or
     /// renewal. False when there is no such tenant.
     async fn delete_tenant(&self, id: &TenantId) -> Result<bool>;
+    /// Appends an entry to the audit log.
+    async fn add_audit(&self, entry: &audit::NewAudit) -> Result<()>;
+    /// A page of the audit log, newest first: one tenant's entries, or
+    /// everyone's (`None`). Entries outlive what they are about (a deleted
+    /// tenant's stay).
+    async fn audit(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<audit::AuditPage>;
     /// Stores a token: a tenant's (the tenant must exist) or, with no
     /// tenant, an admin token.
     async fn add_token(&self, token: &Token, hash: TokenHash) -> Result<()>;

@@ -17,6 +17,7 @@
 //! This module must not decide policy: it stores and finds what the engine
 //! and the API hand it.
 
+mod audit;
 mod hints;
 mod nodes;
 mod rows;
@@ -261,6 +262,19 @@ impl Store for PostgresStore {
 
     async fn usage(&self, id: &TenantId) -> Result<Usage> {
         tenants::usage(&self.pool, id.as_str()).await
+    }
+
+    async fn add_audit(&self, entry: &super::audit::NewAudit) -> Result<()> {
+        audit::add(&self.pool, entry).await
+    }
+
+    async fn audit(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<super::audit::AuditPage> {
+        audit::page(&self.pool, tenant.map(TenantId::as_str), limit, cursor).await
     }
 
     async fn running_count(&self, tenant: &TenantId) -> Result<u64> {

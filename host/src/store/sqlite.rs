@@ -10,6 +10,7 @@
 //! which limits apply): it stores and finds what the engine and the API hand
 //! it.
 
+mod audit;
 mod connections;
 mod nodes;
 mod rows;
@@ -140,6 +141,24 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.readers
             .run(move |conn| tenants::usage(conn, id.as_str()))
+            .await
+    }
+
+    async fn add_audit(&self, entry: &super::audit::NewAudit) -> Result<()> {
+        let entry = entry.clone();
+        self.writer.run(move |conn| audit::add(conn, &entry)).await
+    }
+
+    async fn audit(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<super::audit::AuditPage> {
+        let tenant = tenant.map(|t| t.as_str().to_owned());
+        let cursor = cursor.map(str::to_owned);
+        self.readers
+            .run(move |conn| audit::page(conn, tenant.as_deref(), limit, cursor.as_deref()))
             .await
     }
 

@@ -1,6 +1,7 @@
 //! The REST API end to end: the real server (`stephost::run`) on
 //! 127.0.0.1:0 with a fresh data directory, talked to over real HTTP.
 
+mod audit;
 mod common;
 mod dag;
 mod definitions;

@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::store::{Error, Result};
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// The first schema: the same tables as SQLite's third version. Every
 /// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
@@ -301,9 +301,23 @@ BEGIN
 END $$;
 ";
 
+/// Version 8: the audit log, one row per change of a resource, read
+/// newest first per tenant or for everyone.
+const SCHEMA_8: &str = "
+CREATE TABLE audit (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at_ns BIGINT NOT NULL,
+    tenant_id TEXT,
+    token_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    request TEXT NOT NULL
+);
+CREATE INDEX audit_by_tenant ON audit (tenant_id, seq);
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 7] = [
-    SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7,
+const MIGRATIONS: [&str; 8] = [
+    SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8,
 ];
 
 /// Applies the upgrades the database lacks and records them, under the

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
@@ -205,9 +205,23 @@ CREATE INDEX executions_due_by_tenant ON executions (tenant_id, wake_ns, seq)
 CREATE INDEX executions_held ON executions (tenant_id) WHERE lease_owner IS NOT NULL;
 ";
 
+/// Version 9: the audit log, one row per change of a resource, read
+/// newest first per tenant or for everyone.
+const SCHEMA_9: &str = "
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ns INTEGER NOT NULL,
+    tenant_id TEXT,
+    token_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    request TEXT NOT NULL
+);
+CREATE INDEX audit_by_tenant ON audit (tenant_id, seq);
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 8] = [
-    SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8,
+const MIGRATIONS: [&str; 9] = [
+    SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8, SCHEMA_9,
 ];
 
 /// Applies the upgrades the database lacks, in one transaction, and records
