@@ -375,6 +375,7 @@ async fn another_tenants_ids_are_not_found_on_every_endpoint() {
             "/v1/executions/async".into(),
             Some(json!({"workflow_id": "three"})),
         ),
+        (Method::GET, "/v1/audit?tenant=alpha".into(), None),
     ];
     for (method, path, body) in cases {
         let r = s.call(method.clone(), &path, Some(&b), body).await;
@@ -390,6 +391,15 @@ async fn another_tenants_ids_are_not_found_on_every_endpoint() {
         let r = s.call(Method::GET, path, Some(&b), None).await;
         assert_eq!(r.body["items"], json!([]), "{path}");
     }
+    // Beta's audit log holds its own creation, nothing of alpha's.
+    let r = s.call(Method::GET, "/v1/audit", Some(&b), None).await;
+    let actions: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["tenant.create"], "{:?}", r.body);
     // What only the admin may do to a tenant, B cannot do to A (or itself).
     for (method, path) in [
         (Method::GET, "/v1/tenants"),
