@@ -134,16 +134,15 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
     let path = req.uri().path().to_owned();
     // `/v1/tenants/{tenant}/…`: the tenant it is about, looked up now (a
     // deletion removes it).
-    let about = match route.starts_with("/v1/tenants/{tenant}") {
-        true => match path.split('/').nth(3) {
-            Some(t) => super::tenants::admin_tenant(&state, t)
-                .await
-                .ok()
-                .map(|t| t.id.to_string()),
-            None => None,
-        },
-        false => None,
-    };
+    let mut about = None;
+    if route.starts_with("/v1/tenants/{tenant}")
+        && let Some(t) = path.split('/').nth(3)
+    {
+        about = super::tenants::admin_tenant(&state, t)
+            .await
+            .ok()
+            .map(|t| t.id.to_string());
+    }
     let slot = Slot::default();
     req.extensions_mut().insert(slot.clone());
     let resp = next.run(req).await;

@@ -131,16 +131,8 @@ impl Drop for Request {
         // looked: a waiting request is skipped when its turn comes.
         let mut st = self.workers.lock();
         if let Ok(charged) = self.rx.try_recv() {
-            if let Some(lane) = st.lanes.get_mut(&self.tenant) {
-                lane.used -= charged / lane.weight;
-                lane.inflight = (lane.inflight - charged / lane.weight).max(0.0);
-                lane.running = lane.running.saturating_sub(1);
-                if lane.is_idle() {
-                    st.lanes.remove(&self.tenant);
-                }
-            }
-            st.free += 1;
-            st.dispatch();
+            // Unused: nothing to charge.
+            st.release(&self.tenant, charged, 0.0);
         }
     }
 }
@@ -169,20 +161,28 @@ impl Drop for Slot {
         };
         st.estimates.insert(self.tenant.clone(), estimate);
         if let Some(lane) = st.lanes.get_mut(&self.tenant) {
-            lane.used += (took - self.charged) / lane.weight;
-            lane.inflight = (lane.inflight - self.charged / lane.weight).max(0.0);
             lane.estimate = estimate;
-            lane.running = lane.running.saturating_sub(1);
-            if lane.is_idle() {
-                st.lanes.remove(&self.tenant);
-            }
         }
-        st.free += 1;
-        st.dispatch();
+        st.release(&self.tenant, self.charged, took);
     }
 }
 
 impl State {
+    /// Frees a worker `tenant` was granted with `charged`, having used it
+    /// for `took` seconds, and hands it on.
+    fn release(&mut self, tenant: &TenantId, charged: f64, took: f64) {
+        if let Some(lane) = self.lanes.get_mut(tenant) {
+            lane.used += (took - charged) / lane.weight;
+            lane.inflight = (lane.inflight - charged / lane.weight).max(0.0);
+            lane.running = lane.running.saturating_sub(1);
+            if lane.is_idle() {
+                self.lanes.remove(tenant);
+            }
+        }
+        self.free += 1;
+        self.dispatch();
+    }
+
     /// Hands free workers to the waiting attempts whose turn it is.
     fn dispatch(&mut self) {
         while self.free > 0 {

@@ -40,6 +40,7 @@ use crate::model::{
     TenantId, Timestamp, WorkflowId,
 };
 use crate::store::{self, Created, Idempotency, Lease, Store};
+use resolve::{Recent, Resolved};
 
 /// What one attempt runs with.
 #[derive(Debug, Clone)]
@@ -299,7 +300,7 @@ pub(crate) struct Inner {
     /// change once stored).
     definitions: Mutex<HashMap<(TenantId, WorkflowId, u32), Arc<Definition>>>,
     /// Recent submission lookups by tenant, workflow and version asked
-    /// for (see [`Recent`]); unused on a store other processes share.
+    /// for (see [`resolve::Recent`]); unused on a store other processes share.
     resolved: Recent<(TenantId, WorkflowId, Option<u32>), Arc<Resolved>>,
     /// The workers, shared fairly between tenants.
     attempts: Arc<fair::Workers>,
@@ -439,56 +440,6 @@ impl Inner {
         }
         cache.insert(key, def.clone());
         Ok(def)
-    }
-}
-
-/// What a submission resolves against: a workflow version and the
-/// registered steps it names, by name.
-struct Resolved {
-    workflow: store::WorkflowRecord,
-    steps: HashMap<String, store::StepRecord>,
-}
-
-/// A small cache of recent lookups. Entries live [`Recent::TTL`] at most,
-/// and the API forgets an entry as soon as it changes what it describes, so
-/// this process never submits against a stale workflow or step version.
-/// That holds only while no other process writes to the store: on a shared
-/// store (PostgreSQL) it is not used.
-struct Recent<K, V> {
-    entries: Mutex<HashMap<K, (std::time::Instant, V)>>,
-}
-
-impl<K: std::hash::Hash + Eq, V: Clone> Recent<K, V> {
-    const TTL: Duration = Duration::from_secs(1);
-    const MAX: usize = 10_000;
-
-    fn new() -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (std::time::Instant, V)>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get(&self, k: &K) -> Option<V> {
-        self.lock()
-            .get(k)
-            .filter(|(at, _)| at.elapsed() < Self::TTL)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn put(&self, k: K, v: V) {
-        let mut entries = self.lock();
-        if entries.len() >= Self::MAX {
-            entries.retain(|_, (at, _)| at.elapsed() < Self::TTL);
-        }
-        entries.insert(k, (std::time::Instant::now(), v));
-    }
-
-    fn forget(&self, keep: impl Fn(&K) -> bool) {
-        self.lock().retain(|k, _| keep(k));
     }
 }
 

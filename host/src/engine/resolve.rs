@@ -3,7 +3,12 @@
 //! scheduler reuses it for every tick.
 
 use super::{Engine, Error, Problem, Submission, VersionSel, WAIT_STEP, definition};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
 use crate::model::{Digest, Execution, ExecutionId, Status, StepRun, StepStatus, TenantId};
+use crate::store;
 
 impl Engine {
     /// Resolves a submission into a queued execution, not yet stored: the
@@ -168,5 +173,55 @@ impl Engine {
         };
         exec.enter(status, at);
         Ok(exec)
+    }
+}
+
+/// What a submission resolves against: a workflow version and the
+/// registered steps it names, by name.
+pub(super) struct Resolved {
+    pub(super) workflow: store::WorkflowRecord,
+    pub(super) steps: HashMap<String, store::StepRecord>,
+}
+
+/// A small cache of recent lookups. Entries live [`Recent::TTL`] at most,
+/// and the API forgets an entry as soon as it changes what it describes, so
+/// this process never submits against a stale workflow or step version.
+/// That holds only while no other process writes to the store: on a shared
+/// store (PostgreSQL) it is not used.
+pub(super) struct Recent<K, V> {
+    entries: Mutex<HashMap<K, (std::time::Instant, V)>>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Recent<K, V> {
+    const TTL: Duration = Duration::from_secs(1);
+    const MAX: usize = 10_000;
+
+    pub(super) fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (std::time::Instant, V)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn get(&self, k: &K) -> Option<V> {
+        self.lock()
+            .get(k)
+            .filter(|(at, _)| at.elapsed() < Self::TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub(super) fn put(&self, k: K, v: V) {
+        let mut entries = self.lock();
+        if entries.len() >= Self::MAX {
+            entries.retain(|_, (at, _)| at.elapsed() < Self::TTL);
+        }
+        entries.insert(k, (std::time::Instant::now(), v));
+    }
+
+    pub(super) fn forget(&self, keep: impl Fn(&K) -> bool) {
+        self.lock().retain(|k, _| keep(k));
     }
 }

@@ -24,6 +24,7 @@ mod rows;
 mod schedules;
 mod schema;
 mod tenants;
+mod url;
 mod work;
 
 use std::str::FromStr;
@@ -37,6 +38,8 @@ use self::rows::{
     Arg, Listing, finish, insert_execution, load_execution, load_steps, load_workflow, lock_key,
     workflow_of,
 };
+use self::url::{check_schema_name, quote_ident};
+pub use self::url::{is_postgres_url, redact_url};
 
 use super::codec::{column, decode_execution, decode_schedule, nanos, to_json};
 use super::{
@@ -108,25 +111,6 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::PoolClosed => Self::Closed,
             e => Self::Backend(e.to_string()),
         }
-    }
-}
-
-/// Whether `url` names a PostgreSQL database rather than a file.
-pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
-/// The URL with any password replaced, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((user, host)) if user.contains(':') => {
-                let name = user.split_once(':').map_or(user, |(n, _)| n);
-                format!("{scheme}://{name}:***@{host}")
-            }
-            _ => url.to_owned(),
-        },
-        None => url.to_owned(),
     }
 }
 
@@ -204,28 +188,6 @@ impl PostgresStore {
         }
         self.pool.close().await;
     }
-}
-
-/// Refuses a schema name that would need quoting: the search path and the
-/// `CREATE SCHEMA` must name the same schema.
-fn check_schema_name(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if first_ok && rest_ok && name.len() <= 63 {
-        return Ok(());
-    }
-    Err(Error::Backend(format!(
-        "the database schema `{name}` must be 1 to 63 lower-case letters, digits and `_`, \
-         not starting with a digit"
-    )))
-}
-
-/// `name` as a quoted SQL identifier.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[async_trait::async_trait]
