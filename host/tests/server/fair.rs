@@ -123,8 +123,13 @@ async fn a_flooding_tenant_does_not_slow_another_tenant_s_sync_calls() {
         "the noisy tenant's backlog drained: {:?}",
         backlog.body
     );
+    // A quiet call waits for about one nap to free a driver slot (the flood
+    // holds them all) and one for a worker: ~100 ms, more on a loaded
+    // machine with this suite's other tests running beside it. Behind the
+    // FIFO it would wait for the whole flood (2,000 naps / 2 workers = 50 s)
+    // and hand off with a 202.
     assert!(
-        p50 <= Duration::from_millis(100),
+        p50 <= Duration::from_millis(200),
         "the quiet tenant's sync calls took p50 {p50:?} behind the flood: {took:?}"
     );
 }
@@ -192,19 +197,23 @@ async fn a_running_limit_is_never_passed_and_the_rest_show_blocked() {
     set_quotas(&s, "capped", json!({"max_concurrent_executions": 3})).await;
     let ids = flood(&s, &t, 50, 100, 50).await;
 
-    // A queued one says why it waits.
-    let mut seen_blocked = None;
-    for id in ids.iter().rev() {
-        let e = crate::common::get(&s, &t, id).await;
-        if e["status"] == "queued" {
-            seen_blocked = Some(e);
-            break;
+    // A queued one says why it waits. Between one execution finishing and
+    // the next being claimed the tenant runs 2 and a queued one is not
+    // blocked, so look until one is seen blocked while some are queued.
+    let reason = 'look: loop {
+        let mut queued = 0;
+        for id in ids.iter().rev() {
+            let e = crate::common::get(&s, &t, id).await;
+            if e["status"] != "queued" {
+                continue;
+            }
+            queued += 1;
+            if let Some(r) = e["blocked"].as_str() {
+                break 'look r.to_owned();
+            }
         }
-    }
-    let blocked = seen_blocked.expect("some of 50 naps of 100 ms on 3 slots are queued");
-    let reason = blocked["blocked"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{blocked}"));
+        assert!(queued > 0, "no queued execution was ever shown blocked");
+    };
     assert!(
         reason.contains("max_concurrent_executions") && reason.contains("limit is 3"),
         "{reason}"
