@@ -2,9 +2,10 @@
 //! records the peak. The limits themselves are plain data in `model`.
 
 /// Enforces the memory cap of one attempt across all of its linear memories
-/// and records the peak. A denied growth makes `memory.grow` return -1, as the
-/// spec says; the flag lets the sandbox classify the trap that usually
-/// follows (an allocator abort) as `memory_limit`.
+/// and its tables' element bound, and records the peak. A denied growth
+/// makes `memory.grow` (or `table.grow`) return -1, as the spec says; the
+/// flag lets the sandbox classify the trap that usually follows (an
+/// allocator abort) as `memory_limit`.
 #[derive(Debug)]
 pub(crate) struct MemoryMeter {
     limit: usize,
@@ -50,7 +51,11 @@ impl wasmtime::ResourceLimiter for MemoryMeter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= self.max_table_elements && maximum.is_none_or(|m| desired <= m))
+        let allowed = desired <= self.max_table_elements && maximum.is_none_or(|m| desired <= m);
+        // Table elements are host memory too: a trap after a refused
+        // growth is classified like one after a refused memory growth.
+        self.denied |= !allowed;
+        Ok(allowed)
     }
 }
 
@@ -69,6 +74,10 @@ mod tests {
         assert!(!m.memory_growing(60, 80, None).unwrap());
         assert!(m.denied);
         assert_eq!(m.peak, 90);
-        assert!(!m.table_growing(0, 11, None).unwrap());
+        let mut t = MemoryMeter::new(100, 10);
+        assert!(t.table_growing(0, 10, None).unwrap());
+        assert!(!t.denied);
+        assert!(!t.table_growing(0, 11, None).unwrap());
+        assert!(t.denied);
     }
 }

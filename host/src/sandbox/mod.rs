@@ -88,6 +88,12 @@ pub struct Settings {
     /// used is dropped (preparing it again loads its artifact from
     /// `cache_dir`).
     pub max_prepared: usize,
+    /// The most functions a component may define (all its core modules
+    /// together); a component with more is refused before it is compiled.
+    pub max_functions: u64,
+    /// The largest function body a component may have, in bytes; a larger
+    /// one is refused before it is compiled.
+    pub max_function_bytes: u64,
     /// The limits an attempt gets when its step does not lower them.
     pub defaults: Limits,
     /// The limits nothing may exceed.
@@ -103,6 +109,14 @@ impl Settings {
     pub const CACHE_MAX_BYTES: u64 = 4 << 30;
     /// The default bound of prepared steps in memory.
     pub const MAX_PREPARED: usize = 1_000;
+    /// The default bound on functions per component: 100,000, about seven
+    /// times what a componentize-py (CPython) or componentize-js
+    /// (SpiderMonkey) component defines (13,355 and 12,695).
+    pub const MAX_FUNCTIONS: u64 = 100_000;
+    /// The default bound on one function body: 2 MiB, about five times the
+    /// largest body in those components (CPython's interpreter loop,
+    /// 426,843 bytes). Compiling a body just under it takes seconds.
+    pub const MAX_FUNCTION_BYTES: u64 = 2 << 20;
 }
 
 impl Default for Settings {
@@ -111,6 +125,8 @@ impl Default for Settings {
             cache_dir: None,
             cache_max_bytes: Settings::CACHE_MAX_BYTES,
             max_prepared: Settings::MAX_PREPARED,
+            max_functions: Settings::MAX_FUNCTIONS,
+            max_function_bytes: Settings::MAX_FUNCTION_BYTES,
             defaults: Limits::DEFAULT,
             ceiling: Limits::CEILING,
             pool: PoolSize::default(),
@@ -125,9 +141,10 @@ pub struct Inspection {
     pub digest: Digest,
     /// Size of the component in bytes.
     pub size_bytes: u64,
-    /// Everything it imports.
+    /// Everything it imports (empty when its shape was refused before
+    /// compiling).
     pub imports: Vec<String>,
-    /// Everything it exports.
+    /// Everything it exports (empty likewise).
     pub exports: Vec<String>,
     /// `Ok` when it is a valid step, otherwise the reason it is not.
     pub verdict: Result<(), String>,
@@ -301,6 +318,7 @@ impl Sandbox {
     }
 
     fn prepare_now(&self, digest: Digest, bytes: &[u8]) -> Result<Arc<Prepared>, Error> {
+        validate::check_shape(bytes, self.shape_bounds())?;
         let (component, source, compile_time) =
             self.cache.load_or_compile(&self.engine, &digest, bytes)?;
         let imports = validate::imports(&component, &self.engine);
@@ -340,6 +358,15 @@ impl Sandbox {
     pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection, Error> {
         validate::check_header(bytes)?;
         let digest = Digest::of(bytes);
+        if let Err(e) = validate::check_shape(bytes, self.shape_bounds()) {
+            return Ok(Inspection {
+                digest,
+                size_bytes: bytes.len() as u64,
+                imports: Vec::new(),
+                exports: Vec::new(),
+                verdict: Err(e.to_string()),
+            });
+        }
         let (component, _, _) = self.cache.load_or_compile(&self.engine, &digest, bytes)?;
         let imports = validate::imports(&component, &self.engine);
         let exports = validate::exports(&component, &self.engine);
@@ -364,6 +391,14 @@ impl Sandbox {
     /// The prepared step for `digest`, if this process holds it in memory.
     pub fn prepared(&self, digest: &Digest) -> Option<Arc<Prepared>> {
         self.lock_prepared().get(digest)
+    }
+
+    fn shape_bounds(&self) -> validate::ShapeBounds {
+        validate::ShapeBounds {
+            max_functions: self.settings.max_functions,
+            max_function_bytes: self.settings.max_function_bytes,
+            memory_ceiling: self.settings.ceiling.memory_bytes,
+        }
     }
 
     fn lock_prepared(&self) -> std::sync::MutexGuard<'_, PreparedSet> {

@@ -47,6 +47,86 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), Error> {
     }
 }
 
+/// Bounds on what a component holds, checked on its bytes before it is
+/// compiled, so that neither compile time nor the memory compiling takes can
+/// be driven up by an upload: Cranelift's time and memory grow with the
+/// number of functions and, faster than linearly, with the size of one
+/// function body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShapeBounds {
+    /// The most functions the component's core modules define, together.
+    pub(crate) max_functions: u64,
+    /// The largest body one function may have, in bytes.
+    pub(crate) max_function_bytes: u64,
+    /// The memory ceiling of an attempt: no memory may start above it, and
+    /// the data segments together may not exceed it.
+    pub(crate) memory_ceiling: u64,
+}
+
+/// Checks the component's shape against `bounds` by reading its sections
+/// (no validation, no compilation). Bytes that do not parse pass: the
+/// compiler reports them with its own message.
+pub(crate) fn check_shape(bytes: &[u8], bounds: ShapeBounds) -> Result<(), Error> {
+    use wasmparser::Payload;
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20));
+    let (mut functions, mut data) = (0u64, 0u64);
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else {
+            return Ok(());
+        };
+        match payload {
+            Payload::CodeSectionStart { count, .. } => {
+                functions += u64::from(count);
+                if functions > bounds.max_functions {
+                    return Err(Error::Invalid(format!(
+                        "the component defines more than {} functions (at least {functions}); \
+                         the host compiles at most {} per component",
+                        bounds.max_functions, bounds.max_functions
+                    )));
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let size = body.range().len() as u64;
+                if size > bounds.max_function_bytes {
+                    return Err(Error::Invalid(format!(
+                        "the component has a function body of {size} bytes; the host compiles \
+                         functions of at most {} bytes",
+                        bounds.max_function_bytes
+                    )));
+                }
+            }
+            Payload::MemorySection(memories) => {
+                for memory in memories.into_iter().flatten() {
+                    let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+                    let initial = memory.initial.saturating_mul(page);
+                    if initial > bounds.memory_ceiling {
+                        return Err(Error::Invalid(format!(
+                            "the component declares a memory of {} at start, over the memory \
+                             ceiling of {}",
+                            mib(initial),
+                            mib(bounds.memory_ceiling)
+                        )));
+                    }
+                }
+            }
+            Payload::DataSection(segments) => {
+                for segment in segments.into_iter().flatten() {
+                    data += segment.data.len() as u64;
+                }
+                if data > bounds.memory_ceiling {
+                    return Err(Error::Invalid(format!(
+                        "the component's data segments hold {}, over the memory ceiling of {}",
+                        mib(data),
+                        mib(bounds.memory_ceiling)
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The names of everything the component imports.
 pub(crate) fn imports(component: &Component, engine: &Engine) -> Vec<String> {
     component
@@ -165,6 +245,49 @@ mod tests {
         assert!(err.contains("core WebAssembly module"), "{err}");
         let component = wat::parse_str("(component)").unwrap();
         check_header(&component).unwrap();
+    }
+
+    #[test]
+    fn shapes_past_a_bound_are_refused_before_compiling() {
+        let bounds = ShapeBounds {
+            max_functions: 3,
+            max_function_bytes: 64,
+            memory_ceiling: 4 << 16,
+        };
+        let shape = |wat: &str| check_shape(&wat::parse_str(wat).unwrap(), bounds);
+        shape("(component (core module (func) (func) (func)))").unwrap();
+        // Counted over every module of the component, nested ones too.
+        let err = shape(
+            "(component (core module (func) (func)) (component (core module (func) (func))))",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("more than 3 functions (at least 4)"), "{err}");
+        let nops = "nop ".repeat(70);
+        let err = shape(&format!("(component (core module (func {nops})))"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("of at most 64 bytes"), "{err}");
+        shape("(component (core module (memory 4)))").unwrap();
+        let err = shape("(component (core module (memory 5)))")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a memory of 0.3 MiB at start, over the memory ceiling of 0.2 MiB"),
+            "{err}"
+        );
+        let data = "a".repeat(3 << 16);
+        let err = shape(&format!(
+            r#"(component (core module (memory 1) (data (i32.const 0) "{data}") (data (i32.const 0) "{data}")))"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("data segments hold 0.4 MiB, over the memory ceiling of 0.2 MiB"),
+            "{err}"
+        );
+        // What does not parse is left to the compiler's own message.
+        check_shape(b"\0asm\x0d\0\x01\0\xff\xff", bounds).unwrap();
     }
 
     #[test]

@@ -201,6 +201,22 @@ async fn steps_are_validated_versioned_and_deleted() {
     );
     let wrong = s.push(&t, "wrong", test_programs::WRONG_WORLD).await;
     assert_problem(&wrong, StatusCode::UNPROCESSABLE_ENTITY, "wrong type");
+    // A component past the shape bounds is refused before it is compiled.
+    let funcs: String = (0..100_001).map(|_| "(func)").collect();
+    let many = wat::parse_str(format!("(component (core module {funcs}))")).unwrap();
+    let r = s
+        .client
+        .put(format!("{}/v1/steps/many", s.url))
+        .bearer_auth(&t)
+        .body(many)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        &resp(r).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the host compiles at most 100000 per component",
+    );
     let big = vec![0u8; 65 << 20];
     let r = s
         .client

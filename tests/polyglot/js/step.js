@@ -66,6 +66,13 @@ const ops = {
     for (;;) {}
   },
 
+  // Unbounded recursion: the engine's stack guard or the host's stack
+  // bound stops it.
+  recurse() {
+    const down = (n) => down(n + 1) + 1;
+    return { depth: down(0) };
+  },
+
   async http(req) {
     // The host should deny outbound HTTP (wasi:http/outgoing-handler); fetch
     // then rejects, and we report the text instead of trapping. The test

@@ -43,6 +43,17 @@ def _loop(_req):
         pass
 
 
+def _recurse(_req):
+    # Lifts Python's own recursion limit, so only the host's stack bound
+    # (or CPython's C-stack guard) stops it.
+    sys.setrecursionlimit(10_000_000)
+
+    def down(n):
+        return down(n + 1) + 1
+
+    return {"depth": down(0)}
+
+
 def _http(_req):
     # The `step` world gives Python no wasi:http import, so the nearest thing
     # to an outbound request is a raw socket. componentize-py 0.25's CPython
@@ -69,6 +80,7 @@ OPS = {
     "fail": _fail,
     "throw": _throw,
     "loop": _loop,
+    "recurse": _recurse,
     "http": _http,
     "env": _env,
 }

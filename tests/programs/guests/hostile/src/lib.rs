@@ -116,6 +116,46 @@ fn run(input: Input) -> Result<Value, StepError> {
                 .map(|a| a.count())
                 .map_err(|e| e.to_string()),
         })),
+        // Allocates in 64 KiB steps until `n` MiB are held (just under the
+        // attempt's limit), then asks for 32 MiB more at once.
+        "creep_then_spike" => {
+            let mut held: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..(input.n * 16) {
+                held.push(black_box(vec![3u8; 64 << 10]));
+            }
+            held.push(black_box(vec![4u8; 32 << 20]));
+            Ok(json!({ "chunks": held.len() }))
+        }
+        // Writes `n` bytes through the host's log interface, 1 KiB a call.
+        "log_api_flood" => {
+            let line = "z".repeat(1 << 10);
+            for _ in 0..input.n.div_ceil(1 << 10) {
+                log::info(&line);
+            }
+            Ok(json!("logged"))
+        }
+        // Asks the host for a config value `n` times.
+        "config_storm" => {
+            let mut found = 0u64;
+            for _ in 0..input.n {
+                found += u64::from(black_box(config::get("key")).is_some());
+            }
+            Ok(json!({ "found": found }))
+        }
+        // Spins on the WASI clocks: reads the monotonic clock and polls a
+        // zero timeout, forever; every turn is a host call.
+        "clock_spin" => loop {
+            black_box(std::time::Instant::now());
+            std::thread::sleep(std::time::Duration::from_nanos(1));
+        },
+        // Asks wasi:random for bytes, forever.
+        "random_loop" => {
+            let mut buf = [0u8; 64];
+            loop {
+                getrandom::fill(&mut buf).map_err(|e| StepError::fatal("random", e.to_string()))?;
+                black_box(&buf);
+            }
+        }
         other => Err(StepError::fatal("unknown_op", format!("no op `{other}`"))),
     }
 }
