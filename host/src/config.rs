@@ -143,6 +143,16 @@ pub struct Config {
     pub max_component_bytes: usize,
     /// Largest signal payload in bytes.
     pub max_signal_bytes: usize,
+    /// The most bytes of compiled components this node keeps in memory
+    /// (`STEPHOST_COMPONENT_CACHE_MEMORY_BYTES`; default 2 GiB); past it
+    /// the least recently used are dropped, and loaded again from
+    /// `<data-dir>/precompiled` when next needed (milliseconds, no compile).
+    pub component_cache_memory_bytes: u64,
+    /// The most bytes of precompiled components kept in
+    /// `<data-dir>/precompiled` (`STEPHOST_COMPONENT_CACHE_DISK_BYTES`;
+    /// default 4 GiB); past it the least recently used are deleted, and
+    /// compiled again when next needed.
+    pub component_cache_disk_bytes: u64,
     /// The key that encrypts tenant secrets at rest: 32 bytes, base64
     /// (`STEPHOST_SECRETS_KEY`). Without it, a key is generated into
     /// `<data-dir>/secrets.key` on first start.
@@ -254,6 +264,8 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             max_component_bytes: 64 << 20,
             max_signal_bytes: 256 << 10,
+            component_cache_memory_bytes: crate::sandbox::Settings::MAX_PREPARED_BYTES,
+            component_cache_disk_bytes: crate::sandbox::Settings::CACHE_MAX_BYTES,
             secrets_key: None,
             quota_submissions_per_second: None,
             quota_submissions_burst: None,
@@ -367,6 +379,7 @@ mod tests {
             )?;
             jail.set_env("STEPHOST_MAX_WAIT_SECONDS", "20");
             jail.set_env("STEPHOST_URL", "http://ignored");
+            jail.set_env("STEPHOST_COMPONENT_CACHE_MEMORY_BYTES", "1048576");
             let c = Config::load(
                 Some(Path::new("s.toml")),
                 &Overrides {
@@ -379,6 +392,11 @@ mod tests {
             assert_eq!(c.workers, 3);
             assert_eq!(c.max_wait_seconds, 20);
             assert_eq!(c.listen.port(), 2);
+            assert_eq!(c.component_cache_memory_bytes, 1 << 20);
+            assert_eq!(
+                c.component_cache_disk_bytes,
+                crate::sandbox::Settings::CACHE_MAX_BYTES
+            );
 
             jail.set_env("STEPHOST_BOGUS", "1");
             let err = Config::load(None, &Overrides::default()).unwrap_err();

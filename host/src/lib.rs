@@ -168,6 +168,8 @@ pub async fn run_with_clock(
     let sandbox = Arc::new(
         sandbox::Sandbox::new(sandbox::Settings {
             cache_dir: Some(config.data_dir.join("precompiled")),
+            cache_max_bytes: config.component_cache_disk_bytes,
+            max_prepared_bytes: config.component_cache_memory_bytes,
             pool: sandbox::PoolSize {
                 max_concurrent_instances: u32::try_from(config.workers.max(1) * 2 + 4)
                     .unwrap_or(u32::MAX),

@@ -452,6 +452,60 @@ fn prepared_steps_in_memory_are_bounded() {
     );
 }
 
+/// Prepared steps are bounded by the bytes of their images too: with room
+/// for two of these, the third drops the least recently used.
+#[test]
+fn prepared_steps_in_memory_are_bounded_by_bytes() {
+    let [a, b, c] = [
+        test_programs::ECHO,
+        test_programs::STEP_RESHAPE,
+        test_programs::STEP_HMAC_SIGN,
+    ]
+    .map(test_programs::read);
+    let sizes: Vec<u64> = [&a, &b, &c]
+        .iter()
+        .map(|bytes| sandbox().prepare(bytes).unwrap().image_bytes)
+        .collect();
+    assert!(sizes.iter().all(|s| *s > 0), "{sizes:?}");
+    let largest = *sizes.iter().max().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(Settings {
+        cache_dir: Some(dir.path().to_owned()),
+        // Room for any two of them, never for three.
+        max_prepared_bytes: 2 * largest,
+        pool: stephost::sandbox::PoolSize {
+            max_concurrent_instances: 2,
+        },
+        ..Settings::default()
+    })
+    .unwrap();
+    assert!(sizes.iter().sum::<u64>() > 2 * largest, "{sizes:?}");
+    let digest = |bytes: &[u8]| stephost::model::Digest::of(bytes);
+    sandbox.prepare(&a).unwrap();
+    sandbox.prepare(&b).unwrap();
+    sandbox.prepare(&a).unwrap();
+    sandbox.prepare(&c).unwrap();
+    assert!(sandbox.prepared(&digest(&a)).is_some());
+    assert!(
+        sandbox.prepared(&digest(&b)).is_none(),
+        "the least recently used went"
+    );
+    assert!(sandbox.prepared(&digest(&c)).is_some());
+    // One larger than the whole bound is still kept, alone.
+    let tiny = Sandbox::new(Settings {
+        max_prepared_bytes: 1,
+        pool: stephost::sandbox::PoolSize {
+            max_concurrent_instances: 2,
+        },
+        ..Settings::default()
+    })
+    .unwrap();
+    tiny.prepare(&a).unwrap();
+    tiny.prepare(&b).unwrap();
+    assert!(tiny.prepared(&digest(&a)).is_none());
+    assert!(tiny.prepared(&digest(&b)).is_some());
+}
+
 /// The artifact cache is bounded: past `cache_max_bytes` the least
 /// recently used artifacts (by last load, not by creation) are deleted, and
 /// compiled again when next needed.

@@ -88,6 +88,11 @@ pub struct Settings {
     /// used is dropped (preparing it again loads its artifact from
     /// `cache_dir`).
     pub max_prepared: usize,
+    /// The most bytes of compiled code and data the prepared steps in
+    /// memory may hold together ([`Prepared::image_bytes`]): past it, the
+    /// least recently used are dropped likewise. The newest is kept even
+    /// when it alone is larger.
+    pub max_prepared_bytes: u64,
     /// The most functions a component may define (all its core modules
     /// together); a component with more is refused before it is compiled.
     pub max_functions: u64,
@@ -109,6 +114,10 @@ impl Settings {
     pub const CACHE_MAX_BYTES: u64 = 4 << 30;
     /// The default bound of prepared steps in memory.
     pub const MAX_PREPARED: usize = 1_000;
+    /// The default bound of prepared steps' images in memory: 2 GiB, about
+    /// fifty interpreted-language components (CPython's is 40 MiB compiled)
+    /// or thousands of compiled ones.
+    pub const MAX_PREPARED_BYTES: u64 = 2 << 30;
     /// The default bound on functions per component: 100,000, about seven
     /// times what a componentize-py (CPython) or componentize-js
     /// (SpiderMonkey) component defines (13,355 and 12,695).
@@ -125,6 +134,7 @@ impl Default for Settings {
             cache_dir: None,
             cache_max_bytes: Settings::CACHE_MAX_BYTES,
             max_prepared: Settings::MAX_PREPARED,
+            max_prepared_bytes: Settings::MAX_PREPARED_BYTES,
             max_functions: Settings::MAX_FUNCTIONS,
             max_function_bytes: Settings::MAX_FUNCTION_BYTES,
             defaults: Limits::DEFAULT,
@@ -160,6 +170,8 @@ pub struct Prepared {
     pub imports: Vec<String>,
     /// Whether it was compiled now or loaded precompiled.
     pub source: Source,
+    /// The bytes of compiled code and data it holds in memory.
+    pub image_bytes: u64,
     /// Time spent compiling or loading.
     pub compile_time: Duration,
     pre: bindings::StepPre<State>,
@@ -190,12 +202,14 @@ pub struct Sandbox {
     _ticker: engine::EpochTicker,
 }
 
-/// Prepared steps in memory, at most `max`; the least recently used goes
-/// first.
+/// Prepared steps in memory, at most `max` of them holding at most
+/// `max_bytes` of images; the least recently used goes first.
 struct PreparedSet {
     entries: HashMap<Digest, (Arc<Prepared>, u64)>,
     uses: u64,
     max: usize,
+    bytes: u64,
+    max_bytes: u64,
 }
 
 impl PreparedSet {
@@ -209,17 +223,24 @@ impl PreparedSet {
     }
 
     fn insert(&mut self, digest: Digest, prepared: Arc<Prepared>) {
-        if !self.entries.contains_key(&digest) && self.entries.len() >= self.max.max(1) {
+        if let Some((old, _)) = self.entries.remove(&digest) {
+            self.bytes -= old.image_bytes;
+        }
+        while !self.entries.is_empty()
+            && (self.entries.len() >= self.max.max(1)
+                || self.bytes + prepared.image_bytes > self.max_bytes)
+        {
             let oldest = self
                 .entries
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(d, _)| *d);
-            if let Some(d) = oldest {
-                self.entries.remove(&d);
+            if let Some((gone, _)) = oldest.and_then(|d| self.entries.remove(&d)) {
+                self.bytes -= gone.image_bytes;
             }
         }
         self.uses += 1;
+        self.bytes += prepared.image_bytes;
         self.entries.insert(digest, (prepared, self.uses));
     }
 }
@@ -251,7 +272,8 @@ impl Sandbox {
             settings.cache_max_bytes,
         )?;
         let ticker = engine::EpochTicker::start(engine.clone());
-        let max_prepared = settings.max_prepared;
+        let (max_prepared, max_prepared_bytes) =
+            (settings.max_prepared, settings.max_prepared_bytes);
         Ok(Self {
             engine,
             linker,
@@ -261,6 +283,8 @@ impl Sandbox {
                 entries: HashMap::new(),
                 uses: 0,
                 max: max_prepared,
+                bytes: 0,
+                max_bytes: max_prepared_bytes,
             }),
             preparing: Mutex::new(HashMap::new()),
             _ticker: ticker,
@@ -340,11 +364,13 @@ impl Sandbox {
         if source == Source::Compiled {
             self.cache.keep(&digest, &component);
         }
+        let image = component.image_range();
         let prepared = Arc::new(Prepared {
             digest,
             size_bytes: bytes.len() as u64,
             imports,
             source,
+            image_bytes: (image.end as usize - image.start as usize) as u64,
             compile_time,
             pre,
         });
