@@ -217,11 +217,38 @@ impl<K: std::hash::Hash + Eq, V: Clone> Recent<K, V> {
         let mut entries = self.lock();
         if entries.len() >= Self::MAX {
             entries.retain(|_, (at, _)| at.elapsed() < Self::TTL);
+            // All of them fresh: a burst of distinct lookups. Start over
+            // rather than grow past the bound.
+            if entries.len() >= Self::MAX {
+                entries.clear();
+            }
         }
         entries.insert(k, (std::time::Instant::now(), v));
     }
 
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     pub(super) fn forget(&self, keep: impl Fn(&K) -> bool) {
         self.lock().retain(|k, _| keep(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Recent;
+
+    #[test]
+    fn recent_lookups_stay_within_their_bound_even_in_a_burst() {
+        let recent: Recent<usize, usize> = Recent::new();
+        let max = Recent::<usize, usize>::MAX;
+        for i in 0..=max * 2 {
+            recent.put(i, i);
+            assert!(recent.len() <= max, "{} entries after {i}", recent.len());
+        }
+        // The newest is always there.
+        assert_eq!(recent.get(&(max * 2)), Some(max * 2));
     }
 }
