@@ -15,11 +15,8 @@ use stephost::sandbox::{
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
-        // Keep precompiled artifacts beside the components, so a rerun of the
-        // suite loads them instead of compiling 30 MB of wasm again.
-        let dir = test_programs::polyglot("py-guest.wasm");
         Sandbox::new(Settings {
-            cache_dir: Some(dir.parent().unwrap().join("precompiled")),
+            cache_dir: Some(test_programs::polyglot_cache_dir()),
             ..Settings::default()
         })
         .expect("sandbox")

@@ -50,10 +50,9 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
-/// An entry's id from its sequence number.
-pub(crate) fn audit_id(seq: i64) -> String {
-    format!("aud_{seq}")
-}
+/// An entry as both backends read it: seq, at (ns), tenant_id, token_id,
+/// action, request.
+pub(crate) type AuditRow = (i64, i64, Option<String>, String, String, String);
 
 /// The sequence number a cursor stands for (entries before it follow);
 /// `i64::MAX` without one.
@@ -68,13 +67,25 @@ pub(crate) fn audit_cursor(cursor: Option<&str>) -> Result<i64> {
     }
 }
 
-/// A page of `limit` from up to `limit + 1` entries read.
-pub(crate) fn audit_page(mut items: Vec<AuditEntry>, limit: u32) -> AuditPage {
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|e| e.audit_id.clone())
-    } else {
-        None
-    };
-    AuditPage { items, next_cursor }
+/// A page of `limit` from up to `limit + 1` rows read, newest first.
+pub(crate) fn audit_page(rows: Vec<AuditRow>, limit: u32) -> Result<AuditPage> {
+    let more = rows.len() > limit as usize;
+    let items = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|(seq, at, tenant_id, token_id, action, request)| {
+            Ok(AuditEntry {
+                audit_id: format!("aud_{seq}"),
+                at: crate::store::codec::from_nanos(at)?,
+                tenant_id,
+                token_id,
+                action,
+                request,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let next_cursor = more
+        .then(|| items.last().map(|e| e.audit_id.clone()))
+        .flatten();
+    Ok(AuditPage { items, next_cursor })
 }

@@ -507,15 +507,13 @@ pub const CASES: &[Case] = &[
     },
 ];
 
-/// The sandbox the corpus runs in. Precompiled artifacts are kept beside
-/// the polyglot components (as `tests/polyglot.rs` does), so a rerun loads
-/// CPython and SpiderMonkey instead of compiling them again.
+/// The sandbox the corpus runs in, with the polyglot components' artifact
+/// cache (as `tests/polyglot.rs` has).
 pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
-        let dir = test_programs::polyglot("py-guest.wasm");
         Sandbox::new(Settings {
-            cache_dir: Some(dir.parent().unwrap().join("precompiled")),
+            cache_dir: Some(test_programs::polyglot_cache_dir()),
             ..Settings::default()
         })
         .expect("sandbox")

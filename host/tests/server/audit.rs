@@ -8,23 +8,6 @@ use serde_json::{Value, json};
 
 use crate::common::{ADMIN, Server, assert_problem, start};
 
-async fn created_tenant(s: &Server, name: &str) -> (String, String, String) {
-    let r = s
-        .call(
-            Method::POST,
-            "/v1/tenants",
-            Some(ADMIN),
-            Some(json!({"name": name})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    (
-        r.body["tenant"]["id"].as_str().unwrap().to_owned(),
-        r.body["token"].as_str().unwrap().to_owned(),
-        r.body["token_id"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// Every entry the token sees with this query, oldest first, following
 /// the cursors in pages of `limit`.
 async fn log(s: &Server, token: &str, query: &str, limit: u32) -> Vec<Value> {
@@ -60,8 +43,8 @@ fn actions(entries: &[Value]) -> Vec<String> {
 async fn every_change_is_recorded_with_who_what_and_when() {
     let s = start().await;
     let before = jiff::Timestamp::now();
-    let (acme, t, acme_token) = created_tenant(&s, "acme").await;
-    let (beta, b, _) = created_tenant(&s, "beta").await;
+    let (acme, t, acme_token) = s.created_tenant("acme").await;
+    let (beta, b, _) = s.created_tenant("beta").await;
 
     assert_eq!(
         s.push(&t, "echo", test_programs::ECHO).await.status,

@@ -128,6 +128,12 @@ impl Server {
     }
 
     pub async fn tenant(&self, name: &str) -> String {
+        self.created_tenant(name).await.1
+    }
+
+    /// Creates a tenant through the API: its id, its token and the
+    /// token's id.
+    pub async fn created_tenant(&self, name: &str) -> (String, String, String) {
         let r = self
             .call(
                 Method::POST,
@@ -137,7 +143,11 @@ impl Server {
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        r.body["token"].as_str().unwrap().to_owned()
+        (
+            r.body["tenant"]["id"].as_str().unwrap().to_owned(),
+            r.body["token"].as_str().unwrap().to_owned(),
+            r.body["token_id"].as_str().unwrap().to_owned(),
+        )
     }
 
     pub async fn push(&self, token: &str, name: &str, path: &str) -> Resp {

@@ -34,3 +34,13 @@ pub fn polyglot(file: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// Where tests keep the precompiled artifacts of the polyglot components:
+/// beside them, so that a rerun of the suite loads CPython and SpiderMonkey
+/// instead of compiling them again.
+pub fn polyglot_cache_dir() -> std::path::PathBuf {
+    polyglot("py-guest.wasm")
+        .parent()
+        .expect("a component's directory")
+        .join("precompiled")
+}

@@ -4,8 +4,8 @@ use sqlx::PgPool;
 
 use crate::model::TenantId;
 use crate::store::Result;
-use crate::store::audit::{AuditEntry, AuditPage, NewAudit, audit_cursor, audit_id, audit_page};
-use crate::store::codec::{from_nanos, nanos};
+use crate::store::audit::{AuditPage, AuditRow, NewAudit, audit_cursor, audit_page};
+use crate::store::codec::nanos;
 
 /// Appends an entry.
 pub(super) async fn add(pool: &PgPool, entry: &NewAudit) -> Result<()> {
@@ -31,7 +31,7 @@ pub(super) async fn page(
     cursor: Option<&str>,
 ) -> Result<AuditPage> {
     let before = audit_cursor(cursor)?;
-    let rows: Vec<(i64, i64, Option<String>, String, String, String)> = sqlx::query_as(
+    let rows: Vec<AuditRow> = sqlx::query_as(
         "SELECT seq, at_ns, tenant_id, token_id, action, request FROM audit
          WHERE seq < $1 AND ($2::TEXT IS NULL OR tenant_id = $2)
          ORDER BY seq DESC LIMIT $3",
@@ -41,16 +41,5 @@ pub(super) async fn page(
     .bind(i64::from(limit) + 1)
     .fetch_all(pool)
     .await?;
-    let mut items = Vec::with_capacity(rows.len());
-    for (seq, at, tenant_id, token_id, action, request) in rows {
-        items.push(AuditEntry {
-            audit_id: audit_id(seq),
-            at: from_nanos(at)?,
-            tenant_id,
-            token_id,
-            action,
-            request,
-        });
-    }
-    Ok(audit_page(items, limit))
+    audit_page(rows, limit)
 }

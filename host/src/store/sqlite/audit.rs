@@ -2,10 +2,10 @@
 
 use rusqlite::{Connection, params};
 
-use super::rows::{from_nanos, nanos};
+use super::rows::nanos;
 use crate::model::TenantId;
 use crate::store::Result;
-use crate::store::audit::{AuditEntry, AuditPage, NewAudit, audit_cursor, audit_id, audit_page};
+use crate::store::audit::{AuditPage, NewAudit, audit_cursor, audit_page};
 
 /// Appends an entry.
 pub(super) fn add(conn: &Connection, entry: &NewAudit) -> Result<()> {
@@ -46,17 +46,5 @@ pub(super) fn page(
             row.get::<_, String>(5)?,
         ))
     })?;
-    let mut items = Vec::new();
-    for row in rows {
-        let (seq, at, tenant_id, token_id, action, request) = row?;
-        items.push(AuditEntry {
-            audit_id: audit_id(seq),
-            at: from_nanos(at)?,
-            tenant_id,
-            token_id,
-            action,
-            request,
-        });
-    }
-    Ok(audit_page(items, limit))
+    audit_page(rows.collect::<rusqlite::Result<_>>()?, limit)
 }
