@@ -162,9 +162,47 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
     clock: Arc<dyn engine::Clock>,
 ) -> anyhow::Result<()> {
-    check_database(&config)?;
-    check_quotas(&config)?;
-    let store: Arc<dyn Store> = open_store(&config).await?;
+    let App { router, engine } = app(&config, clock).await?;
+    tracing::info!(addr = %listener.local_addr()?, database = %database_label(&config), data_dir = %config.data_dir.display(), "stephost serving");
+    let grace = config.shutdown_grace.0;
+    // The API keeps serving while the engine drains (readiness says 503),
+    // so that requests in flight and waiters still get answers; then it
+    // stops.
+    let drained = async move {
+        shutdown.await;
+        tracing::info!(grace = ?grace, "stopping: claiming nothing more, letting running attempts finish");
+        let done = engine.shutdown(grace).await;
+        tracing::info!(
+            handed_back = done.handed_back,
+            abandoned = done.abandoned,
+            leases_released = done.released,
+            "the engine has stopped"
+        );
+    };
+    axum::serve(listener, router)
+        .with_graceful_shutdown(drained)
+        .await
+        .context("the server failed")
+}
+
+/// A server assembled but not yet serving: the API's router and the
+/// engine behind it (already claiming work). [`run_with_clock`] serves
+/// the router on a listener and drains the engine at shutdown; the fuzz
+/// targets (`fuzz/`) call the router in process.
+#[derive(Debug)]
+pub struct App {
+    /// Every route of the API.
+    pub router: axum::Router,
+    /// The engine the API submits to.
+    pub engine: engine::Engine,
+}
+
+/// Checks the configuration, opens the store, builds the sandbox, starts
+/// the engine and builds the API over them.
+pub async fn app(config: &Config, clock: Arc<dyn engine::Clock>) -> anyhow::Result<App> {
+    check_database(config)?;
+    check_quotas(config)?;
+    let store: Arc<dyn Store> = open_store(config).await?;
     let sandbox = Arc::new(
         sandbox::Sandbox::new(sandbox::Settings {
             cache_dir: Some(config.data_dir.join("precompiled")),
@@ -198,7 +236,7 @@ pub async fn run_with_clock(
             workers: config.workers,
             max_in_flight: config.max_in_flight,
             runtime: Some(attempt_runtime),
-            node: node_id(&config)?,
+            node: node_id(config)?,
             lease_ttl: config.lease_ttl.0,
             poll_interval: config.poll_interval.0,
             claim_work: config.claim_work,
@@ -229,26 +267,10 @@ pub async fn run_with_clock(
             ),
         },
     );
-    tracing::info!(addr = %listener.local_addr()?, database = %database_label(&config), data_dir = %config.data_dir.display(), "stephost serving");
-    let grace = config.shutdown_grace.0;
-    // The API keeps serving while the engine drains (readiness says 503),
-    // so that requests in flight and waiters still get answers; then it
-    // stops.
-    let drained = async move {
-        shutdown.await;
-        tracing::info!(grace = ?grace, "stopping: claiming nothing more, letting running attempts finish");
-        let done = engine.shutdown(grace).await;
-        tracing::info!(
-            handed_back = done.handed_back,
-            abandoned = done.abandoned,
-            leases_released = done.released,
-            "the engine has stopped"
-        );
-    };
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(drained)
-        .await
-        .context("the server failed")
+    Ok(App {
+        router: api::router(state),
+        engine,
+    })
 }
 
 /// Refuses quota and rate settings that are not limits.
