@@ -64,9 +64,10 @@ fn every_kept_input_passes_its_target() {
 }
 
 fn hex_bytes(text: &[u8]) -> Vec<u8> {
-    let digits: Vec<u8> = text.iter().copied().filter(u8::is_ascii_hexdigit).collect();
-    digits
-        .chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).expect("hex"))
-        .collect()
+    let digits: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    hex::decode(digits).expect("a kept .hex input is hex digits")
 }
