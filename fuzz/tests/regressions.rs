@@ -10,8 +10,21 @@
 mod seeds;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use stephost_fuzz::TARGETS;
+
+/// How long one kept input may take through its target: the text
+/// targets take at most ~0.1 s on each kept input in this (debug) build,
+/// `component` compiles and runs what it is given. The bounds leave a
+/// loaded machine ten times that; the empty-minute cron took 2–3 s before
+/// its fix, 13 s in the instrumented build.
+fn max_time(target: &str) -> Duration {
+    match target {
+        "component" => Duration::from_secs(10),
+        _ => Duration::from_secs(1),
+    }
+}
 
 fn target(name: &str) -> stephost_fuzz::Target {
     TARGETS
@@ -55,8 +68,18 @@ fn every_kept_input_passes_its_target() {
                 Some("hex") => hex_bytes(&text),
                 _ => text,
             };
-            eprintln!("{}", path.display());
+            let started = Instant::now();
             run(&data);
+            // A kept input that went slow (a timeout or a slow unit the
+            // fuzzer reported) must stay fast once fixed.
+            let took = started.elapsed();
+            eprintln!("{} ({took:?})", path.display());
+            let bound = max_time(&name);
+            assert!(
+                took < bound,
+                "{} took {took:?} (more than {bound:?})",
+                path.display()
+            );
             kept += 1;
         }
     }

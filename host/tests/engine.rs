@@ -604,3 +604,91 @@ async fn a_slot_freed_by_a_finished_execution_is_claimed_at_once() {
         assert_eq!(done.status, Status::Succeeded, "{done:?}");
     }
 }
+
+/// The engine's maps that follow work in flight (drivers, sync calls,
+/// watched executions, tenants waiting for a worker) hold nothing once
+/// the work is done, whatever way it ended: async runs, sync calls, waits
+/// that timed out, postponed runs cancelled before they started; with two
+/// driver slots, so that most runs queue first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maps_that_follow_work_in_flight_are_empty_once_it_is_done() {
+    let (_dir, sqlite, tenant, workflow) = setup().await;
+    let store = Flaky::over(sqlite, 0, None);
+    let engine = start_with(store, Settings::LEASE_TTL, 2, Duration::from_millis(50)).await;
+    let submission = |n: u32, start: Option<stephost::engine::StartAt>| Submission {
+        workflow_id: workflow.clone(),
+        version: VersionSel::Latest,
+        input_data: json!({"n": n}),
+        custom_data: None,
+        start,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..40 {
+        let (engine, tenant, sub) = (engine.clone(), tenant.id.clone(), submission(n, None));
+        tasks.spawn(async move {
+            if n % 2 == 0 {
+                let (_, done) = engine
+                    .submit_and_wait(
+                        &tenant,
+                        sub,
+                        None,
+                        &Until::Terminal,
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .unwrap();
+                done
+            } else {
+                let id = engine.submit(&tenant, sub, None).await.unwrap();
+                let id = id.execution().execution_id.clone();
+                engine
+                    .wait(&tenant, &id, &Until::Terminal, Duration::from_secs(30))
+                    .await
+                    .unwrap()
+            }
+        });
+    }
+    let mut postponed = Vec::new();
+    for n in 0..10 {
+        let sub = submission(
+            n,
+            Some(stephost::engine::StartAt::Delay(Duration::from_secs(3600))),
+        );
+        let id = engine.submit(&tenant.id, sub, None).await.unwrap();
+        let id = id.execution().execution_id.clone();
+        // A wait that times out leaves no watcher behind.
+        let seen = engine
+            .wait(&tenant.id, &id, &Until::Terminal, Duration::from_millis(5))
+            .await
+            .unwrap();
+        assert_eq!(seen.status, Status::Scheduled);
+        postponed.push(id);
+    }
+    for id in &postponed {
+        let cancelled = engine.cancel(&tenant.id, id).await.unwrap();
+        assert_eq!(cancelled.status, Status::Cancelled, "{cancelled:?}");
+    }
+    while let Some(done) = tasks.join_next().await {
+        let done = done.unwrap();
+        assert_eq!(done.status, Status::Succeeded, "{done:?}");
+    }
+    // The last drivers end just after their final commit is published:
+    // wait for that, then nothing may be left.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut resident = engine.resident();
+    while resident.drivers > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        resident = engine.resident();
+    }
+    assert_eq!(
+        resident,
+        stephost::engine::Resident {
+            drivers: 0,
+            sync_calls: 0,
+            watched: 0,
+            tenants_waiting: 0,
+            definitions: 1,
+        },
+        "what the engine holds after 50 executions ended"
+    );
+}

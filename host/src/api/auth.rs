@@ -241,3 +241,97 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Self(principal))
     }
 }
+
+/// The most tokens a process on its store's only user (SQLite) keeps read.
+pub(crate) const MAX_KNOWN_TOKENS: usize = 100_000;
+
+/// Tokens already read from the store, by hash: at most
+/// [`MAX_KNOWN_TOKENS`], the least recently used dropped first (read from
+/// the store again when next presented). Unknown tokens are never kept.
+#[derive(Debug)]
+pub(crate) struct KnownTokens {
+    map: std::sync::Mutex<hashlink::LruCache<TokenHash, Credential>>,
+}
+
+impl Default for KnownTokens {
+    fn default() -> Self {
+        Self::with_bound(MAX_KNOWN_TOKENS)
+    }
+}
+
+impl KnownTokens {
+    fn with_bound(max: usize) -> Self {
+        Self {
+            map: std::sync::Mutex::new(hashlink::LruCache::new(max)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, hashlink::LruCache<TokenHash, Credential>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The token of `hash`, if read before, marked as just used.
+    pub(crate) fn get(&self, hash: &TokenHash) -> Option<Credential> {
+        self.lock().get(hash).cloned()
+    }
+
+    /// Keeps what the store said of `hash`.
+    pub(crate) fn remember(&self, hash: TokenHash, token: Credential) {
+        self.lock().insert(hash, token);
+    }
+
+    /// Forgets every token (one was revoked, or a tenant changed).
+    pub(crate) fn forget_all(&self) {
+        self.lock().clear();
+    }
+}
+
+#[cfg(test)]
+mod known_tokens_tests {
+    use super::*;
+
+    fn credential(i: u32) -> (TokenHash, Credential) {
+        let mut hash = [0; 32];
+        hash[..4].copy_from_slice(&i.to_be_bytes());
+        let token = crate::store::Token {
+            id: format!("tok_{i}"),
+            tenant: Some(TenantId::new_unchecked("ten_a")),
+            name: None,
+            scopes: vec![Scope::Full],
+            created_at: Timestamp::UNIX_EPOCH,
+            expires_at: None,
+            revoked_at: None,
+        };
+        (
+            TokenHash(hash),
+            Credential {
+                token,
+                suspended_at: None,
+                quotas: crate::model::Quotas::default(),
+            },
+        )
+    }
+
+    #[test]
+    fn known_tokens_keep_the_most_recently_used_within_the_bound() {
+        let known = KnownTokens::with_bound(1000);
+        for i in 0..1000 {
+            let (h, c) = credential(i);
+            known.remember(h, c);
+        }
+        // Token 0 is presented again: token 1 is now the oldest.
+        assert!(known.get(&credential(0).0).is_some());
+        for i in 1000..1500 {
+            let (h, c) = credential(i);
+            known.remember(h, c);
+        }
+        assert_eq!(known.lock().len(), 1000, "the bound holds, full");
+        assert_eq!(known.get(&credential(0).0), Some(credential(0).1));
+        assert_eq!(known.get(&credential(1).0), None, "the oldest went first");
+        assert_eq!(known.get(&credential(500).0), None);
+        assert!(known.get(&credential(501).0).is_some());
+        known.forget_all();
+        assert_eq!(known.get(&credential(1499).0), None);
+        assert_eq!(KnownTokens::default().lock().capacity(), MAX_KNOWN_TOKENS);
+    }
+}

@@ -13,7 +13,6 @@
 //! and when the bucket is full again `t`. A refusal says `Retry-After`:
 //! the seconds until the submission would be admitted.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +25,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use hashlink::LruCache;
 
 use super::auth::Caller;
 use super::{ApiError, AppState};
@@ -93,6 +93,7 @@ impl Bucket {
 }
 
 /// One policy's part of an answer.
+#[derive(Debug)]
 struct Verdict {
     name: &'static str,
     rate: Rate,
@@ -101,9 +102,17 @@ struct Verdict {
     reset: u64,
 }
 
+/// The most tenants whose submission bucket a process keeps. Past it the
+/// bucket used longest ago is dropped: that tenant's next submission
+/// starts from a full bucket, as it would after any idle time long enough
+/// to refill it, which the least recently used of 100,000 active tenants
+/// has almost always had.
+pub(crate) const MAX_BUCKETS: usize = 100_000;
+
 /// The rate limits of a server.
 pub struct RateLimits {
-    tenants: Mutex<HashMap<TenantId, Arc<Bucket>>>,
+    /// At most [`MAX_BUCKETS`], least recently used dropped first.
+    tenants: Mutex<LruCache<TenantId, Arc<Bucket>>>,
     global: Option<Bucket>,
     clock: DefaultClock,
 }
@@ -117,8 +126,12 @@ impl std::fmt::Debug for RateLimits {
 impl RateLimits {
     /// Limits with the server's own rate, if any.
     pub fn new(global: Option<Rate>) -> Self {
+        Self::with_bound(global, MAX_BUCKETS)
+    }
+
+    fn with_bound(global: Option<Rate>, max_buckets: usize) -> Self {
         Self {
-            tenants: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(LruCache::new(max_buckets)),
             global: global.map(Bucket::new),
             clock: DefaultClock::default(),
         }
@@ -131,9 +144,6 @@ impl RateLimits {
             && b.rate == rate
         {
             return b.clone();
-        }
-        if buckets.len() >= 100_000 {
-            buckets.clear();
         }
         let bucket = Arc::new(Bucket::new(rate));
         buckets.insert(tenant.clone(), bucket.clone());
@@ -305,5 +315,45 @@ pub async fn submissions(
             }
             resp
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_stay_within_their_bound_and_an_active_tenant_keeps_its_own() {
+        let limits = RateLimits::with_bound(None, 100);
+        // One per hour, a burst of 2.
+        let rate = Rate::new(Some(1.0 / 3600.0), Some(2)).unwrap();
+        let busy = TenantId::new_unchecked("ten_busy");
+        assert!(limits.admit(&busy, Some(rate)).is_ok());
+        assert!(limits.admit(&busy, Some(rate)).is_ok());
+        for round in 0..5 {
+            // 60 other tenants submit between two of the busy one's: more
+            // than the bound over the rounds, never more than it at once.
+            for i in 0..60 {
+                let other = TenantId::new_unchecked(format!("ten_{round}_{i}"));
+                assert!(limits.admit(&other, Some(rate)).is_ok());
+            }
+            let (refused, _) = limits
+                .admit(&busy, Some(rate))
+                .expect_err("the busy tenant's bucket is still empty");
+            assert_eq!(refused.name, "tenant");
+            assert!(refused.reset > 3000, "{}", refused.reset);
+        }
+        let buckets = limits.tenants.lock().unwrap();
+        assert_eq!(buckets.len(), 100, "the bound holds, full");
+        assert!(buckets.peek(&busy).is_some());
+        assert!(
+            buckets.peek(&TenantId::new_unchecked("ten_0_0")).is_none(),
+            "the least recently used went first"
+        );
+        drop(buckets);
+        assert_eq!(
+            RateLimits::new(None).tenants.lock().unwrap().capacity(),
+            MAX_BUCKETS
+        );
     }
 }

@@ -89,7 +89,8 @@ pub struct AppState {
     /// (PostgreSQL) is asked on every request, so that a token revoked
     /// through any node is refused by every node at once. Unknown tokens
     /// are never cached.
-    tokens: Arc<std::sync::Mutex<std::collections::HashMap<crate::store::TokenHash, Credential>>>,
+    /// At most [`auth::MAX_KNOWN_TOKENS`], least recently used dropped.
+    tokens: Arc<auth::KnownTokens>,
     /// The submission rate buckets.
     rates: Arc<limits::RateLimits>,
 }
@@ -131,30 +132,19 @@ impl AppState {
     }
 
     fn known_token(&self, hash: &crate::store::TokenHash) -> Option<Credential> {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(hash)
-            .cloned()
+        self.tokens.get(hash)
     }
 
     fn remember_token(&self, hash: crate::store::TokenHash, token: &Credential) {
         if self.store.shared() {
             return;
         }
-        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        if tokens.len() >= 100_000 {
-            tokens.clear();
-        }
-        tokens.insert(hash, token.clone());
+        self.tokens.remember(hash, token.clone());
     }
 
     /// Forgets every cached token: one was revoked.
     fn forget_tokens(&self) {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.tokens.forget_all();
     }
 }
 

@@ -22,6 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hashlink::LruCache;
 use tokio::sync::oneshot;
 
 use crate::model::TenantId;
@@ -30,7 +31,9 @@ use crate::model::TenantId;
 const FIRST_ESTIMATE: f64 = 0.01;
 /// How much each measured attempt moves the running estimates.
 const EWMA: f64 = 0.2;
-/// The most tenants whose attempt time is remembered.
+/// The most tenants whose attempt time is remembered; past it the one
+/// whose attempt ended longest ago is forgotten (its next attempt starts
+/// from the typical time again).
 const MAX_ESTIMATES: usize = 10_000;
 
 /// The workers of one process, shared fairly between tenants.
@@ -50,8 +53,8 @@ struct State {
     typical: f64,
     /// Seconds an attempt of each tenant measured typically takes (a
     /// moving average from its first attempt), kept while it is idle; at
-    /// most [`MAX_ESTIMATES`] tenants.
-    estimates: HashMap<TenantId, f64>,
+    /// most [`MAX_ESTIMATES`] tenants, least recently measured dropped.
+    estimates: LruCache<TenantId, f64>,
 }
 
 /// One tenant with attempts running or waiting.
@@ -152,10 +155,7 @@ impl Drop for Slot {
         let took = self.started.elapsed().as_secs_f64();
         let mut st = self.workers.lock();
         st.typical += EWMA * (took - st.typical);
-        if st.estimates.len() >= MAX_ESTIMATES && !st.estimates.contains_key(&self.tenant) {
-            st.estimates.clear();
-        }
-        let estimate = match st.estimates.get(&self.tenant) {
+        let estimate = match st.estimates.peek(&self.tenant) {
             Some(e) => e + EWMA * (took - e),
             None => took,
         };
@@ -231,7 +231,7 @@ impl Workers {
                 next_seq: 0,
                 lanes: HashMap::new(),
                 typical: FIRST_ESTIMATE,
-                estimates: HashMap::new(),
+                estimates: LruCache::new(MAX_ESTIMATES),
             }),
         }
     }
@@ -256,7 +256,7 @@ impl Workers {
         let mut st = self.lock();
         let seq = st.next_seq;
         st.next_seq += 1;
-        let estimate = st.estimates.get(tenant).copied().unwrap_or(st.typical);
+        let estimate = st.estimates.peek(tenant).copied().unwrap_or(st.typical);
         // What the least-served busy tenant has used for attempts that
         // ended: where a tenant that had nothing going on starts.
         let floor = st
@@ -303,7 +303,7 @@ impl Workers {
         let st = self.lock();
         let each = st
             .estimates
-            .get(tenant)
+            .peek(tenant)
             .copied()
             .unwrap_or(st.typical)
             .max(0.0);
@@ -313,8 +313,7 @@ impl Workers {
 
     /// How many tenants have attempts running or waiting (the state's
     /// bound).
-    #[cfg(test)]
-    fn lanes(&self) -> usize {
+    pub(crate) fn lanes(&self) -> usize {
         self.lock().lanes.len()
     }
 }
@@ -464,5 +463,43 @@ mod tests {
         drop(slot);
         assert_eq!(workers.lanes(), 0);
         assert_eq!(workers.lock().free, 1);
+    }
+
+    #[tokio::test]
+    async fn estimates_are_kept_for_the_most_recently_measured_tenants() {
+        let workers = Arc::new(Workers::new(1));
+        let measure = |name: String, took: Duration| {
+            let workers = workers.clone();
+            async move {
+                let mut slot = workers.acquire(&tenant(&name), 1, false).await;
+                slot.started -= took;
+            }
+        };
+        let kept = tenant("ten_kept");
+        measure("ten_kept".into(), Duration::from_secs(7)).await;
+        for i in 0..MAX_ESTIMATES - 1 {
+            measure(format!("ten_first{i}"), Duration::ZERO).await;
+        }
+        // Measured again, it is the most recent of a full map.
+        measure("ten_kept".into(), Duration::from_secs(7)).await;
+        for i in 0..MAX_ESTIMATES / 2 {
+            measure(format!("ten_later{i}"), Duration::ZERO).await;
+        }
+        let st = workers.lock();
+        assert_eq!(st.estimates.len(), MAX_ESTIMATES, "the bound holds, full");
+        assert!(
+            st.estimates.peek(&kept).is_some_and(|e| *e > 6.0),
+            "a tenant measured recently keeps its estimate"
+        );
+        assert!(
+            st.estimates.peek(&tenant("ten_first0")).is_none(),
+            "the least recently measured went first"
+        );
+        assert!(
+            st.estimates
+                .peek(&tenant(&format!("ten_first{}", MAX_ESTIMATES - 2)))
+                .is_some()
+        );
+        assert_eq!(st.lanes.len(), 0);
     }
 }

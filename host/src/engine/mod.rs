@@ -19,6 +19,7 @@ mod drive;
 mod events;
 mod fair;
 mod nodes;
+mod parsed;
 mod resolve;
 pub mod schedule;
 pub mod template;
@@ -297,8 +298,8 @@ pub(crate) struct Inner {
     secrets: Arc<dyn SecretSource>,
     clock: Arc<dyn Clock>,
     /// Parsed definitions by tenant, workflow and version (versions never
-    /// change once stored).
-    definitions: Mutex<HashMap<(TenantId, WorkflowId, u32), Arc<Definition>>>,
+    /// change once stored), bounded by count and bytes (see [`parsed`]).
+    definitions: parsed::Parsed,
     /// Recent submission lookups by tenant, workflow and version asked
     /// for (see [`resolve::Recent`]); unused on a store other processes share.
     resolved: Recent<(TenantId, WorkflowId, Option<u32>), Arc<Resolved>>,
@@ -399,13 +400,8 @@ impl Inner {
             exec.workflow_id.clone(),
             exec.workflow_version,
         );
-        if let Some(d) = self
-            .definitions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(d.clone());
+        if let Some(d) = self.definitions.get(&key) {
+            return Ok(d);
         }
         let record = self
             .store
@@ -426,21 +422,35 @@ impl Inner {
         definition: &serde_json::Value,
     ) -> Result<Arc<Definition>, String> {
         let key = (tenant.clone(), workflow.clone(), version);
-        let mut cache = self.definitions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = cache.get(&key) {
-            return Ok(d.clone());
+        if let Some(d) = self.definitions.get(&key) {
+            return Ok(d);
         }
         let def = Arc::new(Definition::from_value(definition.clone()).map_err(|p| {
             format!(
                 "the stored definition of workflow `{workflow}` version {version} is invalid: {p:?}"
             )
         })?);
-        if cache.len() >= 10_000 {
-            cache.clear();
-        }
-        cache.insert(key, def.clone());
+        let bytes = serde_json::to_vec(definition).map_or(0, |t| t.len());
+        self.definitions.insert(key, def.clone(), bytes);
         Ok(def)
     }
+}
+
+/// How many entries the engine's in-memory maps hold ([`Engine::resident`]).
+/// The first four follow the work in flight and are empty when nothing
+/// runs or waits in this process; `definitions` is a bounded cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resident {
+    /// Executions this process drives (at most its driver slots).
+    pub drivers: usize,
+    /// Executions a sync call in this process waits for.
+    pub sync_calls: usize,
+    /// Executions some waiter in this process watches.
+    pub watched: usize,
+    /// Tenants with attempts running or waiting for a worker here.
+    pub tenants_waiting: usize,
+    /// Definition versions kept parsed (bounded by count and bytes).
+    pub definitions: usize,
 }
 
 /// What a graceful shutdown did.
@@ -490,7 +500,7 @@ impl Engine {
                 runner: services.runner,
                 secrets: services.secrets,
                 clock: services.clock.clone(),
-                definitions: Mutex::new(HashMap::new()),
+                definitions: parsed::Parsed::new(),
                 resolved: Recent::new(),
                 attempts: Arc::new(fair::Workers::new(settings.workers)),
                 in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
@@ -699,6 +709,23 @@ impl Engine {
     /// deleting a step.
     pub fn forget_steps(&self, tenant: &TenantId) {
         self.inner.resolved.forget(|(t, _, _)| t != tenant);
+    }
+
+    /// How many entries each of this process's in-memory maps holds now
+    /// (ARCHITECTURE.md, "Bounded memory", gives each one's bound).
+    pub fn resident(&self) -> Resident {
+        Resident {
+            drivers: self.inner.lock_drivers().len(),
+            sync_calls: self
+                .inner
+                .sync_calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len(),
+            watched: self.inner.watchers.len(),
+            tenants_waiting: self.inner.attempts.lanes(),
+            definitions: self.inner.definitions.len(),
+        }
     }
 
     /// How many executions this process drives right now.

@@ -6,7 +6,7 @@
 //! weights and running limits (read from the store, briefly remembered)
 //! and which executions a sync call waits for here.
 
-use std::collections::HashMap;
+use hashlink::LruCache;
 
 use super::{Engine, Error, Inner};
 use crate::model::{Execution, ExecutionId, Quotas, Status, TenantId};
@@ -43,11 +43,7 @@ impl Engine {
         let deleted = inner.store.delete_tenant(id).await?;
         if deleted {
             self.forget_steps(id);
-            inner
-                .definitions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|(tenant, _, _), _| tenant != id);
+            inner.definitions.forget_tenant(id);
             inner.renew_now.notify_one();
         }
         Ok(deleted)
@@ -59,7 +55,8 @@ impl Engine {
 /// once ([`Engine::forget_share`]); one made through another node's within
 /// this long.
 const SHARE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
-/// The most tenants whose share this process remembers.
+/// The most tenants whose share this process remembers; past it the one
+/// read longest ago is forgotten (and read again when next needed).
 const MAX_SHARES: usize = 10_000;
 
 /// What the engine needs of a tenant's quotas to share the work out.
@@ -73,15 +70,48 @@ pub(super) struct Share {
     pub ceiling: crate::model::Overrides,
 }
 
-/// Tenants' shares as this process last read them, each with when.
-#[derive(Debug, Default)]
+/// Tenants' shares as this process last read them, each with when: at
+/// most [`MAX_SHARES`], the one read longest ago dropped first (it would
+/// be the first to be read again anyway).
+#[derive(Debug)]
 pub(super) struct Shares {
-    map: std::sync::Mutex<HashMap<TenantId, (Share, std::time::Instant)>>,
+    map: std::sync::Mutex<LruCache<TenantId, (Share, std::time::Instant)>>,
+}
+
+impl Default for Shares {
+    fn default() -> Self {
+        Self::with_bound(MAX_SHARES)
+    }
 }
 
 impl Shares {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (Share, std::time::Instant)>> {
+    fn with_bound(max: usize) -> Self {
+        Self {
+            map: std::sync::Mutex::new(LruCache::new(max)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<TenantId, (Share, std::time::Instant)>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What was read of `tenant`'s share less than [`SHARE_TTL`] ago.
+    fn fresh(&self, tenant: &TenantId) -> Option<Share> {
+        self.lock()
+            .peek(tenant)
+            .filter(|(_, at)| at.elapsed() < SHARE_TTL)
+            .map(|(share, _)| *share)
+    }
+
+    /// Remembers `share`, read of `tenant` just now.
+    fn remember(&self, tenant: &TenantId, share: Share) {
+        self.lock()
+            .insert(tenant.clone(), (share, std::time::Instant::now()));
+    }
+
+    /// Forgets what was read of `tenant`.
+    fn forget(&self, tenant: &TenantId) {
+        self.lock().remove(tenant);
     }
 }
 
@@ -89,10 +119,8 @@ impl Shares {
 /// older than [`SHARE_TTL`]. A store that cannot answer gives the default
 /// share (remembered as briefly as any).
 pub(super) async fn share(inner: &Inner, tenant: &TenantId) -> Share {
-    if let Some((share, at)) = inner.shares.lock().get(tenant)
-        && at.elapsed() < SHARE_TTL
-    {
-        return *share;
+    if let Some(share) = inner.shares.fresh(tenant) {
+        return share;
     }
     let quotas = match inner.store.tenant(tenant).await {
         Ok(Some(t)) => t.quotas,
@@ -108,14 +136,7 @@ pub(super) async fn share(inner: &Inner, tenant: &TenantId) -> Share {
         max_running: quotas.max_concurrent_executions,
         ceiling: quotas.step_ceiling(),
     };
-    let mut shares = inner.shares.lock();
-    if shares.len() >= MAX_SHARES {
-        shares.retain(|_, (_, at)| at.elapsed() < SHARE_TTL);
-        if shares.len() >= MAX_SHARES {
-            shares.clear();
-        }
-    }
-    shares.insert(tenant.clone(), (share, std::time::Instant::now()));
+    inner.shares.remember(tenant, share);
     share
 }
 
@@ -170,7 +191,7 @@ impl Engine {
     /// Forgets what this process knew of a tenant's weight and running
     /// limit (the admin changed its quotas).
     pub fn forget_share(&self, tenant: &TenantId) {
-        self.inner.shares.lock().remove(tenant);
+        self.inner.shares.forget(tenant);
     }
 
     /// About how long this process's workers take for `attempts` attempts
@@ -200,5 +221,44 @@ impl Engine {
                  is {limit}; this one starts when one of them finishes or waits"
             )
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(weight: u32) -> Share {
+        Share {
+            weight,
+            max_running: None,
+            ceiling: crate::model::Overrides::default(),
+        }
+    }
+
+    #[test]
+    fn shares_keep_the_most_recently_read_tenants_within_the_bound() {
+        let shares = Shares::with_bound(100);
+        let tenant = |i: usize| TenantId::new_unchecked(format!("ten_{i}"));
+        for i in 0..250 {
+            shares.remember(&tenant(i), share(u32::try_from(i).unwrap() + 1));
+        }
+        assert_eq!(shares.lock().len(), 100, "the bound holds, full");
+        assert_eq!(shares.fresh(&tenant(149)), None, "the oldest went first");
+        assert_eq!(shares.fresh(&tenant(150)), Some(share(151)));
+        assert_eq!(shares.fresh(&tenant(249)), Some(share(250)));
+        shares.forget(&tenant(249));
+        assert_eq!(shares.fresh(&tenant(249)), None);
+        assert_eq!(Shares::default().lock().capacity(), MAX_SHARES);
+    }
+
+    #[test]
+    fn a_share_read_longer_ago_than_its_ttl_is_not_fresh() {
+        let shares = Shares::with_bound(10);
+        let t = TenantId::new_unchecked("ten_a");
+        shares.remember(&t, share(3));
+        assert_eq!(shares.fresh(&t), Some(share(3)));
+        shares.lock().peek_mut(&t).unwrap().1 -= SHARE_TTL;
+        assert_eq!(shares.fresh(&t), None);
     }
 }

@@ -40,6 +40,11 @@ impl Watchers {
         self.senders.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many executions have waiters.
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Publishes a committed state to the execution's waiters, if any.
     pub(super) fn publish(&self, id: &ExecutionId, state: Published) {
         if let Some(tx) = self.lock().get(id) {

@@ -63,6 +63,30 @@ impl Cron {
                      day-of-week, optionally with a leading seconds field): {e}"
                 ),
             })?;
+        // A field that selects no value at all (`,` or `1,,` in croner's
+        // reading: empty list items are skipped) can never match, and
+        // finding that out by searching walks every hour or minute up to
+        // the year 5000: seconds of CPU per request. Such a field is
+        // refused by name here, before any search (found by fuzzing:
+        // fuzz/regressions/cron/empty-minute-list.txt).
+        let p = &pattern.pattern;
+        for (name, field) in [
+            ("seconds", &p.seconds),
+            ("minute", &p.minutes),
+            ("hour", &p.hours),
+            ("day-of-month", &p.days),
+            ("month", &p.months),
+            ("day-of-week", &p.days_of_week),
+        ] {
+            if field.values().is_empty() && !field.has_modifiers() {
+                return Err(Invalid {
+                    field: "cron",
+                    message: format!(
+                        "`{expr}`: the {name} field selects no value (an empty list item?)"
+                    ),
+                });
+            }
+        }
         let tz = TimeZone::get(timezone).map_err(|e| Invalid {
             field: "timezone",
             message: format!(
@@ -188,6 +212,22 @@ mod tests {
         for bad in ["", "* * *", "61 * * * *", "* * * * FOO", "1 2 3 4 5 6 7 8"] {
             let e = Cron::parse(bad, "UTC").unwrap_err();
             assert_eq!(e.field, "cron", "{bad}: {e:?}");
+        }
+        for (empty, name) in [
+            (",  * * *     2", "minute"),
+            ("0 , * * *", "hour"),
+            ("0 0 ,, * *", "day-of-month"),
+            ("0 0 * , *", "month"),
+            ("0 0 * * ,", "day-of-week"),
+            (", 0 0 * * *", "seconds"),
+        ] {
+            let e = Cron::parse(empty, "UTC").unwrap_err();
+            assert_eq!(e.field, "cron", "{empty}: {e:?}");
+            assert!(
+                e.message
+                    .contains(&format!("the {name} field selects no value")),
+                "{empty}: {e:?}"
+            );
         }
         let e = Cron::parse("0 0 30 2 *", "UTC").unwrap_err();
         assert!(e.message.contains("never matches"), "{e:?}");
