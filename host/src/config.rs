@@ -64,6 +64,44 @@ impl<'de> Deserialize<'de> for Interval {
     }
 }
 
+/// How long finished executions are kept: a length of time (`30d`,
+/// `12h`, `PT1H`) or `forever`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<std::time::Duration>);
+
+impl Retention {
+    /// The default: thirty days.
+    pub const DEFAULT: Self = Self(Some(std::time::Duration::from_secs(30 * 24 * 3600)));
+}
+
+impl Serialize for Retention {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(d) => s.serialize_str(&format!("{}ms", d.as_millis())),
+            None => s.serialize_str("forever"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim() == "forever" {
+            return Ok(Self(None));
+        }
+        let keep = crate::engine::definition::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("{e} (or `forever`, to keep every execution)"))
+        })?;
+        if keep.is_zero() {
+            return Err(serde::de::Error::custom(
+                "a retention of 0 would delete executions as they finish: give a length of \
+                 time, or `forever` to keep every execution",
+            ));
+        }
+        Ok(Self(Some(keep)))
+    }
+}
+
 /// Everything `stephost serve` can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -196,6 +234,13 @@ pub struct Config {
     /// The burst above that rate (default: one second's worth).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub global_submissions_burst: Option<u32>,
+    /// How long a finished execution is kept after it finished, with its
+    /// steps, attempts and logs and the idempotency keys that point at it
+    /// (`STEPHOST_EXECUTION_RETENTION`; default `30d`; `forever` keeps
+    /// every execution). Afterwards it is deleted: reading it answers 404,
+    /// it leaves listings, and a request with its idempotency key starts a
+    /// new execution. Unfinished executions are never deleted.
+    pub execution_retention: Retention,
 }
 
 impl Config {
@@ -277,6 +322,7 @@ impl Default for Config {
             quota_max_queued_executions: None,
             global_submissions_per_second: None,
             global_submissions_burst: None,
+            execution_retention: Retention::DEFAULT,
         }
     }
 }
@@ -438,6 +484,41 @@ mod tests {
                 c.database.as_ref().map(Secret::expose),
                 Some("postgres://c@flag/db")
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment's Jail API fixes the closure's error type"
+    )]
+    fn the_retention_is_a_length_of_time_or_forever() {
+        use std::time::Duration;
+        figment::Jail::expect_with(|jail| {
+            let load = || Config::load(None, &Overrides::default());
+            let days = |n: u64| Some(Duration::from_secs(n * 24 * 3600));
+            assert_eq!(load().unwrap().execution_retention.0, days(30));
+            jail.create_file("r.toml", "execution-retention = \"12h\"")?;
+            let c = Config::load(Some(Path::new("r.toml")), &Overrides::default())
+                .map_err(figment::Error::from)?;
+            assert_eq!(
+                c.execution_retention.0,
+                Some(Duration::from_secs(12 * 3600))
+            );
+            jail.set_env("STEPHOST_EXECUTION_RETENTION", "7d");
+            assert_eq!(load().unwrap().execution_retention.0, days(7));
+            jail.set_env("STEPHOST_EXECUTION_RETENTION", "PT90S");
+            let keep = load().unwrap().execution_retention.0;
+            assert_eq!(keep, Some(Duration::from_secs(90)));
+            jail.set_env("STEPHOST_EXECUTION_RETENTION", "forever");
+            assert_eq!(load().unwrap().execution_retention.0, None);
+            jail.set_env("STEPHOST_EXECUTION_RETENTION", "0s");
+            let err = load().unwrap_err();
+            assert!(err.contains("a retention of 0"), "{err}");
+            jail.set_env("STEPHOST_EXECUTION_RETENTION", "a while");
+            let err = load().unwrap_err();
+            assert!(err.contains("or `forever`"), "{err}");
             Ok(())
         });
     }

@@ -241,6 +241,7 @@ pub async fn app(config: &Config, clock: Arc<dyn engine::Clock>) -> anyhow::Resu
             poll_interval: config.poll_interval.0,
             claim_work: config.claim_work,
             quotas: config.default_quotas(),
+            retention: config.execution_retention.0,
         },
     )
     .await

@@ -374,6 +374,10 @@ impl Store for Flaky {
     async fn forget_nodes(&self, before: Timestamp) -> Result<u64> {
         self.inner.forget_nodes(before).await
     }
+
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        self.inner.purge_finished(before, limit).await
+    }
 }
 
 impl Flaky {
@@ -416,6 +420,7 @@ async fn start_with(
             poll_interval,
             claim_work: true,
             quotas: Default::default(),
+            retention: None,
         },
     )
     .await

@@ -67,6 +67,11 @@ impl Server {
 }
 
 impl Server {
+    /// The server's process id, for reading /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// CPU time (user + system) the process has used so far, from /proc.
     pub fn cpu(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();

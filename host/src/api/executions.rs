@@ -403,9 +403,12 @@ pub async fn run_async(
 
 /// An execution with its history, steps and attempts. With
 /// `wait_for_seconds` it long-polls until the execution is terminal.
+/// Finished executions are kept for the server's `execution-retention`
+/// (default 30 days) after they finished, then deleted: 404.
 #[utoipa::path(get, path = "/v1/executions/{execution_id}", tag = "executions",
     params(("execution_id" = String, Path), GetQuery), security(("bearer" = [])),
-    responses((status = 200, body = Execution), (status = 404, body = super::problem::ProblemBody)))]
+    responses((status = 200, body = Execution),
+        (status = 404, description = "No such execution for this tenant, or it finished longer ago than the retention and was deleted", body = super::problem::ProblemBody)))]
 pub async fn get(
     Tenant(tenant): Tenant,
     State(state): State<AppState>,

@@ -21,6 +21,7 @@ mod fair;
 mod nodes;
 mod parsed;
 mod resolve;
+mod retention;
 pub mod schedule;
 pub mod template;
 mod tenants;
@@ -272,6 +273,9 @@ pub struct Settings {
     /// engine uses `max_concurrent_executions`, `weight` and the step
     /// ceilings).
     pub quotas: crate::model::Quotas,
+    /// How long a finished execution is kept after it finished; `None`
+    /// keeps every one (see `engine/retention.rs`).
+    pub retention: Option<Duration>,
 }
 
 impl Settings {
@@ -320,6 +324,8 @@ pub(crate) struct Inner {
     lease_ttl: Duration,
     poll_interval: Duration,
     claim_work: bool,
+    /// How long finished executions are kept (see `retention`).
+    retention: Option<Duration>,
     /// When this process's engine started (its node's `started_at`).
     started_at: Timestamp,
     /// The executions this process drives.
@@ -515,6 +521,7 @@ impl Engine {
                 lease_ttl: settings.lease_ttl.max(Duration::from_millis(100)),
                 poll_interval: settings.poll_interval.max(Duration::from_millis(1)),
                 claim_work: settings.claim_work,
+                retention: settings.retention.filter(|d| !d.is_zero()),
                 started_at: services.clock.now(),
                 drivers: Mutex::new(HashMap::new()),
                 unrouted: std::sync::atomic::AtomicU64::new(0),
@@ -537,6 +544,7 @@ impl Engine {
             tracing::info!(count = released, node = %inner.node, "released the leases of this node's previous run");
         }
         nodes::start(inner).await?;
+        retention::start(inner);
         if inner.claim_work {
             work::start(inner);
             tokio::spawn(schedule::run(Arc::downgrade(inner)));

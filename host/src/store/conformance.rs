@@ -51,6 +51,7 @@ macro_rules! conformance_tests {
             work::renewal_keeps_the_lease, work::released_leases_are_due,
             work::finished_executions_leave_the_claim_path, work::a_new_execution_can_be_held,
             work::nodes_and_their_leases, work::a_claim_round_says_what_it_took_and_what_comes_next,
+            work::retention_deletes_what_finished_before_the_cutoff,
             events::the_inbox_keeps_events_in_order, events::events_make_a_parked_execution_due,
             events::an_unconsumed_event_defeats_a_park, work::claiming_one_execution,
             events::a_resume_reopens_a_restartable_execution, events::a_postponed_execution_is_due_at_its_time,

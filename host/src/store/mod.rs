@@ -751,6 +751,12 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the nodes whose last heartbeat is before `before`; returns
     /// how many.
     async fn forget_nodes(&self, before: Timestamp) -> Result<u64>;
+    /// Deletes up to `limit` executions that finished before `before`
+    /// (oldest first), with their idempotency keys, event keys and inbox;
+    /// returns how many executions went. An unfinished execution is never
+    /// deleted, nor one a resume reopened. The retention sweep calls it
+    /// (see `engine::retention`).
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<u64>;
     /// Hints from other processes sharing this store; `None` when nothing
     /// else can share it (each call subscribes anew).
     fn hints(&self) -> Option<tokio::sync::broadcast::Receiver<Hint>> {

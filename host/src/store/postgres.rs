@@ -752,6 +752,10 @@ impl Store for PostgresStore {
         nodes::forget(&self.pool, before).await
     }
 
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        work::purge_finished(&self.pool, before, limit).await
+    }
+
     fn hints(&self) -> Option<tokio::sync::broadcast::Receiver<Hint>> {
         self.hints.as_ref().map(|h| h.subscribe())
     }

@@ -722,6 +722,14 @@ impl Store for SqliteStore {
             .run(move |conn| nodes::forget(conn, before))
             .await
     }
+
+    async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        let before = nanos(before);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.writer
+            .run(move |conn| work::purge_finished(conn, before, limit))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod pg_support;
 mod postponed;
 mod quotas;
 mod resources;
+mod retention;
 mod schedules;
 mod tenants;
 mod tokens;

@@ -7,7 +7,9 @@ use serde_json::json;
 
 use super::{Harness, create, execution, ids, later, new_tenant};
 use crate::model::{EventKind, Execution, NewEvent, NodeId, Status, Timestamp};
-use crate::store::{Commit, Error, Fairness, Held, Lease, Next, Sent, Store};
+use crate::store::{
+    Commit, Created, Error, Fairness, Held, Idempotency, Lease, Next, OnConflict, Sent, Store,
+};
 
 pub(super) fn node(name: &str) -> NodeId {
     NodeId::new_unchecked(name)
@@ -648,4 +650,74 @@ pub(crate) async fn a_claim_round_says_what_it_took_and_what_comes_next(h: &dyn 
         elsewhere.execution_id
     );
     assert_eq!(over.next_wake_at, Some(later(t0, 50)));
+}
+
+/// The retention sweep's deletion: only executions that finished before the
+/// cutoff go, oldest first and no more than the limit, with the
+/// idempotency keys that point at them; unfinished executions and one a
+/// resume reopened stay.
+pub(crate) async fn retention_deletes_what_finished_before_the_cutoff(h: &dyn Harness) {
+    let store = h.open().await;
+    let acme = new_tenant(&*store, "acme").await;
+    let t0 = Timestamp::now();
+    let unfinished = execution(&acme, "orders", later(t0, -1000));
+    create(&*store, &unfinished).await;
+    let key = Idempotency {
+        key: "order-1".into(),
+        request_hash: [1; 32],
+        on_conflict: OnConflict::ReturnExisting,
+    };
+    let until = later(t0, 1000);
+    let finish = async |status: Status, at: Timestamp, idempotency: Option<&Idempotency>| {
+        let exec = execution(&acme, "orders", later(t0, -500));
+        let created = store.create_execution(&exec, idempotency, None).await;
+        assert_eq!(created.unwrap(), Created::New);
+        let mut held = store
+            .claim_execution(&lease("a", until), t0, &acme, &exec.execution_id)
+            .await
+            .unwrap()
+            .expect("claimed");
+        held.enter(status, at);
+        held.version = commit(&*store, &held, "a", 0, Next::Finish).await.unwrap();
+        held
+    };
+    let first = finish(Status::Succeeded, t0, Some(&key)).await;
+    let second = finish(Status::Failed, later(t0, 10), None).await;
+    let third = finish(Status::Succeeded, later(t0, 100), None).await;
+    let reopened = finish(Status::Failed, t0, None).await;
+    let resume = event(EventKind::Resume, later(t0, 1), None);
+    let sent = store
+        .send_event(&acme, &reopened.execution_id, &resume)
+        .await
+        .unwrap();
+    assert!(matches!(sent, Sent::Stored(_)), "{sent:?}");
+
+    let gone = async |exec: &Execution| {
+        store
+            .execution(&acme, &exec.execution_id)
+            .await
+            .unwrap()
+            .is_none()
+    };
+    let cutoff = later(t0, 50);
+    assert_eq!(store.purge_finished(cutoff, 1).await.unwrap(), 1);
+    assert!(gone(&first).await, "the oldest goes first");
+    assert!(!gone(&second).await, "one at a time");
+    assert_eq!(store.purge_finished(cutoff, 10).await.unwrap(), 1);
+    assert!(gone(&second).await);
+    assert_eq!(store.purge_finished(cutoff, 10).await.unwrap(), 0);
+    for kept in [&third, &unfinished, &reopened] {
+        assert!(!gone(kept).await, "{}", kept.execution_id);
+    }
+    // The key went with its execution: the same request starts a new one.
+    let again = execution(&acme, "orders", t0);
+    let created = store.create_execution(&again, Some(&key), None).await;
+    assert_eq!(created.unwrap(), Created::New);
+
+    let far = later(t0, 1_000_000);
+    assert_eq!(store.purge_finished(far, 10).await.unwrap(), 1);
+    assert!(gone(&third).await);
+    for kept in [&unfinished, &reopened, &again] {
+        assert!(!gone(kept).await, "{}", kept.execution_id);
+    }
 }

@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::store::{Error, Result};
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// The first schema: the same tables as SQLite's third version. Every
 /// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
@@ -315,9 +315,63 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_tenant ON audit (tenant_id, seq);
 ";
 
+/// Version 9: retention, as in SQLite's version 10. `finished_ns` is when
+/// a finished execution finished (NULL while unfinished and once a resume
+/// reopens it), indexed for the retention sweep; idempotency keys are found
+/// by their execution. `stephost_commit` keeps its arguments and now also
+/// records `finished_ns` when it finishes one (no wake time: only a
+/// finishing commit has none), from its last argument, which has always
+/// carried when the execution finished. Executions that had finished
+/// before the upgrade count as finished at the upgrade.
+const SCHEMA_9: &str = "
+ALTER TABLE executions ADD COLUMN finished_ns BIGINT;
+UPDATE executions SET finished_ns = (extract(epoch FROM now()) * 1000000000)::BIGINT
+    WHERE wake_ns IS NULL AND lease_owner IS NULL AND suspended_wake_ns IS NULL
+      AND status IN ('succeeded', 'partially_succeeded', 'failed', 'cancelled', 'timed_out');
+CREATE INDEX executions_finished ON executions (finished_ns, seq) WHERE finished_ns IS NOT NULL;
+CREATE INDEX idempotency_by_execution ON idempotency (execution_id);
+CREATE OR REPLACE FUNCTION stephost_commit(
+    p_id TEXT, p_version BIGINT, p_fence_owner TEXT,
+    p_status TEXT, p_doc TEXT,
+    p_lease_owner TEXT, p_lease_until_ns BIGINT, p_wake_ns BIGINT,
+    p_consumed BIGINT, p_park BOOLEAN,
+    p_tenant_id TEXT, p_schedule_id TEXT, p_schedule_at_ns BIGINT
+) RETURNS BIGINT LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    new_version BIGINT;
+BEGIN
+    UPDATE executions
+    SET status = p_status, doc = p_doc, version = executions.version + 1,
+        lease_owner = p_lease_owner, lease_until_ns = p_lease_until_ns, wake_ns = p_wake_ns,
+        finished_ns = CASE WHEN p_wake_ns IS NULL THEN p_schedule_at_ns END
+    WHERE id = p_id AND executions.version = p_version AND lease_owner = p_fence_owner
+    RETURNING executions.version INTO new_version;
+    IF new_version IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF p_park THEN
+        -- An event the commit did not consume makes it due at once.
+        UPDATE executions SET wake_ns = LEAST(wake_ns, pending.at)
+        FROM (SELECT MIN(created_ns) AS at FROM inbox
+              WHERE execution_id = p_id AND seq > p_consumed) AS pending
+        WHERE id = p_id AND pending.at IS NOT NULL;
+    END IF;
+    IF p_consumed > 0 THEN
+        DELETE FROM inbox WHERE execution_id = p_id AND seq <= p_consumed;
+    END IF;
+    IF p_schedule_id IS NOT NULL THEN
+        -- A buffered tick waits for this execution to end.
+        UPDATE schedules SET wake_ns = LEAST(wake_ns, p_schedule_at_ns)
+        WHERE tenant_id = p_tenant_id AND id = p_schedule_id AND buffered;
+    END IF;
+    RETURN new_version;
+END
+$$;
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 8] = [
-    SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8,
+pub(super) const MIGRATIONS: [&str; 9] = [
+    SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8, SCHEMA_9,
 ];
 
 /// Applies the upgrades the database lacks and records them, under the

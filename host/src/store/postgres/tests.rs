@@ -464,3 +464,99 @@ async fn a_commit_that_waits_for_an_event_sees_it() {
         }
     }
 }
+
+/// An upgrade to version 9 (retention) counts the executions that had
+/// finished before it as finished at the upgrade, and unfinished ones as
+/// unfinished: a retention of an hour keeps the finished one, a sweep past
+/// the upgrade deletes it and only it.
+#[tokio::test]
+async fn an_upgrade_counts_finished_executions_as_finished_at_the_upgrade() {
+    let pg = Pg::new();
+    let tenant = TenantId::generate();
+    let ids: Vec<ExecutionId> = (0..3).map(|_| ExecutionId::generate()).collect();
+    {
+        let options = PgConnectOptions::from_str(&test_database_url()).unwrap();
+        let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+        let schema = quote_ident(&pg.schema);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE SCHEMA {schema}; SET search_path TO {schema};
+             CREATE TABLE stephost_schema (
+                 version BIGINT PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (i, upgrade) in schema::MIGRATIONS[..8].iter().enumerate() {
+            sqlx::raw_sql(*upgrade).execute(&mut conn).await.unwrap();
+            sqlx::query("INSERT INTO stephost_schema (version) VALUES ($1)")
+                .bind(i as i64 + 1)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO tenants (id, name, created_at) VALUES ($1, 'old', '2026-01-01T00:00:00Z')",
+        )
+        .bind(tenant.as_str())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        // Queued (due), held by a node, and finished.
+        let rows = [
+            ("queued", Some(1_i64), None),
+            ("running", Some(2), Some("n")),
+            ("succeeded", None, None),
+        ];
+        for (id, (status, wake, owner)) in ids.iter().zip(rows) {
+            let doc = serde_json::json!({
+                "execution_id": id, "workflow_id": "w", "workflow_version": 1,
+                "status": status, "input_data": null, "output": null, "error": null,
+                "custom_data": null, "created_at": "2026-01-01T00:00:00Z",
+                "started_at": null, "finished_at": null, "duration_ms": null,
+                "history": [], "steps": []});
+            sqlx::query(
+                "INSERT INTO executions
+                     (id, tenant_id, workflow_id, status, created_ns, version, wake_ns,
+                      lease_owner, doc)
+                 VALUES ($1, $2, 'w', $3, 0, 1, $4, $5, $6)",
+            )
+            .bind(id.as_str())
+            .bind(tenant.as_str())
+            .bind(status)
+            .bind(wake)
+            .bind(owner)
+            .bind(doc.to_string())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+    let store = pg.connect().await;
+    let finished: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT id, finished_ns FROM executions ORDER BY seq")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+    let now = nanos(Timestamp::now());
+    let at = finished.iter().map(|(_, at)| *at).collect::<Vec<_>>();
+    assert_eq!(at[..2], [None, None], "{finished:?}");
+    let upgraded = at[2].expect("the finished one has a finish time");
+    assert!(
+        (now - 60_000_000_000..=now).contains(&upgraded),
+        "{upgraded} vs {now}"
+    );
+
+    let hour = jiff::SignedDuration::from_hours(1);
+    let an_hour_ago = Timestamp::now().checked_sub(hour).unwrap();
+    assert_eq!(store.purge_finished(an_hour_ago, 10).await.unwrap(), 0);
+    let in_an_hour = Timestamp::now().checked_add(hour).unwrap();
+    assert_eq!(store.purge_finished(in_an_hour, 10).await.unwrap(), 1);
+    assert_eq!(store.execution(&tenant, &ids[2]).await.unwrap(), None);
+    for id in &ids[..2] {
+        assert!(
+            store.execution(&tenant, id).await.unwrap().is_some(),
+            "{id}"
+        );
+    }
+}

@@ -169,6 +169,8 @@ pub(super) async fn commit(pool: &PgPool, commit: Commit<'_>) -> Result<u64> {
     .bind(matches!(commit.next, Next::Park { .. }))
     .bind(execution.tenant_id.as_str())
     .bind(schedule)
+    // When it finished: the buffered schedule's due time and, once it has
+    // finished, its `finished_ns` (what retention counts from).
     .bind(nanos(execution.finished_at.unwrap_or(execution.created_at)))
     .fetch_one(pool)
     .await?;
@@ -317,6 +319,7 @@ async fn send_in(
         // makes it due in its stash instead (see `tenants`).
         sqlx::query(
             "UPDATE executions e SET
+                 finished_ns = NULL,
                  wake_ns = CASE WHEN t.suspended_ns IS NULL THEN LEAST(e.wake_ns, $2) END,
                  suspended_wake_ns = CASE WHEN t.suspended_ns IS NOT NULL
                                      THEN LEAST(e.suspended_wake_ns, $2) END
@@ -328,6 +331,28 @@ async fn send_in(
         .await?;
     }
     Ok(Sent::Stored(version(seq)))
+}
+
+/// Deletes up to `limit` executions that finished before `before`, oldest
+/// first, with the inbox rows, event keys and idempotency keys that belong
+/// to them, in one statement; returns how many executions went. Rows
+/// another transaction holds (a resume reopening one) are skipped, for a
+/// later sweep.
+pub(super) async fn purge_finished(pool: &PgPool, before: Timestamp, limit: usize) -> Result<u64> {
+    let done = sqlx::query(
+        "WITH doomed AS (
+             SELECT seq, id FROM executions WHERE finished_ns < $1
+             ORDER BY finished_ns, seq LIMIT $2 FOR UPDATE SKIP LOCKED),
+         keys AS (DELETE FROM event_keys WHERE execution_id IN (SELECT id FROM doomed)),
+         events AS (DELETE FROM inbox WHERE execution_id IN (SELECT id FROM doomed)),
+         idem AS (DELETE FROM idempotency WHERE execution_id IN (SELECT id FROM doomed))
+         DELETE FROM executions WHERE seq IN (SELECT seq FROM doomed)",
+    )
+    .bind(nanos(before))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// `seq, kind, name, payload, created_ns` of an inbox row.

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 9;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 /// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
@@ -219,9 +219,26 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_tenant ON audit (tenant_id, seq);
 ";
 
+/// Version 10: retention. `finished_ns` is when a finished execution
+/// finished (NULL while it is unfinished, and again once a resume reopens
+/// it); the partial index on it is the order the retention sweep deletes
+/// in, and idempotency keys are found by the execution they point at, to
+/// go with it. Executions that had finished before the upgrade count as
+/// finished at the upgrade, so that none is deleted sooner than the
+/// retention after it.
+const SCHEMA_10: &str = "
+ALTER TABLE executions ADD COLUMN finished_ns INTEGER;
+UPDATE executions SET finished_ns = CAST(strftime('%s', 'now') AS INTEGER) * 1000000000
+    WHERE wake_ns IS NULL AND lease_owner IS NULL AND suspended_wake_ns IS NULL
+      AND status IN ('succeeded', 'partially_succeeded', 'failed', 'cancelled', 'timed_out');
+CREATE INDEX executions_finished ON executions (finished_ns, seq) WHERE finished_ns IS NOT NULL;
+CREATE INDEX idempotency_by_execution ON idempotency (execution_id);
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8, SCHEMA_9,
+    SCHEMA_10,
 ];
 
 /// Applies the upgrades the database lacks, in one transaction, and records

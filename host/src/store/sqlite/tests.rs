@@ -102,4 +102,12 @@ async fn an_upgrade_from_schema_1_keeps_unfinished_work_due() {
     let claimed = store.claim_due(&lease, Timestamp::now(), 10).await.unwrap();
     let claimed: Vec<ExecutionId> = claimed.into_iter().map(|e| e.execution_id).collect();
     assert_eq!(claimed, ids[..2]);
+    // The finished one counts as finished at the upgrade: a retention of an
+    // hour keeps it, a sweep past the upgrade deletes it.
+    let hour = jiff::SignedDuration::from_hours(1);
+    let an_hour_ago = Timestamp::now().checked_sub(hour).unwrap();
+    assert_eq!(store.purge_finished(an_hour_ago, 10).await.unwrap(), 0);
+    let in_an_hour = Timestamp::now().checked_add(hour).unwrap();
+    assert_eq!(store.purge_finished(in_an_hour, 10).await.unwrap(), 1);
+    assert_eq!(store.execution(&tenant, &ids[2]).await.unwrap(), None);
 }

@@ -201,6 +201,9 @@ pub(super) struct Change {
     /// For a finished execution of a schedule: the tenant, the schedule
     /// and when it finished.
     schedule: Option<(String, String, i64)>,
+    /// For a finished execution: when it finished (what retention counts
+    /// from).
+    finished_ns: Option<i64>,
 }
 
 impl Change {
@@ -227,6 +230,14 @@ impl Change {
                 )),
                 _ => None,
             },
+            finished_ns: matches!(commit.next, Next::Finish).then(|| {
+                nanos(
+                    commit
+                        .execution
+                        .finished_at
+                        .unwrap_or(commit.execution.created_at),
+                )
+            }),
         })
     }
 
@@ -253,7 +264,7 @@ impl Change {
             .prepare_cached(
                 "UPDATE executions
                  SET status = ?1, doc = ?2, version = version + 1,
-                     lease_owner = ?3, lease_until_ns = ?4, wake_ns = ?5
+                     lease_owner = ?3, lease_until_ns = ?4, wake_ns = ?5, finished_ns = ?9
                  WHERE id = ?6 AND version = ?7 AND lease_owner = ?8
                  RETURNING version",
             )?
@@ -266,7 +277,8 @@ impl Change {
                     wake,
                     self.id,
                     self.version,
-                    self.owner
+                    self.owner,
+                    self.finished_ns
                 ],
                 |row| row.get(0),
             )
@@ -409,6 +421,7 @@ pub(super) fn send_event(
         // makes it due in its stash instead (see `tenants`).
         conn.prepare_cached(
             "UPDATE executions SET
+                 finished_ns = NULL,
                  wake_ns = CASE WHEN t.suspended_ns IS NULL
                            THEN COALESCE(MIN(executions.wake_ns, ?2), ?2) END,
                  suspended_wake_ns = CASE WHEN t.suspended_ns IS NOT NULL
@@ -418,6 +431,25 @@ pub(super) fn send_event(
         .execute(params![id.as_str(), at])?;
     }
     Ok(Sent::Stored(u64::try_from(seq).unwrap_or(0)))
+}
+
+/// Deletes up to `limit` executions that finished before `before`, oldest
+/// first, with the inbox rows, event keys and idempotency keys that belong
+/// to them; returns how many executions went. One write: the statements
+/// see the same executions.
+pub(super) fn purge_finished(conn: &Connection, before: i64, limit: i64) -> Result<u64> {
+    const DOOMED: &str = "SELECT id FROM executions WHERE finished_ns < ?1
+                          ORDER BY finished_ns, seq LIMIT ?2";
+    for table in ["event_keys", "inbox", "idempotency"] {
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE execution_id IN ({DOOMED})"
+        ))?
+        .execute(params![before, limit])?;
+    }
+    let gone = conn
+        .prepare_cached(&format!("DELETE FROM executions WHERE id IN ({DOOMED})"))?
+        .execute(params![before, limit])?;
+    Ok(u64::try_from(gone).unwrap_or(0))
 }
 
 /// The inbox of an execution after `after`, in order.
