@@ -253,6 +253,12 @@ impl Load {
         .await
     }
 
+    /// A sync run (waiting up to 30 s): its status and body.
+    async fn run_sync(&self, body: Value) -> (StatusCode, Value) {
+        let path = "/v1/executions?wait_for_seconds=30";
+        self.call(Method::POST, path, Some(&body)).await
+    }
+
     async fn submit(&self, workflow: &str, input: Value) -> Option<String> {
         let body = json!({"workflow_id": workflow, "input_data": input});
         let (s, b) = self
@@ -304,13 +310,8 @@ impl Load {
         let started = Instant::now();
         let ok = match kind {
             Kind::Sync => {
-                let body = json!({"workflow_id": "three", "input_data": {"i": i}});
                 let (s, b) = self
-                    .call(
-                        Method::POST,
-                        "/v1/executions?wait_for_seconds=30",
-                        Some(&body),
-                    )
+                    .run_sync(json!({"workflow_id": "three", "input_data": {"i": i}}))
                     .await;
                 s == StatusCode::OK && self.check("sync", &b, "succeeded", Some("succeeded"))
             }
@@ -335,13 +336,8 @@ impl Load {
             },
             Kind::Hostile => {
                 let case = &self.hostile[(i / PATTERN.len()) % self.hostile.len()];
-                let body = json!({"workflow_id": format!("hostile-{}", case.name)});
                 let (s, b) = self
-                    .call(
-                        Method::POST,
-                        "/v1/executions?wait_for_seconds=30",
-                        Some(&body),
-                    )
+                    .run_sync(json!({"workflow_id": format!("hostile-{}", case.name)}))
                     .await;
                 let status = if case.outcome == "succeeded" {
                     "succeeded"

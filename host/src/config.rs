@@ -77,7 +77,7 @@ impl Retention {
 impl Serialize for Retention {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
-            Some(d) => s.serialize_str(&format!("{}ms", d.as_millis())),
+            Some(d) => Interval(d).serialize(s),
             None => s.serialize_str("forever"),
         }
     }
