@@ -102,6 +102,35 @@ impl<'de> Deserialize<'de> for Retention {
     }
 }
 
+/// A network outbound requests may reach after all: a CIDR (`10.0.0.0/8`,
+/// `fd00::/8`) or one address (`10.1.2.3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network(pub ipnet::IpNet);
+
+impl Serialize for Network {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let text = text.trim();
+        if let Ok(net) = text.parse::<ipnet::IpNet>() {
+            return Ok(Self(net.trunc()));
+        }
+        text.parse::<std::net::IpAddr>()
+            .map(|ip| Self(ipnet::IpNet::from(ip)))
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a network: write a CIDR such as `10.0.0.0/8` or \
+                     `fd00::/8`, or one address"
+                ))
+            })
+    }
+}
+
 /// Everything `stephost serve` can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -241,6 +270,31 @@ pub struct Config {
     /// it leaves listings, and a request with its idempotency key starts a
     /// new execution. Unfinished executions are never deleted.
     pub execution_retention: Retention,
+    /// Private networks that callbacks may reach after all, for internal
+    /// receivers (`STEPHOST_OUTBOUND_ALLOW_NETWORKS='["10.20.0.0/16"]'`;
+    /// default none). Without them, every loopback, private (RFC 1918),
+    /// carrier-grade NAT, link-local (cloud metadata), unique-local,
+    /// multicast and reserved address is refused.
+    pub outbound_allow_networks: Vec<Network>,
+    /// When each attempt at a callback is made: the first entry after the
+    /// event, each next one after the attempt before it failed, each plus
+    /// up to a tenth as jitter (`STEPHOST_CALLBACK_RETRY_DELAYS='["0s","1s","2s"]'`;
+    /// default at once, 5s, 5m, 30m, 2h, 5h, 10h, 10h). When they run out,
+    /// the delivery has failed.
+    pub callback_retry_delays: Vec<Interval>,
+    /// How long a callback's receiver has to answer with a 2xx
+    /// (`STEPHOST_CALLBACK_TIMEOUT`; default `15s`).
+    pub callback_timeout: Interval,
+    /// How many callbacks this node sends at once (default 32), apart from
+    /// the workers that run steps.
+    pub callback_concurrency: usize,
+    /// The largest output (in bytes of JSON) a callback body carries;
+    /// a larger one is replaced by `output_url`, a link to the execution
+    /// (default 256 KiB).
+    pub callback_max_output_bytes: usize,
+    /// How long a rotated-out signing secret keeps signing callbacks beside
+    /// the new one (`STEPHOST_WEBHOOK_SECRET_ROTATION_WINDOW`; default `24h`).
+    pub webhook_secret_rotation_window: Interval,
 }
 
 impl Config {
@@ -323,6 +377,15 @@ impl Default for Config {
             global_submissions_per_second: None,
             global_submissions_burst: None,
             execution_retention: Retention::DEFAULT,
+            outbound_allow_networks: Vec::new(),
+            callback_retry_delays: crate::engine::deliver::Settings::default_delays()
+                .into_iter()
+                .map(Interval)
+                .collect(),
+            callback_timeout: Interval(std::time::Duration::from_secs(15)),
+            callback_concurrency: 32,
+            callback_max_output_bytes: crate::engine::callbacks::MAX_OUTPUT_BYTES,
+            webhook_secret_rotation_window: Interval(std::time::Duration::from_secs(24 * 3600)),
         }
     }
 }
@@ -544,6 +607,41 @@ mod tests {
             jail.set_env("STEPHOST_LEASE_TTL", "soon");
             let err = Config::load(None, &Overrides::default()).unwrap_err();
             assert!(err.contains("`soon` is not a duration"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment's Jail API fixes the closure's error type"
+    )]
+    fn outbound_and_callback_settings_read_from_the_environment() {
+        use std::time::Duration;
+        figment::Jail::expect_with(|jail| {
+            let load = || Config::load(None, &Overrides::default());
+            let c = load().unwrap();
+            assert!(c.outbound_allow_networks.is_empty());
+            assert_eq!(c.callback_retry_delays.len(), 8);
+            assert_eq!(c.callback_retry_delays[1].0, Duration::from_secs(5));
+            assert_eq!(c.callback_timeout.0, Duration::from_secs(15));
+            jail.set_env(
+                "STEPHOST_OUTBOUND_ALLOW_NETWORKS",
+                r#"["127.0.0.0/8", "10.1.2.3", "fd00::/8"]"#,
+            );
+            jail.set_env("STEPHOST_CALLBACK_RETRY_DELAYS", r#"["0s","1s","2s"]"#);
+            let c = load().unwrap();
+            let nets: Vec<String> = c
+                .outbound_allow_networks
+                .iter()
+                .map(|n| n.0.to_string())
+                .collect();
+            assert_eq!(nets, ["127.0.0.0/8", "10.1.2.3/32", "fd00::/8"]);
+            let delays: Vec<Duration> = c.callback_retry_delays.iter().map(|d| d.0).collect();
+            assert_eq!(delays, [0, 1, 2].map(Duration::from_secs));
+            jail.set_env("STEPHOST_OUTBOUND_ALLOW_NETWORKS", r#"["10.0.0.0/33"]"#);
+            let err = load().unwrap_err();
+            assert!(err.contains("`10.0.0.0/33` is not a network"), "{err}");
             Ok(())
         });
     }

@@ -4,7 +4,9 @@
 //! Module map (see ARCHITECTURE.md): [`model`] holds plain domain types,
 //! [`sandbox`] is the only module that knows wasmtime, [`store`] the only
 //! one that knows SQL, [`engine`] drives executions, [`api`] is the only
-//! module that knows HTTP, [`config`] reads configuration, [`secrets`] seals tenant secrets, and
+//! module that knows HTTP, [`config`] reads configuration, [`secrets`] seals tenant secrets,
+//! [`outbound`] is the one HTTP client that reaches out (refusing the host's own
+//! networks), and
 //! [`run`] wires
 //! them together. [`cli`] is the command line of the `stephost` binary.
 
@@ -15,6 +17,7 @@ mod cli_client;
 pub mod config;
 pub mod engine;
 pub mod model;
+pub mod outbound;
 pub mod runner;
 pub mod sandbox;
 pub mod secrets;
@@ -225,12 +228,18 @@ pub async fn app(config: &Config, clock: Arc<dyn engine::Clock>) -> anyhow::Resu
         &config.data_dir,
     )?;
     let vault = secrets::Vault::new(key, store.clone());
+    let outbound = outbound::Outbound::new(&outbound::Settings {
+        allow_networks: config.outbound_allow_networks.iter().map(|n| n.0).collect(),
+        ..outbound::Settings::default()
+    })
+    .context("cannot build the outbound HTTP client")?;
     let engine = engine::Engine::start(
         store.clone(),
         engine::Services {
             runner: runner.clone(),
             secrets: Arc::new(vault.clone()),
             clock,
+            outbound,
         },
         engine::Settings {
             workers: config.workers,
@@ -242,6 +251,7 @@ pub async fn app(config: &Config, clock: Arc<dyn engine::Clock>) -> anyhow::Resu
             claim_work: config.claim_work,
             quotas: config.default_quotas(),
             retention: config.execution_retention.0,
+            callbacks: callback_settings(config)?,
         },
     )
     .await
@@ -271,6 +281,32 @@ pub async fn app(config: &Config, clock: Arc<dyn engine::Clock>) -> anyhow::Resu
     Ok(App {
         router: api::router(state),
         engine,
+    })
+}
+
+/// The callback settings, refusing a schedule without attempts and limits
+/// that are not limits.
+fn callback_settings(config: &Config) -> anyhow::Result<engine::deliver::Settings> {
+    anyhow::ensure!(
+        !config.callback_retry_delays.is_empty(),
+        "`callback-retry-delays` needs at least one entry: the first attempt's delay (`0s` \
+         for at once)"
+    );
+    anyhow::ensure!(
+        config.callback_concurrency >= 1,
+        "`callback-concurrency` must be at least 1"
+    );
+    let timeout = config.callback_timeout.0;
+    anyhow::ensure!(
+        (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&timeout),
+        "`callback-timeout` must be between 100ms and 10m, not {timeout:?}"
+    );
+    Ok(engine::deliver::Settings {
+        retry_delays: config.callback_retry_delays.iter().map(|d| d.0).collect(),
+        timeout,
+        concurrency: config.callback_concurrency,
+        max_output_bytes: config.callback_max_output_bytes,
+        rotation_window: config.webhook_secret_rotation_window.0,
     })
 }
 

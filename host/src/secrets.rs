@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use crate::model::TenantId;
+use crate::model::{TenantId, Timestamp, WebhookKeys, WebhookSecret};
 use crate::store::{self, Store};
 
 /// The key file's name in the data directory.
@@ -108,22 +108,37 @@ impl Vault {
         }
     }
 
-    /// Seals and stores a secret, replacing any earlier value.
-    pub async fn put(&self, tenant: &TenantId, name: &str, value: &str) -> Result<(), Error> {
+    /// Seals `value` for the slot `aad` names: a random nonce, then the
+    /// ciphertext.
+    fn seal(&self, value: &[u8], aad: &[u8]) -> Result<Vec<u8>, Error> {
         let mut nonce = [0u8; NONCE_BYTES];
         getrandom::fill(&mut nonce).map_err(|e| Error::Key(e.to_string()))?;
         let sealed = self
             .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: value.as_bytes(),
-                    aad: &aad(tenant, name),
-                },
-            )
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: value, aad })
             .map_err(|_| Error::Key("encryption failed".into()))?;
         let mut stored = nonce.to_vec();
         stored.extend_from_slice(&sealed);
+        Ok(stored)
+    }
+
+    /// Opens what [`Vault::seal`] sealed for the same slot, as text;
+    /// `what` names it in the error.
+    fn unseal(&self, stored: &[u8], aad: &[u8], what: &str) -> Result<String, Error> {
+        if stored.len() < NONCE_BYTES {
+            return Err(Error::Decrypt(what.to_owned()));
+        }
+        let (nonce, body) = stored.split_at(NONCE_BYTES);
+        let plain = self
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
+            .map_err(|_| Error::Decrypt(what.to_owned()))?;
+        String::from_utf8(plain).map_err(|_| Error::Decrypt(what.to_owned()))
+    }
+
+    /// Seals and stores a secret, replacing any earlier value.
+    pub async fn put(&self, tenant: &TenantId, name: &str, value: &str) -> Result<(), Error> {
+        let stored = self.seal(value.as_bytes(), &aad(tenant, name))?;
         self.store.put_secret(tenant, name, &stored).await?;
         Ok(())
     }
@@ -147,25 +162,112 @@ impl Vault {
         let sealed = self.store.secrets(tenant, names).await?;
         let mut out = BTreeMap::new();
         for (name, stored) in sealed {
-            if stored.len() < NONCE_BYTES {
-                return Err(Error::Decrypt(name));
-            }
-            let (nonce, body) = stored.split_at(NONCE_BYTES);
-            let plain = self
-                .cipher
-                .decrypt(
-                    XNonce::from_slice(nonce),
-                    Payload {
-                        msg: body,
-                        aad: &aad(tenant, &name),
-                    },
-                )
-                .map_err(|_| Error::Decrypt(name.clone()))?;
-            let text = String::from_utf8(plain).map_err(|_| Error::Decrypt(name.clone()))?;
+            let text = self.unseal(&stored, &aad(tenant, &name), &name)?;
             out.insert(name, text);
         }
         Ok(out)
     }
+
+    /// The tenant's callback signing secrets, made (and stored) on first
+    /// use.
+    pub async fn webhook_keys(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+    ) -> Result<WebhookKeys, Error> {
+        let stored = match self.store.webhook_secret(tenant).await? {
+            Some(stored) => stored,
+            None => {
+                let fresh = WebhookSecret {
+                    sealed: self.seal(new_webhook_secret()?.as_bytes(), &webhook_aad(tenant))?,
+                    created_at: now,
+                    previous: None,
+                };
+                // A concurrent first use may win: what is stored is the
+                // tenant's secret either way.
+                self.store.put_webhook_secret(tenant, &fresh, None).await?
+            }
+        };
+        self.open_webhook(tenant, &stored)
+    }
+
+    /// Replaces the tenant's signing secret with a new one; the old one
+    /// stays valid (callbacks carry both signatures) until `now + window`.
+    pub async fn rotate_webhook_secret(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+        window: std::time::Duration,
+    ) -> Result<WebhookKeys, Error> {
+        let until = now
+            .checked_add(
+                jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX),
+            )
+            .unwrap_or(Timestamp::MAX);
+        loop {
+            let old = match self.store.webhook_secret(tenant).await? {
+                Some(old) => old,
+                None => {
+                    self.webhook_keys(tenant, now).await?;
+                    continue;
+                }
+            };
+            // The new secret must be told apart from the old one by its
+            // time, which the write compares.
+            let created_at = if now > old.created_at {
+                now
+            } else {
+                old.created_at + jiff::SignedDuration::from_nanos(1)
+            };
+            let new = WebhookSecret {
+                sealed: self.seal(new_webhook_secret()?.as_bytes(), &webhook_aad(tenant))?,
+                created_at,
+                previous: Some((old.sealed.clone(), until)),
+            };
+            let stored = self
+                .store
+                .put_webhook_secret(tenant, &new, Some(old.created_at))
+                .await?;
+            if stored.sealed == new.sealed {
+                return self.open_webhook(tenant, &stored);
+            }
+            // Another rotation won the race: rotate again from its secret.
+        }
+    }
+
+    fn open_webhook(
+        &self,
+        tenant: &TenantId,
+        stored: &WebhookSecret,
+    ) -> Result<WebhookKeys, Error> {
+        let aad = webhook_aad(tenant);
+        Ok(WebhookKeys {
+            current: self.unseal(&stored.sealed, &aad, "webhook secret")?,
+            created_at: stored.created_at,
+            previous: stored
+                .previous
+                .as_ref()
+                .map(|(sealed, until)| {
+                    self.unseal(sealed, &aad, "previous webhook secret")
+                        .map(|s| (s, *until))
+                })
+                .transpose()?,
+        })
+    }
+}
+
+/// The associated data of a tenant's webhook signing secret: a slot no
+/// secret name can take (names cannot hold `\0`).
+fn webhook_aad(tenant: &TenantId) -> Vec<u8> {
+    format!("stephost-webhook-secret\0{}", tenant.as_str()).into_bytes()
+}
+
+/// A new signing secret: `whsec_` and 32 random bytes in base64, as
+/// Standard Webhooks writes them.
+fn new_webhook_secret() -> Result<String, Error> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| Error::Key(e.to_string()))?;
+    Ok(format!("whsec_{}", STANDARD.encode(key)))
 }
 
 #[async_trait::async_trait]
@@ -176,6 +278,23 @@ impl crate::engine::SecretSource for Vault {
         names: &[String],
     ) -> Result<BTreeMap<String, String>, String> {
         Vault::open(self, tenant, names)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn webhook_keys(&self, tenant: &TenantId, now: Timestamp) -> Result<WebhookKeys, String> {
+        Vault::webhook_keys(self, tenant, now)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+        window: std::time::Duration,
+    ) -> Result<WebhookKeys, String> {
+        Vault::rotate_webhook_secret(self, tenant, now, window)
             .await
             .map_err(|e| e.to_string())
     }

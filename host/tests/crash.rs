@@ -3,10 +3,14 @@
 //! accepted execution reaches a terminal state, none is lost, none completes
 //! twice), and while 1,000 executions wait on timers and 100 on signals
 //! (every timer fires once, half of them due while the server was down, and
-//! every signal sent after the restart is consumed once).
+//! every signal sent after the restart is consumed once), and while a
+//! callback is on its way (it is delivered after the restart, with the
+//! same `webhook-id`).
 
 #[path = "pg_support/mod.rs"]
 mod pg_support;
+#[path = "receiver_support/mod.rs"]
+mod receiver_support;
 #[path = "serve_support/mod.rs"]
 mod serve_support;
 
@@ -38,6 +42,11 @@ impl Data {
 
 /// Starts `stephost serve` on `data`.
 fn start(data: &Data) -> Serve {
+    start_with(data, &[])
+}
+
+/// Starts `stephost serve` on `data` with `extra` settings.
+fn start_with(data: &Data, extra: &[(&str, &str)]) -> Serve {
     let mut env: Vec<(String, String)> = data
         .schema
         .iter()
@@ -50,6 +59,11 @@ fn start(data: &Data) -> Serve {
             ("STEPHOST_DURABILITY", "full"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
     Serve::start(data.dir.path(), &env)
 }
@@ -463,5 +477,76 @@ async fn kill_9_around_schedule_ticks_fires_each_tick_once() {
             pair[0],
             pair[1]
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_callback_delivers_it_after_the_restart_with_its_webhook_id() {
+    use receiver_support::{Answer, Receiver};
+    let rx = Receiver::start().await;
+    // The first attempt gets no answer: the server dies while it waits.
+    rx.then([Answer::hang()]);
+    let data = Data::new();
+    let client = Client::new();
+    let settings = [
+        ("STEPHOST_OUTBOUND_ALLOW_NETWORKS", r#"["127.0.0.0/8"]"#),
+        ("STEPHOST_CALLBACK_TIMEOUT", "3s"),
+        ("STEPHOST_LEASE_TTL", "1s"),
+    ];
+    let mut server = start_with(&data, &settings);
+    let token = tenant(
+        &client,
+        &server.url,
+        "hooks",
+        ("echo", test_programs::ECHO),
+        &[("one", json!({"steps": [{"id": "a", "step": "echo"}]}))],
+    )
+    .await;
+    let (status, body) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/v1/executions", server.url),
+        &token,
+        Some(
+            json!({"workflow_id": "one", "input_data": {"n": 7}, "custom_data": {"k": 1},
+                    "callback": {"url": rx.url()}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "succeeded");
+    let id = body["execution_id"].as_str().unwrap().to_owned();
+    let first = rx.wait_for(1, Duration::from_secs(30)).await;
+    server.kill_9();
+
+    let server = start_with(&data, &settings);
+    // Claimed again once the dead node's claim lapses (timeout + lease).
+    let got = rx.wait_for(2, Duration::from_secs(60)).await;
+    assert_eq!(got[1].header("webhook-id"), first[0].header("webhook-id"));
+    assert_eq!(got[1].body, first[0].body);
+    assert_eq!(got[1].json()["custom_data"], json!({"k": 1}));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, e) = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{}/v1/executions/{id}", server.url),
+            &token,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{e}");
+        if e["deliveries"][0]["status"] == "delivered" {
+            // The attempt the kill cut short was never recorded.
+            assert_eq!(
+                e["deliveries"][0]["attempts"].as_array().unwrap().len(),
+                1,
+                "{e}"
+            );
+            assert_eq!(e["deliveries"].as_array().unwrap().len(), 1, "{e}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not delivered: {e}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -378,6 +378,58 @@ impl Store for Flaky {
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<u64> {
         self.inner.purge_finished(before, limit).await
     }
+    async fn claim_deliveries(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<stephost::model::DueDelivery>> {
+        self.inner.claim_deliveries(lease, now, limit).await
+    }
+    async fn record_delivery(
+        &self,
+        owner: &NodeId,
+        delivery_id: &str,
+        attempt: &stephost::model::DeliveryAttempt,
+        next: stephost::store::DeliveryNext,
+    ) -> Result<bool> {
+        self.inner
+            .record_delivery(owner, delivery_id, attempt, next)
+            .await
+    }
+    async fn deliveries(&self, id: &ExecutionId) -> Result<Vec<stephost::model::Delivery>> {
+        self.inner.deliveries(id).await
+    }
+    async fn retry_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+        delivery_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<stephost::model::Delivery>> {
+        self.inner
+            .retry_delivery(tenant, id, delivery_id, now)
+            .await
+    }
+    async fn next_delivery_at(&self) -> Result<Option<Timestamp>> {
+        self.inner.next_delivery_at().await
+    }
+    async fn webhook_secret(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<stephost::model::WebhookSecret>> {
+        self.inner.webhook_secret(tenant).await
+    }
+    async fn put_webhook_secret(
+        &self,
+        tenant: &TenantId,
+        secret: &stephost::model::WebhookSecret,
+        expected: Option<Timestamp>,
+    ) -> Result<stephost::model::WebhookSecret> {
+        self.inner
+            .put_webhook_secret(tenant, secret, expected)
+            .await
+    }
 }
 
 impl Flaky {
@@ -410,6 +462,7 @@ async fn start_with(
             runner: Arc::new(Echo),
             secrets: Arc::new(NoSecrets),
             clock: Arc::new(SystemClock),
+            outbound: stephost::outbound::Outbound::new(&Default::default()).unwrap(),
         },
         Settings {
             workers: 1,
@@ -421,6 +474,7 @@ async fn start_with(
             claim_work: true,
             quotas: Default::default(),
             retention: None,
+            callbacks: Default::default(),
         },
     )
     .await
@@ -485,6 +539,7 @@ async fn commits_the_store_refuses_are_retried_until_it_takes_them() {
         .submit(
             &tenant.id,
             Submission {
+                callback: None,
                 workflow_id: workflow,
                 version: VersionSel::Latest,
                 input_data: json!({"n": 12}),
@@ -532,6 +587,7 @@ async fn a_cancel_that_slips_between_a_claim_and_its_driver_is_read() {
         .submit(
             &tenant.id,
             Submission {
+                callback: None,
                 workflow_id: workflow,
                 version: VersionSel::Latest,
                 input_data: json!({"n": 1}),
@@ -589,6 +645,7 @@ async fn a_slot_freed_by_a_finished_execution_is_claimed_at_once() {
             .submit(
                 &tenant.id,
                 Submission {
+                    callback: None,
                     workflow_id: workflow.clone(),
                     version: VersionSel::Latest,
                     input_data: json!({"n": n}),
@@ -621,6 +678,7 @@ async fn maps_that_follow_work_in_flight_are_empty_once_it_is_done() {
     let store = Flaky::over(sqlite, 0, None);
     let engine = start_with(store, Settings::LEASE_TTL, 2, Duration::from_millis(50)).await;
     let submission = |n: u32, start: Option<stephost::engine::StartAt>| Submission {
+        callback: None,
         workflow_id: workflow.clone(),
         version: VersionSel::Latest,
         input_data: json!({"n": n}),

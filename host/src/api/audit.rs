@@ -51,6 +51,16 @@ pub const AUDITED: &[(Method, &str, &str)] = &[
         "workflow.delete",
     ),
     (Method::PUT, "/v1/secrets/{name}", "secret.put"),
+    (
+        Method::POST,
+        "/v1/webhook-secret/rotate",
+        "webhook_secret.rotate",
+    ),
+    (
+        Method::POST,
+        "/v1/executions/{execution_id}/deliveries/{delivery_id}/retry",
+        "delivery.retry",
+    ),
     (Method::DELETE, "/v1/secrets/{name}", "secret.delete"),
     (Method::POST, "/v1/schedules", "schedule.create"),
     (

@@ -144,17 +144,21 @@ async fn principal(parts: &mut Parts, state: &AppState) -> Result<Principal, Api
     Ok(principal)
 }
 
-/// The scope a request needs: `read` for `GET`, `run` for a `POST` under
-/// `/v1/executions` (running, cancelling, pausing, resuming, signals),
-/// `full` for everything else.
+/// The scope a request needs: `read` for `GET` (but `full` for the
+/// webhook signing secret, which is a credential), `run` for a `POST`
+/// under `/v1/executions` (running, cancelling, pausing, resuming,
+/// signals, redelivering a callback), `full` for everything else.
 fn needed_scope(parts: &Parts) -> Scope {
-    if matches!(parts.method, Method::GET | Method::HEAD) {
-        return Scope::Read;
-    }
     let path = parts
         .extensions
         .get::<MatchedPath>()
         .map_or(parts.uri.path(), MatchedPath::as_str);
+    if path.starts_with("/v1/webhook-secret") {
+        return Scope::Full;
+    }
+    if matches!(parts.method, Method::GET | Method::HEAD) {
+        return Scope::Read;
+    }
     if parts.method == Method::POST && path.starts_with("/v1/executions") {
         Scope::Run
     } else {

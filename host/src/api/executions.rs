@@ -98,6 +98,11 @@ pub struct RunRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "15m")]
     pub delay: Option<String>,
+    /// Where to POST signed callbacks about this execution, and which
+    /// events (default `["execution.finished"]`); without it, the
+    /// definition's `callback`, if any.
+    #[serde(default)]
+    pub callback: Option<crate::model::Callback>,
 }
 
 /// A handed-off or accepted execution.
@@ -278,6 +283,7 @@ fn submission(
         input_data: req.input_data,
         custom_data: req.custom_data,
         start,
+        callback: req.callback,
     };
     Ok((sub, idem))
 }
@@ -429,6 +435,7 @@ pub async fn get(
     };
     let mut exec = exec;
     exec.blocked = state.engine.blocked(&exec).await?;
+    exec.deliveries = state.engine.deliveries(&exec).await?;
     Ok(Json(exec))
 }
 

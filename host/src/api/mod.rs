@@ -17,6 +17,7 @@ mod secrets;
 mod signals;
 mod steps;
 mod tenants;
+mod webhooks;
 mod workflows;
 
 use std::sync::Arc;
@@ -259,6 +260,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/executions/{execution_id}/signals/{name}",
             post(signals::send),
         )
+        .route(
+            "/v1/executions/{execution_id}/deliveries/{delivery_id}/retry",
+            post(webhooks::retry),
+        )
+        .route("/v1/webhook-secret", get(webhooks::get))
+        .route("/v1/webhook-secret/rotate", post(webhooks::rotate))
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .merge(api)

@@ -214,6 +214,7 @@ fn too_many() -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
         super::executions::list, super::executions::cancel, super::signals::send,
         super::lifecycle::pause, super::lifecycle::resume,
         super::secrets::put, super::secrets::list, super::secrets::delete,
+        super::webhooks::get, super::webhooks::rotate, super::webhooks::retry,
     ),
     tags(
         (name = "executions", description = "Run workflows and follow their executions"),
@@ -221,6 +222,7 @@ fn too_many() -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
         (name = "schedules", description = "Cron schedules that run a workflow at their ticks"),
         (name = "steps", description = "Step components"),
         (name = "secrets", description = "Tenant secrets (names only; values never leave)"),
+        (name = "callbacks", description = "Signed callbacks: the signing secret and redelivery"),
         (name = "tenants", description = "Tenants (admin) and their tokens (admin, or a tenant for itself)"),
         (name = "admin", description = "The server and its nodes (admin)"),
         (name = "audit", description = "Who changed which resource, and when"),

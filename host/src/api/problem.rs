@@ -137,9 +137,10 @@ impl From<engine::Error> for ApiError {
     fn from(e: engine::Error) -> Self {
         use engine::Error as E;
         match e {
-            E::WorkflowNotFound(_) | E::ExecutionNotFound(_) | E::ScheduleNotFound(_) => {
-                Self::not_found(e.to_string())
-            }
+            E::WorkflowNotFound(_)
+            | E::ExecutionNotFound(_)
+            | E::ScheduleNotFound(_)
+            | E::DeliveryNotFound(..) => Self::not_found(e.to_string()),
             E::Unprocessable(_) | E::IdempotencyKeyReused => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }

@@ -53,6 +53,9 @@ pub struct CreateSchedule {
     #[serde(default)]
     #[schema(value_type = Option<serde_json::Value>)]
     pub custom_data: Option<serde_json::Value>,
+    /// Where callbacks about every execution go: `{url, events?}`.
+    #[serde(default)]
+    pub callback: Option<crate::model::Callback>,
     /// `skip` (default), `buffer_one`, `allow_all` or `cancel_other`.
     #[serde(default)]
     #[schema(example = "skip")]
@@ -113,6 +116,10 @@ pub struct UpdateSchedule {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Object>)]
     pub custom_data: Option<Option<serde_json::Value>>,
+    /// Where callbacks go (`null` removes it).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<crate::model::Callback>)]
+    pub callback: Option<Option<crate::model::Callback>>,
     /// The overlap policy.
     #[serde(default)]
     pub overlap: Option<String>,
@@ -169,6 +176,9 @@ pub struct ScheduleBody {
     /// Opaque data copied to every execution.
     #[schema(value_type = Option<serde_json::Value>)]
     pub custom_data: Option<serde_json::Value>,
+    /// Where callbacks about every execution go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback: Option<crate::model::Callback>,
     /// The overlap policy.
     pub overlap: Overlap,
     /// The catch-up window (`1h`, `30m`).
@@ -261,6 +271,7 @@ fn body(view: ScheduleView) -> ScheduleBody {
         timezone,
         input_data,
         custom_data,
+        callback,
         overlap,
         start_at,
         end_at,
@@ -285,6 +296,7 @@ fn body(view: ScheduleView) -> ScheduleBody {
         timezone,
         input_data,
         custom_data,
+        callback,
         overlap,
         catchup_window: format!("{catchup:#}"),
         start_at,
@@ -371,6 +383,7 @@ pub async fn create(
         timezone: req.timezone.unwrap_or_else(|| "UTC".into()),
         input_data: req.input_data,
         custom_data: req.custom_data,
+        callback: req.callback,
         overlap: req
             .overlap
             .as_deref()
@@ -486,6 +499,7 @@ async fn apply_update(
         timezone: req.timezone,
         input_data: req.input_data,
         custom_data: req.custom_data,
+        callback: req.callback,
         overlap: req.overlap.as_deref().map(overlap).transpose()?,
         catchup_window: req.catchup_window.as_deref().map(window).transpose()?,
         start_at: req

@@ -110,11 +110,17 @@ pub async fn put(
         registrar.check_limits(o)?;
         quotas.above_step_ceiling(o).map_or(Ok(()), Err)
     };
-    let problems = def.validate(&crate::engine::definition::Context {
+    let mut problems = def.validate(&crate::engine::definition::Context {
         path_id: id.as_str(),
         steps: &registered,
         ceilings: &ceilings,
     });
+    if let Some(cb) = &def.callback
+        && let Err(crate::engine::Error::Invalid(_, found)) =
+            state.engine.check_callback(cb, "$.callback")
+    {
+        problems.extend(found);
+    }
     if !problems.is_empty() {
         return Err(ApiError::invalid(
             "the workflow definition is invalid",

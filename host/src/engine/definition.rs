@@ -72,6 +72,10 @@ pub struct Definition {
     /// The retry policy of steps that have none of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// Where callbacks about executions of this workflow go, and which
+    /// events, when a submission gives no `callback` of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<crate::model::Callback>,
 }
 
 /// One step of a workflow.
@@ -361,12 +365,14 @@ impl Definition {
             "output",
             "timeout",
             "retry",
+            "callback",
         ];
         unknown_keys(obj, TOP, "$", &mut problems);
         let _: Option<String> = field(obj, "id", "$", &mut problems);
         let _: Option<String> = field(obj, "description", "$", &mut problems);
         let _: Option<String> = field(obj, "timeout", "$", &mut problems);
         let _: Option<RetryPolicy> = field(obj, "retry", "$", &mut problems);
+        let _: Option<crate::model::Callback> = field(obj, "callback", "$", &mut problems);
         if let Some(schema) = obj.get("input_schema")
             && !schema.is_object()
             && !schema.is_boolean()

@@ -65,7 +65,12 @@ enum After {
 /// Commits `snapshot` at `version`, retrying store failures until the store
 /// takes it or refuses it: a state the store has not committed is never
 /// published. Returns the new version, or `None` when the lease is lost.
-async fn commit(inner: &Inner, snapshot: &Snapshot, version: u64) -> Option<u64> {
+async fn commit(
+    inner: &Inner,
+    snapshot: &Snapshot,
+    version: u64,
+    deliveries: &[crate::model::NewDelivery],
+) -> Option<u64> {
     let mut delay = Duration::from_millis(50);
     loop {
         let next = match snapshot.after {
@@ -81,9 +86,13 @@ async fn commit(inner: &Inner, snapshot: &Snapshot, version: u64) -> Option<u64>
             owner: &inner.node,
             consumed: snapshot.consumed,
             next,
+            deliveries,
         };
         match inner.store.commit_execution(commit).await {
             Ok(version) => {
+                if !deliveries.is_empty() {
+                    inner.deliveries_due.notify_one();
+                }
                 if snapshot.after == After::Finish && snapshot.execution.schedule_id.is_some() {
                     // Its schedule may have a tick buffered behind it.
                     inner.schedule_wake.notify_one();
@@ -116,15 +125,16 @@ pub(super) async fn drive(
     read_inbox: bool,
 ) {
     let def = inner.definition(&exec).await;
+    let claimed = Arc::new(exec.clone());
     let (snapshots, pending) = watch::channel(Snapshot {
-        execution: Arc::new(exec.clone()),
+        execution: claimed.clone(),
         consumed: 0,
         after: After::Hold,
     });
     let persister = tokio::spawn(persister(
         inner.clone(),
         driven.clone(),
-        exec.version,
+        (claimed, exec.version),
         pending,
     ));
     let mut run = Run {
@@ -214,25 +224,43 @@ async fn settle(pending: &mut watch::Receiver<Snapshot>) {
     }
 }
 
-/// Commits the newest snapshot, then publishes it; ends once the driver
+/// Commits the newest snapshot (with the callbacks that report what changed
+/// since the state the store holds: the outbox), then publishes it; ends once the driver
 /// dropped its sender and the last snapshot is committed, or at once when
 /// the lease is lost (after telling the driver).
 async fn persister(
     inner: Arc<Inner>,
     driven: Arc<Driven>,
-    mut version: u64,
+    (claimed, mut version): (Arc<Execution>, u64),
     mut pending: watch::Receiver<Snapshot>,
 ) {
+    // What the store holds: the callbacks a commit stores report what
+    // changed since. (Not the channel's value, which the driver may have
+    // replaced before this task first runs.)
+    let mut committed_state = claimed;
     while pending.changed().await.is_ok() {
         if pending.borrow().after == After::Hold {
             settle(&mut pending).await;
         }
         let snapshot = pending.borrow_and_update().clone();
-        let Some(committed) = commit(&inner, &snapshot, version).await else {
+        let deliveries = super::callbacks::deliveries(
+            &committed_state,
+            &snapshot.execution,
+            inner.clock.now(),
+            inner
+                .callbacks
+                .retry_delays
+                .first()
+                .copied()
+                .unwrap_or_default(),
+            inner.callbacks.max_output_bytes,
+        );
+        let Some(committed) = commit(&inner, &snapshot, version, &deliveries).await else {
             driven.lost.cancel();
             return;
         };
         version = committed;
+        committed_state = snapshot.execution.clone();
         let id = snapshot.execution.execution_id.clone();
         inner.watchers.publish(
             &id,

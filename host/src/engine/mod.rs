@@ -12,9 +12,11 @@
 //! It knows the [`Store`] trait and the [`StepRunner`] trait; it must not
 //! know wasmtime, SQL or HTTP.
 
+pub mod callbacks;
 pub mod clock;
 mod dag;
 pub mod definition;
+pub mod deliver;
 mod drive;
 mod events;
 mod fair;
@@ -86,6 +88,20 @@ pub trait SecretSource: Send + Sync + 'static {
         tenant: &TenantId,
         names: &[String],
     ) -> Result<BTreeMap<String, String>, String>;
+    /// The tenant's callback signing secrets, made on first use.
+    async fn webhook_keys(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+    ) -> Result<crate::model::WebhookKeys, String>;
+    /// Replaces the tenant's signing secret; the old one keeps signing
+    /// until `now + window`.
+    async fn rotate_webhook_secret(
+        &self,
+        tenant: &TenantId,
+        now: Timestamp,
+        window: Duration,
+    ) -> Result<crate::model::WebhookKeys, String>;
 }
 
 /// A tenant without secrets, for engines that have no vault.
@@ -100,6 +116,23 @@ impl SecretSource for NoSecrets {
         _names: &[String],
     ) -> Result<BTreeMap<String, String>, String> {
         Ok(BTreeMap::new())
+    }
+
+    async fn webhook_keys(
+        &self,
+        _tenant: &TenantId,
+        _now: Timestamp,
+    ) -> Result<crate::model::WebhookKeys, String> {
+        Err("this engine has no vault to keep signing secrets in".into())
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        _tenant: &TenantId,
+        _now: Timestamp,
+        _window: Duration,
+    ) -> Result<crate::model::WebhookKeys, String> {
+        Err("this engine has no vault to keep signing secrets in".into())
     }
 }
 
@@ -120,6 +153,9 @@ pub enum Error {
     /// No such schedule for this tenant.
     #[error("schedule `{0}` not found")]
     ScheduleNotFound(String),
+    /// No such delivery of this execution.
+    #[error("execution `{0}` has no delivery `{1}`")]
+    DeliveryNotFound(String, String),
     /// A step of the workflow is no longer registered.
     #[error("{0}")]
     Unprocessable(String),
@@ -171,6 +207,8 @@ pub struct Submission {
     pub custom_data: Option<serde_json::Value>,
     /// For a postponed run: when it starts.
     pub start: Option<StartAt>,
+    /// Where callbacks go; without one, the definition's `callback`.
+    pub callback: Option<crate::model::Callback>,
 }
 
 /// When a postponed run starts.
@@ -276,6 +314,8 @@ pub struct Settings {
     /// How long a finished execution is kept after it finished; `None`
     /// keeps every one (see `engine/retention.rs`).
     pub retention: Option<Duration>,
+    /// How callbacks are delivered (see `engine/deliver.rs`).
+    pub callbacks: deliver::Settings,
 }
 
 impl Settings {
@@ -326,6 +366,13 @@ pub(crate) struct Inner {
     claim_work: bool,
     /// How long finished executions are kept (see `retention`).
     retention: Option<Duration>,
+    /// Sends callbacks, and checks their URLs at submission.
+    outbound: crate::outbound::Outbound,
+    /// How callbacks are delivered.
+    callbacks: deliver::Settings,
+    /// Deliveries were stored or an attempt ended: the delivery loop
+    /// looks again.
+    deliveries_due: Notify,
     /// When this process's engine started (its node's `started_at`).
     started_at: Timestamp,
     /// The executions this process drives.
@@ -481,6 +528,8 @@ pub struct Services {
     pub secrets: Arc<dyn SecretSource>,
     /// Tells the time.
     pub clock: Arc<dyn Clock>,
+    /// Sends callbacks.
+    pub outbound: crate::outbound::Outbound,
 }
 
 impl std::fmt::Debug for Services {
@@ -522,6 +571,9 @@ impl Engine {
                 poll_interval: settings.poll_interval.max(Duration::from_millis(1)),
                 claim_work: settings.claim_work,
                 retention: settings.retention.filter(|d| !d.is_zero()),
+                outbound: services.outbound,
+                callbacks: settings.callbacks,
+                deliveries_due: Notify::new(),
                 started_at: services.clock.now(),
                 drivers: Mutex::new(HashMap::new()),
                 unrouted: std::sync::atomic::AtomicU64::new(0),
@@ -545,11 +597,17 @@ impl Engine {
         }
         nodes::start(inner).await?;
         retention::start(inner);
+        deliver::start(inner);
         if inner.claim_work {
             work::start(inner);
             tokio::spawn(schedule::run(Arc::downgrade(inner)));
         }
         Ok(engine)
+    }
+
+    /// The engine's clock's time.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
     }
 
     /// Accepts a submission: resolves it against the workflow and its

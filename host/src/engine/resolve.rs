@@ -15,6 +15,7 @@ impl Engine {
     /// workflow version, the input against its schema, the secrets it
     /// needs, and the digest each step runs.
     pub async fn resolve(&self, tenant: &TenantId, sub: Submission) -> Result<Execution, Error> {
+        let sub_has_callback = sub.callback.is_some();
         let version = match sub.version {
             VersionSel::Latest => None,
             VersionSel::Exact(v) => Some(v),
@@ -53,6 +54,17 @@ impl Engine {
                     problems,
                 ));
             }
+        }
+        let callback = sub.callback.or_else(|| def.callback.clone());
+        if let Some(cb) = &callback {
+            self.check_callback(
+                cb,
+                if sub_has_callback {
+                    "$.callback"
+                } else {
+                    "$.definition.callback"
+                },
+            )?;
         }
         let wanted: Vec<String> = def.secret_names().into_iter().collect();
         if !wanted.is_empty() {
@@ -168,11 +180,46 @@ impl Engine {
             history: Vec::new(),
             steps,
             pending_signals: Vec::new(),
+            callback,
+            deliveries: Vec::new(),
             blocked: None,
             version: 0,
         };
         exec.enter(status, at);
         Ok(exec)
+    }
+}
+
+impl Engine {
+    /// Refuses a callback without events, or whose URL the outbound layer
+    /// refuses as it stands (a scheme other than http and https,
+    /// credentials, a forbidden address literal). A name is judged when
+    /// the callback is delivered, by what it resolves to then. `at` is
+    /// where the callback was given, for the problem's path.
+    pub fn check_callback(&self, cb: &crate::model::Callback, at: &str) -> Result<(), Error> {
+        let mut problems = Vec::new();
+        if cb.events.is_empty() {
+            problems.push(Problem {
+                path: format!("{at}.events"),
+                message: "give at least one event, or leave `events` out for \
+                          `[\"execution.finished\"]`"
+                    .into(),
+            });
+        }
+        if let Err(refusal) = self.inner.outbound.check(&cb.url) {
+            problems.push(Problem {
+                path: format!("{at}.url"),
+                message: refusal.to_string(),
+            });
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(
+                "the callback cannot be delivered".into(),
+                problems,
+            ))
+        }
     }
 }
 

@@ -49,6 +49,8 @@ pub struct NewSchedule {
     pub input_data: serde_json::Value,
     /// Client data copied to every execution.
     pub custom_data: Option<serde_json::Value>,
+    /// Where callbacks about every execution go.
+    pub callback: Option<crate::model::Callback>,
     /// The overlap policy.
     pub overlap: Overlap,
     /// How old a missed tick may be and still fire.
@@ -79,6 +81,8 @@ pub struct ScheduleChange {
     pub input_data: Option<serde_json::Value>,
     /// Client data (`Some(None)` clears it).
     pub custom_data: Option<Option<serde_json::Value>>,
+    /// The callback (`Some(None)` clears it).
+    pub callback: Option<Option<crate::model::Callback>>,
     /// The overlap policy.
     pub overlap: Option<Overlap>,
     /// The catch-up window.
@@ -162,6 +166,7 @@ impl Engine {
             timezone: new.timezone,
             input_data: new.input_data,
             custom_data: new.custom_data,
+            callback: new.callback,
             overlap: new.overlap,
             catchup_window: new.catchup_window,
             start_at: new.start_at,
@@ -264,6 +269,9 @@ impl Engine {
                 }
                 if let Some(c) = change.custom_data {
                     s.custom_data = c;
+                }
+                if let Some(c) = change.callback.clone() {
+                    s.callback = c;
                 }
                 if let Some(o) = change.overlap {
                     s.overlap = o;
@@ -398,6 +406,7 @@ impl Engine {
             input_data: s.input_data.clone(),
             custom_data: s.custom_data.clone(),
             start: None,
+            callback: s.callback.clone(),
         }
     }
 

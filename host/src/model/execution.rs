@@ -449,6 +449,14 @@ pub struct Execution {
     /// Signals delivered and not yet taken by a wait step, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_signals: Vec<PendingSignal>,
+    /// Where callbacks about this execution go, and which events
+    /// (given at submission, or the definition's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<super::Callback>,
+    /// The callbacks made so far, oldest first, with their attempts
+    /// (shown by `GET /v1/executions/{id}`; never stored in the record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<super::Delivery>,
     /// Why a `queued` execution does not start yet, when its tenant runs
     /// as many executions as `max_concurrent_executions` allows (shown by
     /// `GET /v1/executions/{id}`; never stored).

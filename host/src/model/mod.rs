@@ -5,6 +5,7 @@
 //! wasmtime, no HTTP, no SQL. Everything here is data that can be stored,
 //! serialised and compared.
 
+mod callback;
 mod execution;
 mod limits;
 pub mod quotas;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use self::callback::*;
 pub use self::execution::*;
 pub use self::limits::{AboveCeiling, Limits, Overrides};
 pub use self::quotas::{Quotas, Usage};

@@ -152,6 +152,9 @@ pub struct Schedule {
     pub input_data: serde_json::Value,
     /// Opaque client data copied to every execution.
     pub custom_data: Option<serde_json::Value>,
+    /// Where callbacks about every execution go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<super::Callback>,
     /// What a tick does while an earlier execution runs.
     pub overlap: Overlap,
     /// How old a missed tick may be and still fire after downtime.

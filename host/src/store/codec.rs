@@ -161,6 +161,75 @@ pub(crate) fn tenant_page(
     crate::store::TenantPage { items, next_cursor }
 }
 
+/// The columns of a delivery row the API shows, in this order:
+/// `id, event, step, url, status, created_ns, due_ns, attempts`.
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "id, event, step, url, status, created_ns, due_ns, attempts";
+
+/// A delivery row as its columns.
+pub(crate) type DeliveryRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    String,
+);
+
+/// Decodes a delivery row ([`DELIVERY_COLUMNS`]).
+pub(crate) fn decode_delivery(row: DeliveryRow) -> Result<crate::model::Delivery> {
+    let (id, event, step, url, status, created_ns, due_ns, attempts) = row;
+    Ok(crate::model::Delivery {
+        webhook_id: crate::model::NewDelivery::webhook_id(&id),
+        delivery_id: id,
+        event: crate::model::EventType::parse(&event)
+            .ok_or_else(|| Error::Backend(format!("a stored delivery has event `{event}`")))?,
+        step,
+        url,
+        status: crate::model::DeliveryStatus::parse(&status)
+            .ok_or_else(|| Error::Backend(format!("a stored delivery has status `{status}`")))?,
+        created_at: from_nanos(created_ns)?,
+        next_attempt_at: due_ns.map(from_nanos).transpose()?,
+        attempts: serde_json::from_str(&attempts).map_err(|e| {
+            Error::Backend(format!("a stored delivery's attempts are not valid: {e}"))
+        })?,
+    })
+}
+
+/// The most attempts a delivery keeps; older ones are dropped first.
+pub(crate) const MAX_KEPT_ATTEMPTS: usize = 50;
+
+/// A delivery's attempts (JSON text) with `attempt` added, keeping the
+/// newest [`MAX_KEPT_ATTEMPTS`].
+pub(crate) fn append_attempt(
+    attempts: &str,
+    attempt: &crate::model::DeliveryAttempt,
+) -> Result<String> {
+    let mut list: Vec<serde_json::Value> = serde_json::from_str(attempts)
+        .map_err(|e| Error::Backend(format!("a stored delivery's attempts are not valid: {e}")))?;
+    list.push(
+        serde_json::to_value(attempt)
+            .map_err(|e| Error::Backend(format!("cannot encode JSON: {e}")))?,
+    );
+    let over = list.len().saturating_sub(MAX_KEPT_ATTEMPTS);
+    list.drain(..over);
+    to_json(&list)
+}
+
+/// What a stored delivery row's `status` and `due_ns` become after an
+/// attempt.
+pub(crate) fn after_attempt(next: super::DeliveryNext) -> (&'static str, Option<i64>) {
+    match next {
+        super::DeliveryNext::Retry(at) => (
+            crate::model::DeliveryStatus::Pending.as_str(),
+            Some(nanos(at)),
+        ),
+        super::DeliveryNext::Done(status) => (status.as_str(), None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! contract in the trait's terms only: it must not look at tables, files or
 //! anything else a particular backend keeps.
 
+pub(crate) mod deliveries;
 pub(crate) mod events;
 pub(crate) mod executions;
 pub(crate) mod fair;
@@ -61,7 +62,10 @@ macro_rules! conformance_tests {
             schedules::deleted_workflows_keep_their_versions,
             tenants::tenant_listing, tenants::a_suspended_tenant_runs_nothing,
             tenants::deleting_a_tenant_removes_everything, tenants::quotas_and_usage,
-            fair::claims_are_shared_between_tenants, fair::a_running_limit_holds_on_claims);
+            fair::claims_are_shared_between_tenants, fair::a_running_limit_holds_on_claims,
+            deliveries::deliveries_are_claimed_in_order_per_execution,
+            deliveries::attempts_are_recorded_by_the_holder_and_retried,
+            deliveries::deliveries_and_secrets_go_with_their_owners);
     };
     (@each $harness:expr; $($($path:ident)::+),*) => {
         $(
@@ -175,6 +179,8 @@ pub(crate) fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp
             waiting: None,
         }],
         pending_signals: Vec::new(),
+        callback: None,
+        deliveries: Vec::new(),
         blocked: None,
         // A new execution is stored at version 1.
         version: 1,
@@ -228,6 +234,7 @@ async fn save(store: &dyn Store, exec: &mut Execution) {
     };
     exec.version = store
         .commit_execution(Commit {
+            deliveries: &[],
             execution: exec,
             version: exec.version,
             owner: &lease.owner,

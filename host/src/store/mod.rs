@@ -29,8 +29,9 @@ pub mod sqlite;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Quotas, Schedule, ScheduleId,
-    ScheduleState, Status, StepName, TenantId, Timestamp, Usage, WorkflowId,
+    Delivery, DeliveryAttempt, DeliveryStatus, Digest, DueDelivery, Event, Execution, ExecutionId,
+    NewDelivery, NewEvent, NodeId, Quotas, Schedule, ScheduleId, ScheduleState, Status, StepName,
+    TenantId, Timestamp, Usage, WebhookSecret, WorkflowId,
 };
 
 /// Errors of the store.
@@ -286,6 +287,10 @@ pub struct Commit<'a> {
     pub consumed: u64,
     /// What happens to the lease.
     pub next: Next,
+    /// Callbacks reporting this state, stored in the same transaction (the
+    /// outbox): due at their `created_at`, delivered in the order given
+    /// after every earlier delivery of the execution.
+    pub deliveries: &'a [NewDelivery],
 }
 
 impl Commit<'_> {
@@ -302,6 +307,15 @@ impl Commit<'_> {
         }
         Ok(())
     }
+}
+
+/// What follows an attempt at a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryNext {
+    /// Attempt again at this time.
+    Retry(Timestamp),
+    /// No more attempts: delivered, failed, gone or refused.
+    Done(DeliveryStatus),
 }
 
 /// An execution a claim round took.
@@ -757,6 +771,54 @@ pub trait Store: Send + Sync + 'static {
     /// deleted, nor one a resume reopened. The retention sweep calls it
     /// (see `engine::retention`).
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<u64>;
+    /// Claims up to `limit` pending deliveries due at `now` that nobody
+    /// holds (or whose claim lapsed before `now`), earliest due first,
+    /// each only when no earlier delivery of its execution is pending:
+    /// the events of one execution go out in order. The claim holds until
+    /// `lease.until`.
+    async fn claim_deliveries(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>>;
+    /// Records an attempt of a delivery `owner` holds, releasing the claim:
+    /// pending again at `next`'s time, or done. `false` when `owner` no
+    /// longer holds it (nothing is written).
+    async fn record_delivery(
+        &self,
+        owner: &NodeId,
+        delivery_id: &str,
+        attempt: &DeliveryAttempt,
+        next: DeliveryNext,
+    ) -> Result<bool>;
+    /// An execution's deliveries, oldest first.
+    async fn deliveries(&self, id: &ExecutionId) -> Result<Vec<Delivery>>;
+    /// Makes a delivery of a tenant's execution pending and due at `now`
+    /// (a manual redelivery), unless it is pending already; `None` when
+    /// there is no such delivery.
+    async fn retry_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+        delivery_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<Delivery>>;
+    /// When the next pending delivery that is not behind an earlier
+    /// pending one of its execution is due (for a held one: when its claim
+    /// lapses).
+    async fn next_delivery_at(&self) -> Result<Option<Timestamp>>;
+    /// A tenant's callback signing secret, if it has one.
+    async fn webhook_secret(&self, tenant: &TenantId) -> Result<Option<WebhookSecret>>;
+    /// Stores `secret` as the tenant's if the stored one was made at
+    /// `expected` (`None`: if it has none yet). Returns what is stored
+    /// afterwards, so a writer that lost the race sees the winner's.
+    async fn put_webhook_secret(
+        &self,
+        tenant: &TenantId,
+        secret: &WebhookSecret,
+        expected: Option<Timestamp>,
+    ) -> Result<WebhookSecret>;
     /// Hints from other processes sharing this store; `None` when nothing
     /// else can share it (each call subscribes anew).
     fn hints(&self) -> Option<tokio::sync::broadcast::Receiver<Hint>> {

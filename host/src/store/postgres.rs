@@ -18,6 +18,7 @@
 //! and the API hand it.
 
 mod audit;
+mod deliveries;
 mod hints;
 mod nodes;
 mod rows;
@@ -754,6 +755,68 @@ impl Store for PostgresStore {
 
     async fn purge_finished(&self, before: Timestamp, limit: usize) -> Result<u64> {
         work::purge_finished(&self.pool, before, limit).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<crate::model::DueDelivery>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        deliveries::claim(&self.pool, lease, nanos(now), limit).await
+    }
+
+    async fn record_delivery(
+        &self,
+        owner: &NodeId,
+        delivery_id: &str,
+        attempt: &crate::model::DeliveryAttempt,
+        next: super::DeliveryNext,
+    ) -> Result<bool> {
+        deliveries::record(&self.pool, owner.as_str(), delivery_id, attempt, next).await
+    }
+
+    async fn deliveries(&self, id: &ExecutionId) -> Result<Vec<crate::model::Delivery>> {
+        deliveries::list(&self.pool, id.as_str()).await
+    }
+
+    async fn retry_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+        delivery_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<crate::model::Delivery>> {
+        deliveries::retry(
+            &self.pool,
+            tenant.as_str(),
+            id.as_str(),
+            delivery_id,
+            nanos(now),
+        )
+        .await
+    }
+
+    async fn next_delivery_at(&self) -> Result<Option<Timestamp>> {
+        let next = deliveries::next_due(&self.pool).await?;
+        next.map(super::codec::from_nanos).transpose()
+    }
+
+    async fn webhook_secret(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::model::WebhookSecret>> {
+        deliveries::secret(&self.pool, tenant.as_str()).await
+    }
+
+    async fn put_webhook_secret(
+        &self,
+        tenant: &TenantId,
+        secret: &crate::model::WebhookSecret,
+        expected: Option<Timestamp>,
+    ) -> Result<crate::model::WebhookSecret> {
+        deliveries::put_secret(&self.pool, tenant.as_str(), secret, expected.map(nanos)).await
     }
 
     fn hints(&self) -> Option<tokio::sync::broadcast::Receiver<Hint>> {

@@ -12,6 +12,7 @@
 
 mod audit;
 mod connections;
+mod deliveries;
 mod nodes;
 mod rows;
 mod schedules;
@@ -728,6 +729,83 @@ impl Store for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.writer
             .run(move |conn| work::purge_finished(conn, before, limit))
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<crate::model::DueDelivery>> {
+        let lease = lease.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.writer
+            .run(move |conn| deliveries::claim(conn, &lease, nanos(now), limit))
+            .await
+    }
+
+    async fn record_delivery(
+        &self,
+        owner: &NodeId,
+        delivery_id: &str,
+        attempt: &crate::model::DeliveryAttempt,
+        next: super::DeliveryNext,
+    ) -> Result<bool> {
+        let (owner, id, attempt) = (owner.clone(), delivery_id.to_owned(), attempt.clone());
+        self.writer
+            .run(move |conn| deliveries::record(conn, owner.as_str(), &id, &attempt, next))
+            .await
+    }
+
+    async fn deliveries(&self, id: &ExecutionId) -> Result<Vec<crate::model::Delivery>> {
+        let id = id.clone();
+        self.readers
+            .run(move |conn| deliveries::list(conn, id.as_str()))
+            .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &ExecutionId,
+        delivery_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<crate::model::Delivery>> {
+        let (tenant, id, delivery) = (tenant.clone(), id.clone(), delivery_id.to_owned());
+        self.writer
+            .run(move |conn| {
+                deliveries::retry(conn, tenant.as_str(), id.as_str(), &delivery, nanos(now))
+            })
+            .await
+    }
+
+    async fn next_delivery_at(&self) -> Result<Option<Timestamp>> {
+        let next = self.readers.run(deliveries::next_due).await?;
+        next.map(super::codec::from_nanos).transpose()
+    }
+
+    async fn webhook_secret(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::model::WebhookSecret>> {
+        let tenant = tenant.clone();
+        self.readers
+            .run(move |conn| deliveries::secret(conn, tenant.as_str()))
+            .await
+    }
+
+    async fn put_webhook_secret(
+        &self,
+        tenant: &TenantId,
+        secret: &crate::model::WebhookSecret,
+        expected: Option<Timestamp>,
+    ) -> Result<crate::model::WebhookSecret> {
+        let (tenant, secret) = (tenant.clone(), secret.clone());
+        self.writer
+            .run(move |conn| {
+                deliveries::put_secret(conn, tenant.as_str(), &secret, expected.map(nanos))
+            })
             .await
     }
 }

@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 with a fresh data directory, talked to over real HTTP.
 
 mod audit;
+mod callbacks;
 mod common;
 mod dag;
 mod definitions;
@@ -12,6 +13,8 @@ mod pause;
 mod pg_support;
 mod postponed;
 mod quotas;
+#[path = "../receiver_support/mod.rs"]
+mod receiver_support;
 mod resources;
 mod retention;
 mod schedules;

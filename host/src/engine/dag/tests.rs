@@ -64,6 +64,8 @@ fn setup(def: Value, input: Value) -> (Definition, State, Vec<Vec<usize>>) {
         history: Vec::new(),
         steps,
         pending_signals: Vec::new(),
+        callback: None,
+        deliveries: Vec::new(),
         blocked: None,
         version: 0,
     };

@@ -168,6 +168,7 @@ mod tests {
             timezone: "UTC".into(),
             input_data: serde_json::json!({}),
             custom_data: None,
+            callback: None,
             overlap,
             catchup_window: Schedule::CATCHUP_WINDOW,
             start_at: None,

@@ -36,6 +36,7 @@ pub(crate) async fn execution_round_trip(h: &dyn Harness) {
     let stranger = execution(&acme, "orders", Timestamp::now());
     let refused = store
         .commit_execution(Commit {
+            deliveries: &[],
             execution: &stranger,
             version: 1,
             owner: &tester(),

@@ -22,6 +22,7 @@ pub(super) fn schedule(tenant: &TenantId, id: &str, workflow: &str, at: Timestam
         timezone: "UTC".into(),
         input_data: json!({"n": 12.50}),
         custom_data: None,
+        callback: None,
         overlap: Overlap::Skip,
         catchup_window: Schedule::CATCHUP_WINDOW,
         start_at: None,

@@ -42,6 +42,7 @@ pub(super) async fn commit(
 ) -> Result<u64, Error> {
     store
         .commit_execution(Commit {
+            deliveries: &[],
             execution: exec,
             version: exec.version,
             owner: &node(owner),

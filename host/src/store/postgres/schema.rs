@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::store::{Error, Result};
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 9;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 /// The first schema: the same tables as SQLite's third version. Every
 /// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
@@ -369,9 +369,44 @@ END
 $$;
 ";
 
+/// Version 10: callbacks, as in SQLite's version 11: `deliveries` is the
+/// outbox (pending while `due_ns` is set, claimed under `lease_owner`
+/// until `lease_until_ns`, in `seq` order per execution) and
+/// `webhook_secrets` the tenants' sealed signing secrets.
+const SCHEMA_10: &str = "
+CREATE TABLE deliveries (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    step TEXT,
+    url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_ns BIGINT NOT NULL,
+    due_ns BIGINT,
+    lease_owner TEXT,
+    lease_until_ns BIGINT,
+    attempt_count INTEGER NOT NULL DEFAULT 0,
+    attempts TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX deliveries_due ON deliveries (due_ns, seq) WHERE due_ns IS NOT NULL;
+CREATE INDEX deliveries_by_execution ON deliveries (execution_id, seq);
+CREATE INDEX deliveries_by_tenant ON deliveries (tenant_id);
+CREATE TABLE webhook_secrets (
+    tenant_id TEXT PRIMARY KEY,
+    sealed BYTEA NOT NULL,
+    created_ns BIGINT NOT NULL,
+    previous_sealed BYTEA,
+    previous_until_ns BIGINT
+);
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-pub(super) const MIGRATIONS: [&str; 9] = [
+pub(super) const MIGRATIONS: [&str; 10] = [
     SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8, SCHEMA_9,
+    SCHEMA_10,
 ];
 
 /// Applies the upgrades the database lacks and records them, under the

@@ -314,6 +314,7 @@ async fn hints_reach_the_other_nodes() {
     exec.version = claimed.version;
     let version = a
         .commit_execution(Commit {
+            deliveries: &[],
             execution: &exec,
             version: exec.version,
             owner: &held.owner,
@@ -407,6 +408,7 @@ async fn a_commit_that_waits_for_an_event_sees_it() {
                 let owner = NodeId::new_unchecked("a");
                 store
                     .commit_execution(Commit {
+                        deliveries: &[],
                         execution: &held,
                         version: held.version,
                         owner: &owner,

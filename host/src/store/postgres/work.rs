@@ -154,7 +154,7 @@ pub(super) async fn commit(pool: &PgPool, commit: Commit<'_>) -> Result<u64> {
         .as_ref()
         .filter(|_| finish)
         .map(|s| s.as_str());
-    let new_version: Option<i64> = sqlx::query_scalar(
+    let query = sqlx::query_scalar(
         "SELECT stephost_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(execution.execution_id.as_str())
@@ -171,9 +171,23 @@ pub(super) async fn commit(pool: &PgPool, commit: Commit<'_>) -> Result<u64> {
     .bind(schedule)
     // When it finished: the buffered schedule's due time and, once it has
     // finished, its `finished_ns` (what retention counts from).
-    .bind(nanos(execution.finished_at.unwrap_or(execution.created_at)))
-    .fetch_one(pool)
-    .await?;
+    .bind(nanos(execution.finished_at.unwrap_or(execution.created_at)));
+    let new_version: Option<i64> = if commit.deliveries.is_empty() {
+        query.fetch_one(pool).await?
+    } else {
+        // The callbacks reporting this state go in its transaction (the
+        // outbox), only if the fenced commit took.
+        let mut tx = pool.begin().await?;
+        let result = async {
+            let v: Option<i64> = query.fetch_one(&mut *tx).await?;
+            if v.is_some() {
+                super::deliveries::insert(&mut tx, commit.deliveries).await?;
+            }
+            Ok(v)
+        }
+        .await;
+        super::rows::finish(tx, result).await?
+    };
     match new_version {
         Some(v) => Ok(version(v)),
         None => Err(Error::LeaseLost(execution.execution_id.clone())),
@@ -334,7 +348,7 @@ async fn send_in(
 }
 
 /// Deletes up to `limit` executions that finished before `before`, oldest
-/// first, with the inbox rows, event keys and idempotency keys that belong
+/// first, with the inbox rows, event keys, idempotency keys and deliveries that belong
 /// to them, in one statement; returns how many executions went. Rows
 /// another transaction holds (a resume reopening one) are skipped, for a
 /// later sweep.
@@ -345,7 +359,8 @@ pub(super) async fn purge_finished(pool: &PgPool, before: Timestamp, limit: usiz
              ORDER BY finished_ns, seq LIMIT $2 FOR UPDATE SKIP LOCKED),
          keys AS (DELETE FROM event_keys WHERE execution_id IN (SELECT id FROM doomed)),
          events AS (DELETE FROM inbox WHERE execution_id IN (SELECT id FROM doomed)),
-         idem AS (DELETE FROM idempotency WHERE execution_id IN (SELECT id FROM doomed))
+         idem AS (DELETE FROM idempotency WHERE execution_id IN (SELECT id FROM doomed)),
+         sent AS (DELETE FROM deliveries WHERE execution_id IN (SELECT id FROM doomed))
          DELETE FROM executions WHERE seq IN (SELECT seq FROM doomed)",
     )
     .bind(nanos(before))

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 10;
+pub(super) const SCHEMA_VERSION: i64 = 11;
 
 /// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
@@ -235,10 +235,48 @@ CREATE INDEX executions_finished ON executions (finished_ns, seq) WHERE finished
 CREATE INDEX idempotency_by_execution ON idempotency (execution_id);
 ";
 
+/// Version 11: callbacks. `deliveries` is the outbox: a row is inserted
+/// in the commit of the state it reports, and is pending while `due_ns`
+/// (its next attempt) is set; `lease_owner` and `lease_until_ns` are the
+/// claim of a node attempting it, `attempts` the JSON list of attempts.
+/// The partial index is the delivery queue; the order of one execution's
+/// deliveries is `seq`. `webhook_secrets` holds each tenant's sealed
+/// signing secret and, after a rotation, the one before it until
+/// `previous_until_ns`.
+const SCHEMA_11: &str = "
+CREATE TABLE deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    step TEXT,
+    url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    due_ns INTEGER,
+    lease_owner TEXT,
+    lease_until_ns INTEGER,
+    attempt_count INTEGER NOT NULL DEFAULT 0,
+    attempts TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX deliveries_due ON deliveries (due_ns, seq) WHERE due_ns IS NOT NULL;
+CREATE INDEX deliveries_by_execution ON deliveries (execution_id, seq);
+CREATE INDEX deliveries_by_tenant ON deliveries (tenant_id);
+CREATE TABLE webhook_secrets (
+    tenant_id TEXT PRIMARY KEY,
+    sealed BLOB NOT NULL,
+    created_ns INTEGER NOT NULL,
+    previous_sealed BLOB,
+    previous_until_ns INTEGER
+) WITHOUT ROWID;
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8, SCHEMA_9,
-    SCHEMA_10,
+    SCHEMA_10, SCHEMA_11,
 ];
 
 /// Applies the upgrades the database lacks, in one transaction, and records

@@ -228,6 +228,8 @@ pub(super) fn delete_tenant(conn: &Connection, id: &str) -> Result<bool> {
         "DELETE FROM event_keys
          WHERE execution_id IN (SELECT id FROM executions WHERE tenant_id = ?1)",
         "DELETE FROM idempotency WHERE tenant_id = ?1",
+        "DELETE FROM deliveries WHERE tenant_id = ?1",
+        "DELETE FROM webhook_secrets WHERE tenant_id = ?1",
         "DELETE FROM executions WHERE tenant_id = ?1",
         "DELETE FROM schedules WHERE tenant_id = ?1",
         "DELETE FROM secrets WHERE tenant_id = ?1",

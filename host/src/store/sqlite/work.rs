@@ -204,6 +204,8 @@ pub(super) struct Change {
     /// For a finished execution: when it finished (what retention counts
     /// from).
     finished_ns: Option<i64>,
+    /// The callbacks reporting this state (the outbox).
+    deliveries: Vec<crate::model::NewDelivery>,
 }
 
 impl Change {
@@ -238,6 +240,7 @@ impl Change {
                         .unwrap_or(commit.execution.created_at),
                 )
             }),
+            deliveries: commit.deliveries.to_vec(),
         })
     }
 
@@ -286,6 +289,7 @@ impl Change {
         let Some(version) = version else {
             return Err(Error::LeaseLost(ExecutionId::new_unchecked(self.id)));
         };
+        super::deliveries::insert(conn, &self.deliveries)?;
         let consumed = if matches!(self.next, Next::Finish) {
             i64::MAX
         } else {
@@ -434,13 +438,13 @@ pub(super) fn send_event(
 }
 
 /// Deletes up to `limit` executions that finished before `before`, oldest
-/// first, with the inbox rows, event keys and idempotency keys that belong
+/// first, with the inbox rows, event keys, idempotency keys and deliveries that belong
 /// to them; returns how many executions went. One write: the statements
 /// see the same executions.
 pub(super) fn purge_finished(conn: &Connection, before: i64, limit: i64) -> Result<u64> {
     const DOOMED: &str = "SELECT id FROM executions WHERE finished_ns < ?1
                           ORDER BY finished_ns, seq LIMIT ?2";
-    for table in ["event_keys", "inbox", "idempotency"] {
+    for table in ["event_keys", "inbox", "idempotency", "deliveries"] {
         conn.prepare_cached(&format!(
             "DELETE FROM {table} WHERE execution_id IN ({DOOMED})"
         ))?
