@@ -219,6 +219,7 @@ impl super::Engine {
 /// One attempt at a claimed delivery, recorded with what comes next.
 async fn attempt(inner: &Inner, d: DueDelivery) {
     let at = inner.clock.now();
+    let started = std::time::Instant::now();
     let webhook_id = NewDelivery::webhook_id(&d.delivery_id);
     let sent = match inner.secrets.webhook_keys(&d.tenant_id, at).await {
         Ok(keys) => {
@@ -235,7 +236,7 @@ async fn attempt(inner: &Inner, d: DueDelivery) {
         ))),
     };
     let number = d.attempts + 1;
-    let (record, next) = classify(inner, at, number, sent);
+    let (record, next) = classify(inner, at, started.elapsed(), number, sent);
     match inner
         .store
         .record_delivery(&inner.node, &d.delivery_id, &record, next)
@@ -288,6 +289,7 @@ async fn send(
 fn classify(
     inner: &Inner,
     at: Timestamp,
+    took: Duration,
     number: u32,
     sent: Result<crate::outbound::Response, Failure>,
 ) -> (DeliveryAttempt, DeliveryNext) {
@@ -320,7 +322,7 @@ fn classify(
                 response_status: None,
                 response_body: None,
                 error: Some(failure.to_string()),
-                duration_ms: (inner.clock.now().as_millisecond() - at.as_millisecond()) as f64,
+                duration_ms: took.as_secs_f64() * 1000.0,
             };
             (record, verdict)
         }
