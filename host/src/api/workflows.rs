@@ -115,11 +115,8 @@ pub async fn put(
         steps: &registered,
         ceilings: &ceilings,
     });
-    if let Some(cb) = &def.callback
-        && let Err(crate::engine::Error::Invalid(_, found)) =
-            state.engine.check_callback(cb, "$.callback")
-    {
-        problems.extend(found);
+    if let Some(cb) = &def.callback {
+        problems.extend(state.engine.callback_problems(cb, "$.callback"));
     }
     if !problems.is_empty() {
         return Err(ApiError::invalid(

@@ -25,12 +25,14 @@ mod parsed;
 mod resolve;
 mod retention;
 pub mod schedule;
+mod secret_source;
+mod submission;
 pub mod template;
 mod tenants;
 mod watch;
 mod work;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +41,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::definition::{Definition, Problem};
+pub use self::secret_source::{NoSecrets, SecretSource};
+pub use self::submission::{StartAt, Submission, Submitted, VersionSel};
 use crate::model::{
     AttemptReport, Capabilities, Digest, Execution, ExecutionId, NodeId, Overrides, Status,
     TenantId, Timestamp, WorkflowId,
@@ -78,63 +82,6 @@ pub trait StepRunner: Send + Sync + 'static {
 
 /// What the record shows as the `step` of a wait step.
 pub const WAIT_STEP: &str = "wait";
-
-/// Where the engine gets tenant secrets' plain values.
-#[async_trait::async_trait]
-pub trait SecretSource: Send + Sync + 'static {
-    /// The values of the named secrets that exist.
-    async fn open(
-        &self,
-        tenant: &TenantId,
-        names: &[String],
-    ) -> Result<BTreeMap<String, String>, String>;
-    /// The tenant's callback signing secrets, made on first use.
-    async fn webhook_keys(
-        &self,
-        tenant: &TenantId,
-        now: Timestamp,
-    ) -> Result<crate::model::WebhookKeys, String>;
-    /// Replaces the tenant's signing secret; the old one keeps signing
-    /// until `now + window`.
-    async fn rotate_webhook_secret(
-        &self,
-        tenant: &TenantId,
-        now: Timestamp,
-        window: Duration,
-    ) -> Result<crate::model::WebhookKeys, String>;
-}
-
-/// A tenant without secrets, for engines that have no vault.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoSecrets;
-
-#[async_trait::async_trait]
-impl SecretSource for NoSecrets {
-    async fn open(
-        &self,
-        _tenant: &TenantId,
-        _names: &[String],
-    ) -> Result<BTreeMap<String, String>, String> {
-        Ok(BTreeMap::new())
-    }
-
-    async fn webhook_keys(
-        &self,
-        _tenant: &TenantId,
-        _now: Timestamp,
-    ) -> Result<crate::model::WebhookKeys, String> {
-        Err("this engine has no vault to keep signing secrets in".into())
-    }
-
-    async fn rotate_webhook_secret(
-        &self,
-        _tenant: &TenantId,
-        _now: Timestamp,
-        _window: Duration,
-    ) -> Result<crate::model::WebhookKeys, String> {
-        Err("this engine has no vault to keep signing secrets in".into())
-    }
-}
 
 /// The runner could not run the attempt at all (not a guest outcome).
 #[derive(Debug, thiserror::Error)]
@@ -183,59 +130,6 @@ pub enum Error {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] store::Error),
-}
-
-/// Which workflow version to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VersionSel {
-    /// The newest version at submission.
-    Latest,
-    /// A specific version.
-    Exact(u32),
-}
-
-/// A request to run a workflow.
-#[derive(Debug, Clone)]
-pub struct Submission {
-    /// The workflow.
-    pub workflow_id: WorkflowId,
-    /// Its version.
-    pub version: VersionSel,
-    /// The execution's input.
-    pub input_data: serde_json::Value,
-    /// Opaque client data.
-    pub custom_data: Option<serde_json::Value>,
-    /// For a postponed run: when it starts.
-    pub start: Option<StartAt>,
-    /// Where callbacks go; without one, the definition's `callback`.
-    pub callback: Option<crate::model::Callback>,
-}
-
-/// When a postponed run starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartAt {
-    /// At this time (a time already past starts it at once).
-    Time(Timestamp),
-    /// This long after it is accepted.
-    Delay(Duration),
-}
-
-/// What a submission did.
-#[derive(Debug, Clone)]
-pub enum Submitted {
-    /// A new execution was accepted.
-    New(Execution),
-    /// An idempotency key matched an earlier execution.
-    Existing(Execution),
-}
-
-impl Submitted {
-    /// The execution either way.
-    pub fn execution(&self) -> &Execution {
-        match self {
-            Self::New(e) | Self::Existing(e) => e,
-        }
-    }
 }
 
 /// What delivering a signal did.

@@ -15,7 +15,6 @@ impl Engine {
     /// workflow version, the input against its schema, the secrets it
     /// needs, and the digest each step runs.
     pub async fn resolve(&self, tenant: &TenantId, sub: Submission) -> Result<Execution, Error> {
-        let sub_has_callback = sub.callback.is_some();
         let version = match sub.version {
             VersionSel::Latest => None,
             VersionSel::Exact(v) => Some(v),
@@ -55,16 +54,18 @@ impl Engine {
                 ));
             }
         }
-        let callback = sub.callback.or_else(|| def.callback.clone());
+        let (callback, given_at) = match sub.callback {
+            Some(cb) => (Some(cb), "$.callback"),
+            None => (def.callback.clone(), "$.definition.callback"),
+        };
         if let Some(cb) = &callback {
-            self.check_callback(
-                cb,
-                if sub_has_callback {
-                    "$.callback"
-                } else {
-                    "$.definition.callback"
-                },
-            )?;
+            let problems = self.callback_problems(cb, given_at);
+            if !problems.is_empty() {
+                return Err(Error::Invalid(
+                    "the callback cannot be delivered".into(),
+                    problems,
+                ));
+            }
         }
         let wanted: Vec<String> = def.secret_names().into_iter().collect();
         if !wanted.is_empty() {
@@ -191,12 +192,12 @@ impl Engine {
 }
 
 impl Engine {
-    /// Refuses a callback without events, or whose URL the outbound layer
-    /// refuses as it stands (a scheme other than http and https,
+    /// What is wrong with a callback: no events, or a URL the outbound
+    /// layer refuses as it stands (a scheme other than http and https,
     /// credentials, a forbidden address literal). A name is judged when
     /// the callback is delivered, by what it resolves to then. `at` is
-    /// where the callback was given, for the problem's path.
-    pub fn check_callback(&self, cb: &crate::model::Callback, at: &str) -> Result<(), Error> {
+    /// where the callback was given, for the problems' paths.
+    pub fn callback_problems(&self, cb: &crate::model::Callback, at: &str) -> Vec<Problem> {
         let mut problems = Vec::new();
         if cb.events.is_empty() {
             problems.push(Problem {
@@ -212,14 +213,7 @@ impl Engine {
                 message: refusal.to_string(),
             });
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Invalid(
-                "the callback cannot be delivered".into(),
-                problems,
-            ))
-        }
+        problems
     }
 }
 

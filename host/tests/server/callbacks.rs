@@ -43,6 +43,29 @@ async fn submit_with(s: &Server, t: &str, body: Value) -> String {
     r.body["execution_id"].as_str().unwrap().to_owned()
 }
 
+/// Runs `three` synchronously with a callback to `url`; the record.
+async fn run_hooked(s: &Server, t: &str, url: &str) -> Value {
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/executions",
+            Some(t),
+            Some(json!({"workflow_id": "three", "callback": {"url": url}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body
+}
+
+/// `POST /v1/executions/{id}/deliveries/{delivery}/retry`.
+async fn retry(s: &Server, t: &str, id: &str, delivery: &Value) -> crate::common::Resp {
+    let path = format!(
+        "/v1/executions/{id}/deliveries/{}/retry",
+        delivery.as_str().unwrap()
+    );
+    s.call(Method::POST, &path, Some(t), None).await
+}
+
 /// The execution's deliveries once `done` holds for them.
 async fn deliveries_when(
     s: &Server,
@@ -246,17 +269,8 @@ async fn a_rotated_secret_signs_beside_the_new_one_for_the_window() {
     assert_eq!(r.body["previous_valid_until"], "2030-01-02T00:00:00Z");
     assert_eq!(secret(&s, &t).await["secret"], new.as_str());
 
-    let run = || async {
-        let r = s
-            .call(
-                Method::POST,
-                "/v1/executions",
-                Some(&t),
-                Some(json!({"workflow_id": "three", "callback": {"url": rx.url()}})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    };
+    let hook = rx.url();
+    let run = || run_hooked(&s, &t, &hook);
     run().await;
     let got = rx.wait_for(1, WAIT).await;
     let now = clock.now().as_second();
@@ -325,17 +339,9 @@ async fn failures_are_retried_on_the_schedule_with_one_webhook_id() {
     .await;
     let t = s.fixture("acme").await;
     rx.then([500, 500, 500].map(|c| Answer::status(c).body("down")));
-    let r = s
-        .call(
-            Method::POST,
-            "/v1/executions",
-            Some(&t),
-            Some(json!({"workflow_id": "three", "callback": {"url": rx.url()}})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let id = r.body["execution_id"].as_str().unwrap().to_owned();
-    let finished = at(&r.body["finished_at"]);
+    let record = run_hooked(&s, &t, &rx.url()).await;
+    let id = record["execution_id"].as_str().unwrap().to_owned();
+    let finished = at(&record["finished_at"]);
     rx.wait_for(1, WAIT).await;
     for (n, delay) in [(1, 10u64), (2, 20), (3, 30)] {
         let d = delivery_after(&s, &t, &id, n).await;
@@ -395,16 +401,10 @@ async fn retry_after_is_honoured_410_stops_and_redirects_are_not_followed() {
     .await;
     let t = s.fixture("acme").await;
     let run = || async {
-        let r = s
-            .call(
-                Method::POST,
-                "/v1/executions",
-                Some(&t),
-                Some(json!({"workflow_id": "three", "callback": {"url": rx.url()}})),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        r.body["execution_id"].as_str().unwrap().to_owned()
+        run_hooked(&s, &t, &rx.url()).await["execution_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
 
     rx.then([Answer::status(503).header("Retry-After", "120")]);
@@ -428,30 +428,10 @@ async fn retry_after_is_honoured_410_stops_and_redirects_are_not_followed() {
 
     // A delivery that stopped is sent again by hand, with its webhook-id.
     let before = rx.requests().len();
-    let r = s
-        .call(
-            Method::POST,
-            &format!(
-                "/v1/executions/{gone}/deliveries/{}/retry",
-                d["delivery_id"].as_str().unwrap()
-            ),
-            Some(&t),
-            None,
-        )
-        .await;
+    let r = retry(&s, &t, &gone, &d["delivery_id"]).await;
     assert_problem(&r, StatusCode::NOT_FOUND, "has no delivery");
     let gone_delivery = delivery_after(&s, &t, &gone, 1).await;
-    let r = s
-        .call(
-            Method::POST,
-            &format!(
-                "/v1/executions/{gone}/deliveries/{}/retry",
-                gone_delivery["delivery_id"].as_str().unwrap()
-            ),
-            Some(&t),
-            None,
-        )
-        .await;
+    let r = retry(&s, &t, &gone, &gone_delivery["delivery_id"]).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     assert_eq!(r.body["status"], "pending");
     let d = delivery_after(&s, &t, &gone, 2).await;
@@ -463,14 +443,7 @@ async fn retry_after_is_honoured_410_stops_and_redirects_are_not_followed() {
         last.header("webhook-id"),
         gone_delivery["webhook_id"].as_str()
     );
-    let r = s
-        .call(
-            Method::POST,
-            "/v1/executions/nope/deliveries/dlv_x/retry",
-            Some(&t),
-            None,
-        )
-        .await;
+    let r = retry(&s, &t, "nope", &json!("dlv_x")).await;
     assert_problem(&r, StatusCode::NOT_FOUND, "nope");
 }
 
