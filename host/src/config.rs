@@ -210,6 +210,13 @@ pub struct Config {
     pub max_component_bytes: usize,
     /// Largest signal payload in bytes.
     pub max_signal_bytes: usize,
+    /// The most executions one batch run creates
+    /// (`POST /v1/executions/batch`; `STEPHOST_MAX_BATCH_EXECUTIONS`;
+    /// default 1,000). A larger batch is refused with 422.
+    pub max_batch_executions: u32,
+    /// Largest batch request body in bytes (default 16 MiB); a batch's
+    /// inputs are one body.
+    pub max_batch_body_bytes: usize,
     /// The most bytes of compiled components this node keeps in memory
     /// (`STEPHOST_COMPONENT_CACHE_MEMORY_BYTES`; default 2 GiB); past it
     /// the least recently used are dropped, and loaded again from
@@ -363,6 +370,8 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             max_component_bytes: 64 << 20,
             max_signal_bytes: 256 << 10,
+            max_batch_executions: 1_000,
+            max_batch_body_bytes: 16 << 20,
             component_cache_memory_bytes: crate::sandbox::Settings::MAX_PREPARED_BYTES,
             component_cache_disk_bytes: crate::sandbox::Settings::CACHE_MAX_BYTES,
             secrets_key: None,

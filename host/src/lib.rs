@@ -269,6 +269,8 @@ pub async fn app(config: &Config, clock: Arc<dyn engine::Clock>) -> anyhow::Resu
             max_body_bytes: config.max_body_bytes,
             max_component_bytes: config.max_component_bytes,
             max_signal_bytes: config.max_signal_bytes,
+            max_batch_executions: config.max_batch_executions,
+            max_batch_body_bytes: config.max_batch_body_bytes,
             default_wait: Duration::from_secs(config.default_wait_seconds),
             max_wait: Duration::from_secs(config.max_wait_seconds),
             quotas: config.default_quotas(),

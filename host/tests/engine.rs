@@ -217,6 +217,22 @@ impl Store for Flaky {
             .await
     }
 
+    async fn create_batch(
+        &self,
+        executions: &[Execution],
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Created> {
+        self.inner.create_batch(executions, idempotency).await
+    }
+
+    async fn batch(
+        &self,
+        tenant: &TenantId,
+        batch: &stephost::model::BatchId,
+    ) -> Result<Vec<stephost::model::BatchMember>> {
+        self.inner.batch(tenant, batch).await
+    }
+
     async fn claim_due(
         &self,
         lease: &Lease,

@@ -36,7 +36,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 }
 
 /// The detail of a 422 for a request body of the wrong shape.
-const BODY_DOES_NOT_FIT: &str = "the request body does not fit";
+pub(super) const BODY_DOES_NOT_FIT: &str = "the request body does not fit";
 
 /// `"latest"` or a version number.
 #[derive(Debug, Clone, Copy, Default)]
@@ -144,6 +144,8 @@ pub struct ListQuery {
     pub created_before: Option<String>,
     /// Only those started by this schedule.
     pub schedule_id: Option<String>,
+    /// Only those of this batch run (`POST /v1/executions/batch`).
+    pub batch_id: Option<String>,
     /// Page size, 1 to 100 (default 20).
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
@@ -182,7 +184,10 @@ fn wait_duration(
     Ok(Duration::from_secs_f64(secs).min(state.settings.max_wait))
 }
 
-fn idempotency(headers: &HeaderMap, body: &[u8]) -> Result<Option<Idempotency>, ApiError> {
+pub(super) fn idempotency(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<Idempotency>, ApiError> {
     let Some(key) = headers.get("idempotency-key") else {
         if headers.contains_key("x-on-conflict") {
             return Err(ApiError::bad_request(
@@ -493,6 +498,12 @@ pub async fn list(
         .map(|s| s.parse::<crate::model::ScheduleId>())
         .transpose()
         .map_err(|m| ApiError::bad_request(format!("query parameter `schedule_id`: {m}")))?;
+    let batch_id = q
+        .batch_id
+        .as_deref()
+        .map(|s| s.parse::<crate::model::BatchId>())
+        .transpose()
+        .map_err(|m| ApiError::bad_request(format!("query parameter `batch_id`: {m}")))?;
     let limit = page_limit(q.limit.as_deref())?;
     let filter = ExecutionFilter {
         status,
@@ -500,6 +511,7 @@ pub async fn list(
         created_after: parse_time("created_after", q.created_after.as_deref())?,
         created_before: parse_time("created_before", q.created_before.as_deref())?,
         schedule_id,
+        batch_id,
     };
     let page = state
         .store

@@ -27,7 +27,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use hashlink::LruCache;
 
-use super::auth::Caller;
+use super::auth::{Caller, Principal};
 use super::{ApiError, AppState};
 use crate::model::TenantId;
 
@@ -100,6 +100,8 @@ struct Verdict {
     remaining: u32,
     /// Seconds until admitted (a refusal) or until the bucket is full.
     reset: u64,
+    /// A refusal that waiting does not cure: more at once than the burst.
+    never: bool,
 }
 
 /// The most tenants whose submission bucket a process keeps. Past it the
@@ -150,10 +152,22 @@ impl RateLimits {
         bucket
     }
 
-    fn check(&self, name: &'static str, bucket: &Bucket) -> Result<Verdict, Verdict> {
+    fn check(
+        &self,
+        name: &'static str,
+        bucket: &Bucket,
+        n: NonZeroU32,
+    ) -> Result<Verdict, Verdict> {
         let rate = bucket.rate;
-        match bucket.limiter.check() {
-            Ok(state) => {
+        let refused = |reset, never| Verdict {
+            name,
+            rate,
+            remaining: 0,
+            reset,
+            never,
+        };
+        match bucket.limiter.check_n(n) {
+            Ok(Ok(state)) => {
                 let remaining = state.remaining_burst_capacity();
                 let missing = f64::from(rate.burst.saturating_sub(remaining));
                 Ok(Verdict {
@@ -165,34 +179,35 @@ impl RateLimits {
                     } else {
                         seconds(missing / rate.per_second)
                     },
+                    never: false,
                 })
             }
-            Err(not_until) => Err(Verdict {
-                name,
-                rate,
-                remaining: 0,
-                reset: seconds(not_until.wait_time_from(self.clock.now()).as_secs_f64()),
-            }),
+            Ok(Err(not_until)) => Err(refused(
+                seconds(not_until.wait_time_from(self.clock.now()).as_secs_f64()),
+                false,
+            )),
+            Err(_) => Err(refused(rate.window(), true)),
         }
     }
 
-    /// Admits one submission of `tenant` under its `rate` and the
-    /// server's, or says which refused it and for how long.
+    /// Admits `n` submissions of `tenant` at once under its `rate` and
+    /// the server's, or says which refused them and for how long.
     fn admit(
         &self,
         tenant: &TenantId,
         rate: Option<Rate>,
+        n: NonZeroU32,
     ) -> Result<Vec<Verdict>, (Verdict, Vec<Verdict>)> {
         let mut passed = Vec::new();
         if let Some(rate) = rate {
             let bucket = self.bucket(tenant, rate);
-            match self.check("tenant", &bucket) {
+            match self.check("tenant", &bucket, n) {
                 Ok(v) => passed.push(v),
                 Err(v) => return Err((v, passed)),
             }
         }
         if let Some(global) = &self.global {
-            match self.check("server", global) {
+            match self.check("server", global, n) {
                 Ok(v) => passed.push(v),
                 Err(v) => return Err((v, passed)),
             }
@@ -228,21 +243,32 @@ async fn backlog(
     state: &AppState,
     tenant: &TenantId,
     max: u64,
+    n: u64,
 ) -> Result<Result<(HeaderValue, HeaderValue), Response>, ApiError> {
+    if n > max {
+        return Err(ApiError::at(
+            "the batch is larger than this tenant's backlog",
+            "$.inputs",
+            format!(
+                "{n} executions at once can never be queued: `max_queued_executions` is {max}; \
+                 send at most {max} per batch"
+            ),
+        ));
+    }
     let queued = state.store.queued_count(tenant).await?;
     let policy = HeaderValue::from_str(&format!("\"backlog\";q={max}")).expect("ASCII");
-    if queued < max {
-        let left = max - queued - 1;
+    if queued + n <= max {
+        let left = max - queued - n;
         let value = HeaderValue::from_str(&format!("\"backlog\";r={left};t=0")).expect("ASCII");
         return Ok(Ok((policy, value)));
     }
-    let over = queued - max + 1;
+    let over = queued + n - max;
     let wait = seconds(state.engine.backlog_wait(tenant, over).await.as_secs_f64());
     let mut resp = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         format!(
-            "over this tenant's backlog: {queued} executions are queued and \
-             `max_queued_executions` is {max}; retry in {wait} s"
+            "over this tenant's backlog: {queued} executions are queued, {n} more \
+             were asked for and `max_queued_executions` is {max}; retry in {wait} s"
         ),
     )
     .into_response();
@@ -264,31 +290,63 @@ pub async fn submissions(
     req: Request,
     next: Next,
 ) -> Response {
+    match admit(&state, &caller, 1).await {
+        Ok(fields) => {
+            let mut resp = next.run(req).await;
+            fields.add_to(&mut resp);
+            resp
+        }
+        Err(refusal) => refusal,
+    }
+}
+
+/// What an admitted submission's answer carries.
+#[derive(Debug, Default)]
+pub struct Admitted(Vec<(HeaderName, HeaderValue)>);
+
+impl Admitted {
+    /// Adds the `RateLimit-Policy` and `RateLimit` fields to an answer.
+    pub fn add_to(self, resp: &mut Response) {
+        // The backlog's policy is one more value of the rate's fields.
+        let mut seen: Vec<HeaderName> = Vec::new();
+        for (name, value) in self.0 {
+            if seen.contains(&name) {
+                resp.headers_mut().append(name, value);
+            } else {
+                resp.headers_mut().insert(name.clone(), value);
+                seen.push(name);
+            }
+        }
+    }
+}
+
+/// Admits `n` submissions of the caller's tenant at once (a run is one, a
+/// batch one per input) under its rate, the server's, and its backlog
+/// limit; or the answer that refuses them: 429 with `Retry-After` when
+/// waiting helps, 422 at `$.inputs` when more were asked for at once than
+/// the burst or the backlog can ever take.
+pub async fn admit(state: &AppState, caller: &Principal, n: u32) -> Result<Admitted, Response> {
     let Some(tenant) = caller.tenant.clone() else {
         // Not a tenant: the handler refuses it.
-        return next.run(req).await;
+        return Ok(Admitted::default());
     };
-    let quotas = state.quotas(&caller);
+    let quotas = state.quotas(caller);
     let rate = Rate::new(quotas.submissions_per_second, quotas.submissions_burst);
-    match state.rates.admit(&tenant, rate) {
+    let count = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+    match state.rates.admit(&tenant, rate, count) {
         Ok(passed) => {
-            let backlog = match quotas.max_queued_executions {
-                Some(max) => match backlog(&state, &tenant, max).await {
-                    Ok(Ok(b)) => Some(b),
-                    Ok(Err(refusal)) => return refusal,
-                    Err(e) => return e.into_response(),
-                },
-                None => None,
-            };
-            let mut resp = next.run(req).await;
-            for (name, value) in fields(&passed.iter().collect::<Vec<_>>()) {
-                resp.headers_mut().insert(name, value);
+            let mut fields = fields(&passed.iter().collect::<Vec<_>>());
+            if let Some(max) = quotas.max_queued_executions {
+                match backlog(state, &tenant, max, u64::from(n)).await {
+                    Ok(Ok((policy, value))) => {
+                        fields.push((POLICY, policy));
+                        fields.push((RATELIMIT, value));
+                    }
+                    Ok(Err(refusal)) => return Err(refusal),
+                    Err(e) => return Err(e.into_response()),
+                }
             }
-            if let Some((policy, value)) = backlog {
-                resp.headers_mut().append(POLICY, policy);
-                resp.headers_mut().append(RATELIMIT, value);
-            }
-            resp
+            Ok(Admitted(fields))
         }
         Err((refused, passed)) => {
             let which = match refused.name {
@@ -301,6 +359,18 @@ pub async fn submissions(
                     refused.rate.per_second, refused.rate.burst
                 ),
             };
+            if refused.never {
+                return Err(ApiError::at(
+                    "the batch is larger than the submission burst",
+                    "$.inputs",
+                    format!(
+                        "{n} executions at once are more than the burst of {which}; send at \
+                         most {} per batch",
+                        refused.rate.burst
+                    ),
+                )
+                .into_response());
+            }
             let mut all: Vec<&Verdict> = passed.iter().collect();
             all.push(&refused);
             let mut resp = ApiError::new(
@@ -313,7 +383,7 @@ pub async fn submissions(
             for (name, value) in fields(&all) {
                 headers.insert(name, value);
             }
-            resp
+            Err(resp)
         }
     }
 }
@@ -328,17 +398,17 @@ mod tests {
         // One per hour, a burst of 2.
         let rate = Rate::new(Some(1.0 / 3600.0), Some(2)).unwrap();
         let busy = TenantId::new_unchecked("ten_busy");
-        assert!(limits.admit(&busy, Some(rate)).is_ok());
-        assert!(limits.admit(&busy, Some(rate)).is_ok());
+        assert!(limits.admit(&busy, Some(rate), NonZeroU32::MIN).is_ok());
+        assert!(limits.admit(&busy, Some(rate), NonZeroU32::MIN).is_ok());
         for round in 0..5 {
             // 60 other tenants submit between two of the busy one's: more
             // than the bound over the rounds, never more than it at once.
             for i in 0..60 {
                 let other = TenantId::new_unchecked(format!("ten_{round}_{i}"));
-                assert!(limits.admit(&other, Some(rate)).is_ok());
+                assert!(limits.admit(&other, Some(rate), NonZeroU32::MIN).is_ok());
             }
             let (refused, _) = limits
-                .admit(&busy, Some(rate))
+                .admit(&busy, Some(rate), NonZeroU32::MIN)
                 .expect_err("the busy tenant's bucket is still empty");
             assert_eq!(refused.name, "tenant");
             assert!(refused.reset > 3000, "{}", refused.reset);
@@ -355,5 +425,22 @@ mod tests {
             RateLimits::new(None).tenants.lock().unwrap().capacity(),
             MAX_BUCKETS
         );
+    }
+
+    #[test]
+    fn a_batch_spends_one_cell_per_submission_and_more_than_the_burst_never_passes() {
+        let limits = RateLimits::with_bound(None, 10);
+        // One per hour, a burst of 5.
+        let rate = Rate::new(Some(1.0 / 3600.0), Some(5)).unwrap();
+        let tenant = TenantId::new_unchecked("ten_batch");
+        let n = |n| NonZeroU32::new(n).unwrap();
+        let (refused, _) = limits.admit(&tenant, Some(rate), n(6)).unwrap_err();
+        assert!(refused.never, "six at once never fit a burst of five");
+        let passed = limits.admit(&tenant, Some(rate), n(4)).unwrap();
+        assert_eq!(passed[0].remaining, 1, "the refusal spent nothing");
+        let (refused, _) = limits.admit(&tenant, Some(rate), n(2)).unwrap_err();
+        assert!(!refused.never, "two fit once the bucket refills");
+        assert!(refused.reset > 3000, "{}", refused.reset);
+        assert!(limits.admit(&tenant, Some(rate), n(1)).is_ok());
     }
 }

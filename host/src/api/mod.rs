@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod batches;
 mod connection;
 mod executions;
 mod health;
@@ -44,6 +45,10 @@ pub struct Settings {
     pub max_component_bytes: usize,
     /// Largest signal payload.
     pub max_signal_bytes: usize,
+    /// The most executions one batch creates.
+    pub max_batch_executions: u32,
+    /// Largest batch request body.
+    pub max_batch_body_bytes: usize,
     /// How long a sync call waits when the client does not say.
     pub default_wait: std::time::Duration,
     /// The longest wait a client may ask for.
@@ -163,6 +168,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/steps", get(steps::list));
     let submissions = axum::middleware::from_fn_with_state(state.clone(), limits::submissions);
+    // A batch admits itself (one submission per input) once it has read
+    // how many inputs it has.
+    let batches = Router::new().route(
+        "/v1/executions/batch",
+        post(batches::run_batch).layer(DefaultBodyLimit::max(state.settings.max_batch_body_bytes)),
+    );
     let api = Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -232,6 +243,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/executions/async",
             post(executions::run_async.layer(submissions.clone())),
         )
+        .route("/v1/batches/{batch_id}", get(batches::get_batch))
         .route("/v1/quotas", get(quotas::own))
         .route("/v1/audit", get(audit::list))
         .route(
@@ -270,6 +282,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(steps)
+        .merge(batches)
         .merge(openapi::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(

@@ -138,9 +138,10 @@ impl Modify for Problems {
 }
 
 /// The operations that are submissions, under the rate limits.
-const SUBMISSIONS: [&str; 3] = [
+const SUBMISSIONS: [&str; 4] = [
     "executions_run_sync",
     "executions_run_async",
+    "executions_run_batch",
     "schedules_trigger",
 ];
 
@@ -212,6 +213,7 @@ fn too_many() -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
         super::schedules::trigger,
         super::executions::run_sync, super::executions::run_async, super::executions::get,
         super::executions::list, super::executions::cancel, super::signals::send,
+        super::batches::run_batch, super::batches::get_batch,
         super::lifecycle::pause, super::lifecycle::resume,
         super::secrets::put, super::secrets::list, super::secrets::delete,
         super::webhooks::get, super::webhooks::rotate, super::webhooks::retry,

@@ -140,6 +140,7 @@ impl From<engine::Error> for ApiError {
             E::WorkflowNotFound(_)
             | E::ExecutionNotFound(_)
             | E::ScheduleNotFound(_)
+            | E::BatchNotFound(_)
             | E::DeliveryNotFound(..) => Self::not_found(e.to_string()),
             E::Unprocessable(_) | E::IdempotencyKeyReused => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())

@@ -12,6 +12,7 @@
 //! It knows the [`Store`] trait and the [`StepRunner`] trait; it must not
 //! know wasmtime, SQL or HTTP.
 
+mod batch;
 pub mod callbacks;
 pub mod clock;
 mod dag;
@@ -39,6 +40,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+pub use self::batch::{BatchAccepted, BatchInput, BatchSubmission};
 pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::definition::{Definition, Problem};
 pub use self::secret_source::{NoSecrets, SecretSource};
@@ -100,6 +102,9 @@ pub enum Error {
     /// No such schedule for this tenant.
     #[error("schedule `{0}` not found")]
     ScheduleNotFound(String),
+    /// No such batch for this tenant (or all of it was deleted).
+    #[error("batch `{0}` not found")]
+    BatchNotFound(String),
     /// No such delivery of this execution.
     #[error("execution `{0}` has no delivery `{1}`")]
     DeliveryNotFound(String, String),

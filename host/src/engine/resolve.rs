@@ -10,22 +10,133 @@ use std::time::Duration;
 use crate::model::{Digest, Execution, ExecutionId, Status, StepRun, StepStatus, TenantId};
 use crate::store;
 
+/// A workflow resolved for submissions: its version, its parsed
+/// definition, the callback, and the step each of its steps runs. Each of
+/// its executions is made by [`Prepared::execution`] after its input was
+/// checked by [`Prepared::input_problems`]; a batch resolves once.
+pub(super) struct Prepared {
+    workflow_id: crate::model::WorkflowId,
+    version: u32,
+    validator: Option<jsonschema::Validator>,
+    steps: Vec<StepRun>,
+    callback: Option<crate::model::Callback>,
+}
+
+impl Prepared {
+    /// What is wrong with an input against the workflow's `input_schema`;
+    /// `at` is the input's path (`$.input_data`).
+    pub(super) fn input_problems(&self, input: &serde_json::Value, at: &str) -> Vec<Problem> {
+        let Some(validator) = &self.validator else {
+            return Vec::new();
+        };
+        validator
+            .iter_errors(input)
+            .map(|e| Problem {
+                path: format!(
+                    "{at}{}",
+                    definition::json_path(&e.instance_path().to_string())
+                ),
+                message: e.to_string(),
+            })
+            .collect()
+    }
+
+    /// A new queued (or, when postponed to a later time, scheduled)
+    /// execution of the workflow, not yet stored.
+    pub(super) fn execution(
+        &self,
+        tenant: &TenantId,
+        input_data: serde_json::Value,
+        custom_data: Option<serde_json::Value>,
+        start: Option<super::StartAt>,
+        at: crate::model::Timestamp,
+    ) -> Execution {
+        let scheduled_for = start.map(|s| match s {
+            super::StartAt::Time(t) => t,
+            super::StartAt::Delay(d) => super::dag::add(at, d),
+        });
+        let status = if scheduled_for.is_some_and(|t| t > at) {
+            Status::Scheduled
+        } else {
+            Status::Queued
+        };
+        let mut exec = Execution {
+            execution_id: ExecutionId::generate(),
+            tenant_id: tenant.clone(),
+            workflow_id: self.workflow_id.clone(),
+            workflow_version: self.version,
+            status: Status::Queued,
+            input_data,
+            output: None,
+            error: None,
+            custom_data,
+            created_at: at,
+            scheduled_for,
+            schedule_id: None,
+            scheduled_at: None,
+            batch_id: None,
+            started_at: None,
+            finished_at: None,
+            deadline_at: None,
+            duration_ms: None,
+            history: Vec::new(),
+            steps: self.steps.clone(),
+            pending_signals: Vec::new(),
+            callback: self.callback.clone(),
+            deliveries: Vec::new(),
+            blocked: None,
+            version: 0,
+        };
+        exec.enter(status, at);
+        exec
+    }
+}
+
 impl Engine {
     /// Resolves a submission into a queued execution, not yet stored: the
     /// workflow version, the input against its schema, the secrets it
     /// needs, and the digest each step runs.
     pub async fn resolve(&self, tenant: &TenantId, sub: Submission) -> Result<Execution, Error> {
-        let version = match sub.version {
+        let prepared = self
+            .prepare(tenant, &sub.workflow_id, sub.version, sub.callback)
+            .await?;
+        let problems = prepared.input_problems(&sub.input_data, "$.input_data");
+        if !problems.is_empty() {
+            return Err(Error::Invalid(
+                "`input_data` does not match the workflow's `input_schema`".into(),
+                problems,
+            ));
+        }
+        Ok(prepared.execution(
+            tenant,
+            sub.input_data,
+            sub.custom_data,
+            sub.start,
+            self.inner.clock.now(),
+        ))
+    }
+
+    /// Resolves what every submission of a workflow shares: the version,
+    /// the callback (the given one, else the definition's), the secrets
+    /// its config needs, and the digest each step runs.
+    pub(super) async fn prepare(
+        &self,
+        tenant: &TenantId,
+        workflow_id: &crate::model::WorkflowId,
+        version: VersionSel,
+        callback: Option<crate::model::Callback>,
+    ) -> Result<Prepared, Error> {
+        let version = match version {
             VersionSel::Latest => None,
             VersionSel::Exact(v) => Some(v),
         };
         let records = self
-            .submission_records(tenant, &sub.workflow_id, version)
+            .submission_records(tenant, workflow_id, version)
             .await?
             .ok_or_else(|| {
                 Error::WorkflowNotFound(match version {
-                    Some(v) => format!("{}` version `{v}", sub.workflow_id),
-                    None => sub.workflow_id.to_string(),
+                    Some(v) => format!("{workflow_id}` version `{v}"),
+                    None => workflow_id.to_string(),
                 })
             })?;
         let wf = &records.workflow;
@@ -33,28 +144,16 @@ impl Engine {
             .inner
             .parsed(tenant, &wf.workflow_id, wf.version, &wf.definition)
             .map_err(Error::Unprocessable)?;
-        if let Some(schema) = &def.input_schema {
-            let validator = jsonschema::validator_for(schema).map_err(|e| {
-                Error::Unprocessable(format!("the workflow's `input_schema` is invalid: {e}"))
-            })?;
-            let problems: Vec<Problem> = validator
-                .iter_errors(&sub.input_data)
-                .map(|e| Problem {
-                    path: format!(
-                        "$.input_data{}",
-                        definition::json_path(&e.instance_path().to_string())
-                    ),
-                    message: e.to_string(),
+        let validator = def
+            .input_schema
+            .as_ref()
+            .map(|schema| {
+                jsonschema::validator_for(schema).map_err(|e| {
+                    Error::Unprocessable(format!("the workflow's `input_schema` is invalid: {e}"))
                 })
-                .collect();
-            if !problems.is_empty() {
-                return Err(Error::Invalid(
-                    "`input_data` does not match the workflow's `input_schema`".into(),
-                    problems,
-                ));
-            }
-        }
-        let (callback, given_at) = match sub.callback {
+            })
+            .transpose()?;
+        let (callback, given_at) = match callback {
             Some(cb) => (Some(cb), "$.callback"),
             None => (def.callback.clone(), "$.definition.callback"),
         };
@@ -122,7 +221,7 @@ impl Engine {
             let record = records.steps.get(name.as_str()).ok_or_else(|| {
                 Error::Unprocessable(format!(
                     "step `{}` of workflow `{}` (step id `{}`) is no longer registered",
-                    step_ref, sub.workflow_id, s.id
+                    step_ref, workflow_id, s.id
                 ))
             })?;
             let digest = match pinned {
@@ -150,44 +249,13 @@ impl Engine {
             };
             steps.push(run(step_ref.clone(), Some(digest)));
         }
-        let at = self.inner.clock.now();
-        let scheduled_for = sub.start.map(|s| match s {
-            super::StartAt::Time(t) => t,
-            super::StartAt::Delay(d) => super::dag::add(at, d),
-        });
-        let status = if scheduled_for.is_some_and(|t| t > at) {
-            Status::Scheduled
-        } else {
-            Status::Queued
-        };
-        let mut exec = Execution {
-            execution_id: ExecutionId::generate(),
-            tenant_id: tenant.clone(),
-            workflow_id: sub.workflow_id,
-            workflow_version: wf.version,
-            status: Status::Queued,
-            input_data: sub.input_data,
-            output: None,
-            error: None,
-            custom_data: sub.custom_data,
-            created_at: at,
-            scheduled_for,
-            schedule_id: None,
-            scheduled_at: None,
-            started_at: None,
-            finished_at: None,
-            deadline_at: None,
-            duration_ms: None,
-            history: Vec::new(),
+        Ok(Prepared {
+            workflow_id: workflow_id.clone(),
+            version: wf.version,
+            validator,
             steps,
-            pending_signals: Vec::new(),
             callback,
-            deliveries: Vec::new(),
-            blocked: None,
-            version: 0,
-        };
-        exec.enter(status, at);
-        Ok(exec)
+        })
     }
 }
 

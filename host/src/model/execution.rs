@@ -66,6 +66,10 @@ id_type!(
     /// A workflow's id, unique within a tenant.
     WorkflowId
 );
+id_type!(
+    /// A batch run's id (`bat_` followed by a UUIDv7).
+    BatchId
+);
 
 impl TenantId {
     /// A fresh, time-ordered tenant id.
@@ -78,6 +82,20 @@ impl NodeId {
     /// A fresh, unique node id.
     pub fn generate() -> Self {
         Self(format!("node_{}", uuid::Uuid::now_v7().simple()))
+    }
+}
+
+impl BatchId {
+    /// A fresh, time-ordered batch id.
+    pub fn generate() -> Self {
+        Self(format!("bat_{}", uuid::Uuid::now_v7().simple()))
+    }
+}
+
+impl FromStr for BatchId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        check_name("batch id", s).map(|()| Self(s.to_owned()))
     }
 }
 
@@ -430,6 +448,11 @@ pub struct Execution {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub scheduled_at: Option<Timestamp>,
+    /// The batch run it is one of (`POST /v1/executions/batch`), when it
+    /// is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub batch_id: Option<BatchId>,
     /// When a worker started it.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,

@@ -5,6 +5,7 @@
 //! wasmtime, no HTTP, no SQL. Everything here is data that can be stored,
 //! serialised and compared.
 
+mod batch;
 mod callback;
 mod execution;
 mod limits;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use self::batch::{BatchMember, BatchSummary, StatusCounts};
 pub use self::callback::*;
 pub use self::execution::*;
 pub use self::limits::{AboveCeiling, Limits, Overrides};

@@ -230,6 +230,25 @@ pub(crate) fn after_attempt(next: super::DeliveryNext) -> (&'static str, Option<
     }
 }
 
+/// What a create with an idempotency key does when the key points at
+/// `existing` (`None`: unused, or its execution is gone, which is as good
+/// as unused): the earlier execution to answer with, or `None` to create
+/// (and move the key to the new one). Both backends decide by it.
+pub(crate) fn on_key(
+    existing: Option<Execution>,
+    on_conflict: super::OnConflict,
+) -> Option<super::Created> {
+    use super::{Created, OnConflict};
+    match (existing, on_conflict) {
+        (Some(e), OnConflict::ReturnExisting) => Some(Created::Existing(Box::new(e))),
+        (Some(e), OnConflict::Fail) => Some(Created::Conflict(Box::new(e))),
+        (Some(e), OnConflict::FailOnRunning) if !e.status.is_terminal() => {
+            Some(Created::Conflict(Box::new(e)))
+        }
+        (Some(_) | None, _) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! contract in the trait's terms only: it must not look at tables, files or
 //! anything else a particular backend keeps.
 
+pub(crate) mod batches;
 pub(crate) mod deliveries;
 pub(crate) mod events;
 pub(crate) mod executions;
@@ -65,7 +66,9 @@ macro_rules! conformance_tests {
             fair::claims_are_shared_between_tenants, fair::a_running_limit_holds_on_claims,
             deliveries::deliveries_are_claimed_in_order_per_execution,
             deliveries::attempts_are_recorded_by_the_holder_and_retried,
-            deliveries::deliveries_and_secrets_go_with_their_owners);
+            deliveries::deliveries_and_secrets_go_with_their_owners,
+            batches::a_batch_is_stored_whole_and_in_order, batches::a_batch_that_fails_stores_nothing,
+            batches::a_repeated_batch_key_returns_the_first);
     };
     (@each $harness:expr; $($($path:ident)::+),*) => {
         $(
@@ -159,6 +162,7 @@ pub(crate) fn execution(tenant: &TenantId, workflow: &str, created_at: Timestamp
         scheduled_for: None,
         schedule_id: None,
         scheduled_at: None,
+        batch_id: None,
         started_at: None,
         finished_at: None,
         deadline_at: None,

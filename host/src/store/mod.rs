@@ -32,9 +32,9 @@ use serde::{Deserialize, Serialize};
 pub use self::claims::{ClaimRound, Claimed, Commit, DeliveryNext, Fairness, Held, Lease, Next};
 
 use crate::model::{
-    Delivery, DeliveryAttempt, Digest, DueDelivery, Event, Execution, ExecutionId, NewEvent,
-    NodeId, Quotas, Schedule, ScheduleId, ScheduleState, Status, StepName, TenantId, Timestamp,
-    Usage, WebhookSecret, WorkflowId,
+    BatchId, BatchMember, Delivery, DeliveryAttempt, Digest, DueDelivery, Event, Execution,
+    ExecutionId, NewEvent, NodeId, Quotas, Schedule, ScheduleId, ScheduleState, Status, StepName,
+    TenantId, Timestamp, Usage, WebhookSecret, WorkflowId,
 };
 
 /// Errors of the store.
@@ -314,6 +314,8 @@ pub struct ExecutionFilter {
     pub created_before: Option<Timestamp>,
     /// Only those started by this schedule.
     pub schedule_id: Option<ScheduleId>,
+    /// Only those of this batch run.
+    pub batch_id: Option<BatchId>,
 }
 
 /// Filters for listing schedules.
@@ -522,6 +524,20 @@ pub trait Store: Send + Sync + 'static {
         idempotency: Option<&Idempotency>,
         lease: Option<&Lease>,
     ) -> Result<Created>;
+    /// Stores the executions of a batch run at version 1, in the order
+    /// given, all of them or none, each due at its `created_at` (a
+    /// postponed one at its `scheduled_for`) and none claimed. With
+    /// `idempotency` the key points at the first: a repeat of the same
+    /// request returns it as [`Created::Existing`] (its `batch_id` finds
+    /// the rest) under the rules of [`Store::create_execution`].
+    async fn create_batch(
+        &self,
+        executions: &[Execution],
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Created>;
+    /// The executions of a tenant's batch that are kept, in the order they
+    /// were created; empty for no such batch.
+    async fn batch(&self, tenant: &TenantId, batch: &BatchId) -> Result<Vec<BatchMember>>;
     /// Claims up to `limit` executions due at `now` (`wake_at <= now`) that
     /// nobody holds or whose lease lapsed before `now`, shared fairly
     /// between tenants as [`Store::claim_round`] does with the default

@@ -18,6 +18,7 @@
 //! and the API hand it.
 
 mod audit;
+mod create;
 mod deliveries;
 mod hints;
 mod nodes;
@@ -36,8 +37,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 
 use self::rows::{
-    Arg, Listing, finish, insert_execution, load_execution, load_steps, load_workflow, lock_key,
-    workflow_of,
+    Arg, Listing, finish, load_execution, load_steps, load_workflow, lock_key, workflow_of,
 };
 use self::url::{check_schema_name, quote_ident};
 pub use self::url::{is_postgres_url, redact_url};
@@ -45,13 +45,13 @@ pub use self::url::{is_postgres_url, redact_url};
 use super::codec::{column, decode_execution, decode_schedule, nanos, to_json};
 use super::{
     ClaimRound, Commit, Created, Credential, Error, ExecutionFilter, Fairness, Heartbeat, Held,
-    Hint, Idempotency, Lease, Next, NodeRecord, OnConflict, Page, Result, ScheduleFilter,
-    SchedulePage, ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant, TenantPage, Token,
-    TokenHash, WorkflowRecord,
+    Hint, Idempotency, Lease, Next, NodeRecord, Page, Result, ScheduleFilter, SchedulePage,
+    ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant, TenantPage, Token, TokenHash,
+    WorkflowRecord,
 };
 use crate::model::{
-    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Quotas, Schedule, ScheduleId,
-    StepName, TenantId, Timestamp, Usage, WorkflowId,
+    BatchId, BatchMember, Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Quotas,
+    Schedule, ScheduleId, StepName, TenantId, Timestamp, Usage, WorkflowId,
 };
 
 /// How a store connects.
@@ -443,73 +443,33 @@ impl Store for PostgresStore {
         idempotency: Option<&Idempotency>,
         lease: Option<&Lease>,
     ) -> Result<Created> {
-        let doc = to_json(execution)?;
-        let tenant = execution.tenant_id.as_str();
-        let Some(idempotency) = idempotency else {
-            // One statement needs no transaction of its own: one round trip
-            // instead of three.
-            let mut conn = self.pool.acquire().await?;
-            insert_execution(&mut conn, execution, &doc, lease, None).await?;
-            if lease.is_none() {
-                self.hint(Hint::Work);
-            }
-            return Ok(Created::New);
-        };
-        let mut tx = self.pool.begin().await?;
-        let result: Result<Created> = async {
-            // Concurrent requests with one key decide one after the other.
-            lock_key(
-                &mut tx,
-                &format!("idempotency {tenant} {}", idempotency.key),
-            )
-            .await?;
-            let earlier: Option<(Vec<u8>, String)> = sqlx::query_as(
-                "SELECT request_hash, execution_id FROM idempotency
-                 WHERE tenant_id = $1 AND key = $2",
-            )
-            .bind(tenant)
-            .bind(&idempotency.key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let existing = match earlier {
-                Some((hash, _)) if hash != idempotency.request_hash => {
-                    return Ok(Created::KeyReused);
-                }
-                // A key whose execution is gone is as good as unused.
-                Some((_, id)) => load_execution(&mut *tx, tenant, &id).await?,
-                None => None,
-            };
-            match (existing, idempotency.on_conflict) {
-                (Some(e), OnConflict::ReturnExisting) => Ok(Created::Existing(Box::new(e))),
-                (Some(e), OnConflict::Fail) => Ok(Created::Conflict(Box::new(e))),
-                (Some(e), OnConflict::FailOnRunning) if !e.status.is_terminal() => {
-                    Ok(Created::Conflict(Box::new(e)))
-                }
-                (Some(_) | None, _) => {
-                    insert_execution(&mut tx, execution, &doc, lease, None).await?;
-                    sqlx::query(
-                        "INSERT INTO idempotency (tenant_id, key, request_hash, execution_id)
-                         VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (tenant_id, key) DO UPDATE SET
-                             request_hash = excluded.request_hash,
-                             execution_id = excluded.execution_id",
-                    )
-                    .bind(tenant)
-                    .bind(&idempotency.key)
-                    .bind(&idempotency.request_hash[..])
-                    .bind(execution.execution_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                    Ok(Created::New)
-                }
-            }
-        }
-        .await;
-        let created = finish(tx, result).await?;
+        let created = create::create(
+            &self.pool,
+            std::slice::from_ref(execution),
+            idempotency,
+            lease,
+        )
+        .await?;
         if created == Created::New && lease.is_none() {
             self.hint(Hint::Work);
         }
         Ok(created)
+    }
+
+    async fn create_batch(
+        &self,
+        executions: &[Execution],
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Created> {
+        let created = create::create(&self.pool, executions, idempotency, None).await?;
+        if created == Created::New {
+            self.hint(Hint::Work);
+        }
+        Ok(created)
+    }
+
+    async fn batch(&self, tenant: &TenantId, batch: &BatchId) -> Result<Vec<BatchMember>> {
+        create::batch(&self.pool, tenant, batch).await
     }
 
     async fn claim_due(
@@ -617,6 +577,9 @@ impl Store for PostgresStore {
         }
         if let Some(schedule) = &filter.schedule_id {
             listing.and("schedule_id =", Arg::Text(schedule.as_str().to_owned()));
+        }
+        if let Some(batch) = &filter.batch_id {
+            listing.and("batch_id =", Arg::Text(batch.as_str().to_owned()));
         }
         let (rows, next_cursor) = listing.run(&self.pool, limit).await?;
         let items = rows

@@ -33,13 +33,12 @@ use self::rows::{
 };
 use super::{
     ClaimRound, Commit, Created, Credential, Error, ExecutionFilter, Fairness, Heartbeat, Held,
-    Idempotency, Lease, NodeRecord, OnConflict, Page, Result, ScheduleFilter, SchedulePage,
-    ScheduleWrite, Sent, StepRecord, StepVersion, Store, Tenant, TenantPage, Token, TokenHash,
-    WorkflowRecord,
+    Idempotency, Lease, NodeRecord, Page, Result, ScheduleFilter, SchedulePage, ScheduleWrite,
+    Sent, StepRecord, StepVersion, Store, Tenant, TenantPage, Token, TokenHash, WorkflowRecord,
 };
 use crate::model::{
-    Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Quotas, Schedule, ScheduleId,
-    StepName, TenantId, Timestamp, Usage, WorkflowId,
+    BatchId, BatchMember, Digest, Event, Execution, ExecutionId, NewEvent, NodeId, Quotas,
+    Schedule, ScheduleId, StepName, TenantId, Timestamp, Usage, WorkflowId,
 };
 
 /// How hard SQLite works to keep each commit (`PRAGMA synchronous`).
@@ -412,41 +411,29 @@ impl Store for SqliteStore {
         let idempotency = idempotency.cloned();
         let lease = lease.cloned();
         self.writer
-            .run(move |conn| {
-                let Some(idempotency) = idempotency else {
-                    row.insert(conn, lease.as_ref())?;
-                    return Ok(Created::New);
-                };
-                let earlier: Option<(Vec<u8>, String)> = conn
-                    .prepare_cached(
-                        "SELECT request_hash, execution_id FROM idempotency
-                     WHERE tenant_id = ?1 AND key = ?2",
-                    )?
-                    .query_row(params![row.tenant, idempotency.key], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()?;
-                let existing = match earlier {
-                    Some((hash, _)) if hash != idempotency.request_hash => {
-                        return Ok(Created::KeyReused);
-                    }
-                    // A key whose execution is gone is as good as unused.
-                    Some((_, id)) => load_execution(conn, &row.tenant, &id)?,
-                    None => None,
-                };
-                match (existing, idempotency.on_conflict) {
-                    (Some(e), OnConflict::ReturnExisting) => Ok(Created::Existing(Box::new(e))),
-                    (Some(e), OnConflict::Fail) => Ok(Created::Conflict(Box::new(e))),
-                    (Some(e), OnConflict::FailOnRunning) if !e.status.is_terminal() => {
-                        Ok(Created::Conflict(Box::new(e)))
-                    }
-                    (Some(_) | None, _) => {
-                        row.insert(conn, lease.as_ref())?;
-                        row.claim_key(conn, &idempotency)?;
-                        Ok(Created::New)
-                    }
-                }
-            })
+            .run(move |conn| rows::create(conn, &[row], idempotency.as_ref(), lease.as_ref()))
+            .await
+    }
+
+    async fn create_batch(
+        &self,
+        executions: &[Execution],
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Created> {
+        let rows = executions
+            .iter()
+            .map(ExecutionRow::of)
+            .collect::<Result<Vec<_>>>()?;
+        let idempotency = idempotency.cloned();
+        self.writer
+            .run(move |conn| rows::create(conn, &rows, idempotency.as_ref(), None))
+            .await
+    }
+
+    async fn batch(&self, tenant: &TenantId, batch: &BatchId) -> Result<Vec<BatchMember>> {
+        let (tenant, batch) = (tenant.clone(), batch.clone());
+        self.readers
+            .run(move |conn| rows::batch(conn, tenant.as_str(), batch.as_str()))
             .await
     }
 
@@ -580,6 +567,9 @@ impl Store for SqliteStore {
                 " AND schedule_id = ?",
                 Value::Text(schedule.as_str().to_owned()),
             );
+        }
+        if let Some(batch) = &filter.batch_id {
+            condition(" AND batch_id = ?", Value::Text(batch.as_str().to_owned()));
         }
         // One row more than asked tells whether another page exists.
         let limit = limit.max(1);

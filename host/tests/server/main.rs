@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 with a fresh data directory, talked to over real HTTP.
 
 mod audit;
+mod batches;
 mod callbacks;
 mod common;
 mod dag;

@@ -57,6 +57,7 @@ fn setup(def: Value, input: Value) -> (Definition, State, Vec<Vec<usize>>) {
         scheduled_for: None,
         schedule_id: None,
         scheduled_at: None,
+        batch_id: None,
         started_at: None,
         finished_at: None,
         deadline_at: None,

@@ -37,13 +37,14 @@ pub(super) async fn insert_execution(
     let done = sqlx::query(
         "INSERT INTO executions
              (id, tenant_id, workflow_id, status, created_ns, doc, version, wake_ns,
-              lease_owner, lease_until_ns, schedule_id, tick_ns, suspended_wake_ns)
+              lease_owner, lease_until_ns, schedule_id, tick_ns, suspended_wake_ns, batch_id)
          SELECT $1, $2, $3, $4, $5, $6, 1,
                 CASE WHEN t.suspended_ns IS NULL THEN COALESCE($8, $9) END,
                 CASE WHEN t.suspended_ns IS NULL THEN $7 END,
                 CASE WHEN t.suspended_ns IS NULL THEN $8 END,
                 $10, $11,
-                CASE WHEN t.suspended_ns IS NOT NULL THEN $9 END
+                CASE WHEN t.suspended_ns IS NOT NULL THEN $9 END,
+                $12
          FROM (SELECT suspended_ns FROM tenants WHERE id = $2 FOR KEY SHARE) t",
     )
     .bind(execution.execution_id.as_str())
@@ -57,6 +58,12 @@ pub(super) async fn insert_execution(
     .bind(due)
     .bind(execution.schedule_id.as_ref().map(ScheduleId::as_str))
     .bind(tick_ns)
+    .bind(
+        execution
+            .batch_id
+            .as_ref()
+            .map(crate::model::BatchId::as_str),
+    )
     .execute(&mut *conn)
     .await;
     match done {

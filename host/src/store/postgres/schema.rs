@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::store::{Error, Result};
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 10;
+pub(super) const SCHEMA_VERSION: i64 = 11;
 
 /// The first schema: the same tables as SQLite's third version. Every
 /// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
@@ -403,10 +403,18 @@ CREATE TABLE webhook_secrets (
 );
 ";
 
+/// Version 11: batch runs. `batch_id` names the batch an execution was
+/// created in; the partial index lists a batch in creation order.
+const SCHEMA_11: &str = "
+ALTER TABLE executions ADD COLUMN batch_id TEXT;
+CREATE INDEX executions_by_batch ON executions (tenant_id, batch_id, seq)
+    WHERE batch_id IS NOT NULL;
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-pub(super) const MIGRATIONS: [&str; 10] = [
+pub(super) const MIGRATIONS: [&str; 11] = [
     SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8, SCHEMA_9,
-    SCHEMA_10,
+    SCHEMA_10, SCHEMA_11,
 ];
 
 /// Applies the upgrades the database lacks and records them, under the

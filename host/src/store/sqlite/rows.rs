@@ -8,8 +8,10 @@ use std::str::FromStr;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::model::{Execution, TenantId, WorkflowId};
-use crate::store::{Error, Idempotency, Lease, Result, StepRecord, StepVersion, WorkflowRecord};
+use crate::model::{BatchMember, Execution, ExecutionId, Status, TenantId, WorkflowId};
+use crate::store::{
+    Created, Error, Idempotency, Lease, Result, StepRecord, StepVersion, WorkflowRecord,
+};
 
 /// Reads column `idx` as text and parses it.
 fn parsed<T>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
@@ -46,6 +48,7 @@ pub(super) struct ExecutionRow {
     created_ns: i64,
     due_ns: i64,
     schedule: Option<String>,
+    batch: Option<String>,
     /// The schedule tick it runs for (set by a schedule's write).
     pub(super) tick_ns: Option<i64>,
     pub(super) doc: String,
@@ -64,6 +67,7 @@ impl ExecutionRow {
                 .schedule_id
                 .as_ref()
                 .map(|s| s.as_str().to_owned()),
+            batch: execution.batch_id.as_ref().map(|b| b.as_str().to_owned()),
             tick_ns: None,
             doc: to_json(execution)?,
         })
@@ -83,13 +87,15 @@ impl ExecutionRow {
             .prepare_cached(
                 "INSERT INTO executions
                      (id, tenant_id, workflow_id, status, created_ns, doc, version, wake_ns,
-                      lease_owner, lease_until_ns, schedule_id, tick_ns, suspended_wake_ns)
+                      lease_owner, lease_until_ns, schedule_id, tick_ns, suspended_wake_ns,
+                      batch_id)
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6, 1,
                         CASE WHEN t.suspended_ns IS NULL THEN COALESCE(?8, ?9) END,
                         CASE WHEN t.suspended_ns IS NULL THEN ?7 END,
                         CASE WHEN t.suspended_ns IS NULL THEN ?8 END,
                         ?10, ?11,
-                        CASE WHEN t.suspended_ns IS NOT NULL THEN ?9 END
+                        CASE WHEN t.suspended_ns IS NOT NULL THEN ?9 END,
+                        ?12
                  FROM tenants t WHERE t.id = ?2",
             )?
             .execute(params![
@@ -103,7 +109,8 @@ impl ExecutionRow {
                 until,
                 self.due_ns,
                 self.schedule,
-                self.tick_ns
+                self.tick_ns,
+                self.batch
             ])?;
         if stored == 0 {
             return Err(Error::NoTenant(TenantId::new_unchecked(
@@ -129,6 +136,80 @@ impl ExecutionRow {
         ])?;
         Ok(())
     }
+}
+
+/// Stores `rows` at version 1, all or none (the caller's savepoint rolls
+/// back a failure), applying the idempotency rules with the key pointing at
+/// the first; `lease` holds each row for its holder (a single execution).
+pub(super) fn create(
+    conn: &Connection,
+    rows: &[ExecutionRow],
+    idempotency: Option<&Idempotency>,
+    lease: Option<&Lease>,
+) -> Result<Created> {
+    let Some(first) = rows.first() else {
+        return Ok(Created::New);
+    };
+    if let Some(idempotency) = idempotency {
+        let earlier: Option<(Vec<u8>, String)> = conn
+            .prepare_cached(
+                "SELECT request_hash, execution_id FROM idempotency
+                 WHERE tenant_id = ?1 AND key = ?2",
+            )?
+            .query_row(params![first.tenant, idempotency.key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let existing = match earlier {
+            Some((hash, _)) if hash != idempotency.request_hash => {
+                return Ok(Created::KeyReused);
+            }
+            // A key whose execution is gone is as good as unused.
+            Some((_, id)) => load_execution(conn, &first.tenant, &id)?,
+            None => None,
+        };
+        if let Some(earlier) = crate::store::codec::on_key(existing, idempotency.on_conflict) {
+            return Ok(earlier);
+        }
+    }
+    for row in rows {
+        if row.tenant != first.tenant {
+            return Err(Error::Backend(
+                "the executions of one batch belong to one tenant".into(),
+            ));
+        }
+        row.insert(conn, lease)?;
+    }
+    if let Some(idempotency) = idempotency {
+        first.claim_key(conn, idempotency)?;
+    }
+    Ok(Created::New)
+}
+
+/// The executions of a batch, in the order they were created.
+pub(super) fn batch(conn: &Connection, tenant: &str, batch: &str) -> Result<Vec<BatchMember>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, workflow_id, status, created_ns FROM executions
+         WHERE tenant_id = ?1 AND batch_id = ?2 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![tenant, batch], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            parsed::<Status>(row, 2)?,
+            row.get::<_, i64>(3)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (id, workflow, status, created) = row?;
+        Ok(BatchMember {
+            execution_id: ExecutionId::new_unchecked(id),
+            workflow_id: WorkflowId::new_unchecked(workflow),
+            status,
+            created_at: from_nanos(created)?,
+        })
+    })
+    .collect()
 }
 
 pub(super) fn load_execution(

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 11;
+pub(super) const SCHEMA_VERSION: i64 = 12;
 
 /// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
@@ -273,10 +273,18 @@ CREATE TABLE webhook_secrets (
 ) WITHOUT ROWID;
 ";
 
+/// Version 12: batch runs. `batch_id` names the batch an execution was
+/// created in; the partial index lists a batch in creation order.
+const SCHEMA_12: &str = "
+ALTER TABLE executions ADD COLUMN batch_id TEXT;
+CREATE INDEX executions_by_batch ON executions (tenant_id, batch_id, seq)
+    WHERE batch_id IS NOT NULL;
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8, SCHEMA_9,
-    SCHEMA_10, SCHEMA_11,
+    SCHEMA_10, SCHEMA_11, SCHEMA_12,
 ];
 
 /// Applies the upgrades the database lacks, in one transaction, and records
