@@ -62,6 +62,7 @@ pub fn definition(data: &[u8]) {
                     path_id: "wf",
                     steps: &steps,
                     ceilings: &ceilings,
+                    http_caps: stephost::model::HttpCaps::DEFAULT,
                 };
                 let problems = def.validate(&cx);
                 check_paths(&problems);

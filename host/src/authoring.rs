@@ -39,6 +39,7 @@ const C_STEP: &str = include_str!("../templates/c/step.c");
 /// [`write_sdk`]); its WIT is [`STEP_WIT`] (the SDK's copy is kept identical
 /// by a test).
 const SDK_LIB: &str = include_str!("../../sdk/src/lib.rs");
+const SDK_HTTP: &str = include_str!("../../sdk/src/http.rs");
 const SDK_CARGO: &str = include_str!("../templates/rust/sdk-Cargo.toml");
 
 /// Writes the Rust SDK this binary carries into `<home>/sdk/<version>`
@@ -52,6 +53,7 @@ pub fn write_sdk(home: &Path) -> anyhow::Result<PathBuf> {
     for (rel, text) in [
         ("Cargo.toml", cargo.as_str()),
         ("src/lib.rs", SDK_LIB),
+        ("src/http.rs", SDK_HTTP),
         ("wit/step.wit", STEP_WIT),
     ] {
         let path = dir.join(rel);
@@ -483,6 +485,7 @@ pub async fn test(dir: &Path) -> anyhow::Result<Vec<CaseResult>> {
         let caps = Capabilities {
             config: case.config.clone(),
             secrets: Vec::new(),
+            http: None,
         };
         let limits = match &case.limits {
             // Each field the case gives replaces step.toml's; the others
@@ -750,6 +753,9 @@ mod tests {
                 "{name}"
             );
         }
+        // The target-specific dependency (wasi:http bindings) is written as
+        // the SDK has it.
+        assert_eq!(written["target"], sdk["target"]);
         assert_eq!(written["package"]["name"].as_str(), Some("stephost-sdk"));
         assert_eq!(
             written["package"]["edition"],

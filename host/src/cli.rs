@@ -439,6 +439,7 @@ async fn tenant_create_local(name: String, dir: &std::path::Path) -> anyhow::Res
         created_at: now,
         suspended_at: None,
         quotas: Default::default(),
+        egress: Default::default(),
     };
     let record = crate::store::Token {
         id: crate::store::Token::generate_id(),
@@ -486,6 +487,7 @@ async fn step_call(args: CallArgs) -> anyhow::Result<ExitCode> {
     let caps = Capabilities {
         config: args.config.into_iter().collect::<BTreeMap<_, _>>(),
         secrets: Vec::new(),
+        http: None,
     };
     let report = sandbox
         .run(&step, &args.input, &limits, &caps, &Cancel::new())

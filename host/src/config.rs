@@ -283,6 +283,23 @@ pub struct Config {
     /// carrier-grade NAT, link-local (cloud metadata), unique-local,
     /// multicast and reserved address is refused.
     pub outbound_allow_networks: Vec<Network>,
+    /// The hosts any step may call over HTTP: the ceiling over every
+    /// tenant's egress allowlist and every step's `allow_http`
+    /// (`STEPHOST_STEP_HTTP_ALLOW='["*.example.com"]'`; default `["*"]`:
+    /// what the tenant and the step allow). Loopback, private and metadata
+    /// addresses stay refused whatever it says (`outbound-allow-networks`
+    /// opens networks).
+    pub step_http_allow: Vec<crate::model::HostPattern>,
+    /// The most HTTP requests one attempt of a step may make (default 50);
+    /// a step may lower it (`limits.http_requests`).
+    pub step_http_max_requests: u32,
+    /// The most response body bytes one attempt of a step may read over
+    /// HTTP, all its requests together (default 16 MiB); a step may lower
+    /// it (`limits.http_response_bytes`).
+    pub step_http_max_response_bytes: u64,
+    /// The most HTTP requests one attempt of a step may have open at once
+    /// (default 4); a step may lower it (`limits.http_concurrent`).
+    pub step_http_max_concurrent: u32,
     /// When each attempt at a callback is made: the first entry after the
     /// event, each next one after the attempt before it failed, each plus
     /// up to a tenth as jitter (`STEPHOST_CALLBACK_RETRY_DELAYS='["0s","1s","2s"]'`;
@@ -305,6 +322,39 @@ pub struct Config {
 }
 
 impl Config {
+    /// What steps may do over HTTP, refusing caps of zero.
+    pub fn step_http(&self) -> Result<crate::model::StepHttpPolicy, String> {
+        for (key, value) in [
+            (
+                "step-http-max-requests",
+                u64::from(self.step_http_max_requests),
+            ),
+            (
+                "step-http-max-response-bytes",
+                self.step_http_max_response_bytes,
+            ),
+            (
+                "step-http-max-concurrent",
+                u64::from(self.step_http_max_concurrent),
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!(
+                    "`{key}` must be at least 1 (to keep steps off the network, leave \
+                     `step-http-allow` empty)"
+                ));
+            }
+        }
+        Ok(crate::model::StepHttpPolicy {
+            allow: self.step_http_allow.clone(),
+            caps: crate::model::HttpCaps {
+                max_requests: self.step_http_max_requests,
+                max_response_bytes: self.step_http_max_response_bytes,
+                max_concurrent: self.step_http_max_concurrent,
+            },
+        })
+    }
+
     /// The quotas a tenant has where the admin set none of its own.
     pub fn default_quotas(&self) -> crate::model::Quotas {
         crate::model::Quotas {
@@ -387,6 +437,10 @@ impl Default for Config {
             global_submissions_burst: None,
             execution_retention: Retention::DEFAULT,
             outbound_allow_networks: Vec::new(),
+            step_http_allow: crate::model::StepHttpPolicy::default().allow,
+            step_http_max_requests: crate::model::HttpCaps::DEFAULT.max_requests,
+            step_http_max_response_bytes: crate::model::HttpCaps::DEFAULT.max_response_bytes,
+            step_http_max_concurrent: crate::model::HttpCaps::DEFAULT.max_concurrent,
             callback_retry_delays: crate::engine::deliver::Settings::default_delays()
                 .into_iter()
                 .map(Interval)
@@ -646,6 +700,29 @@ mod tests {
                 .map(|n| n.0.to_string())
                 .collect();
             assert_eq!(nets, ["127.0.0.0/8", "10.1.2.3/32", "fd00::/8"]);
+            assert_eq!(
+                c.step_http().unwrap(),
+                crate::model::StepHttpPolicy::default()
+            );
+            jail.set_env(
+                "STEPHOST_STEP_HTTP_ALLOW",
+                r#"["API.example.com", "*.example.org:443"]"#,
+            );
+            jail.set_env("STEPHOST_STEP_HTTP_MAX_REQUESTS", "7");
+            let http = load().unwrap().step_http().unwrap();
+            let allow: Vec<String> = http.allow.iter().map(ToString::to_string).collect();
+            assert_eq!(allow, ["api.example.com", "*.example.org:443"]);
+            assert_eq!(http.caps.max_requests, 7);
+            jail.set_env("STEPHOST_STEP_HTTP_MAX_REQUESTS", "0");
+            let err = load().unwrap().step_http().unwrap_err();
+            assert!(
+                err.contains("`step-http-max-requests` must be at least 1"),
+                "{err}"
+            );
+            jail.set_env("STEPHOST_STEP_HTTP_MAX_REQUESTS", "7");
+            jail.set_env("STEPHOST_STEP_HTTP_ALLOW", r#"["https://x.example"]"#);
+            let err = load().unwrap_err();
+            assert!(err.contains("without a scheme"), "{err}");
             let delays: Vec<Duration> = c.callback_retry_delays.iter().map(|d| d.0).collect();
             assert_eq!(delays, [0, 1, 2].map(Duration::from_secs));
             jail.set_env("STEPHOST_OUTBOUND_ALLOW_NETWORKS", r#"["10.0.0.0/33"]"#);

@@ -205,7 +205,14 @@ pub struct App {
 pub async fn app(config: &Config, clock: Arc<dyn engine::Clock>) -> anyhow::Result<App> {
     check_database(config)?;
     check_quotas(config)?;
+    let step_http = config.step_http().map_err(|e| anyhow::anyhow!(e))?;
     let store: Arc<dyn Store> = open_store(config).await?;
+    // One client for callbacks and steps' requests alike.
+    let outbound = outbound::Outbound::new(&outbound::Settings {
+        allow_networks: config.outbound_allow_networks.iter().map(|n| n.0).collect(),
+        ..outbound::Settings::default()
+    })
+    .context("cannot build the outbound HTTP client")?;
     let sandbox = Arc::new(
         sandbox::Sandbox::new(sandbox::Settings {
             cache_dir: Some(config.data_dir.join("precompiled")),
@@ -215,6 +222,7 @@ pub async fn app(config: &Config, clock: Arc<dyn engine::Clock>) -> anyhow::Resu
                 max_concurrent_instances: u32::try_from(config.workers.max(1) * 2 + 4)
                     .unwrap_or(u32::MAX),
             },
+            outbound: Some(outbound.clone()),
             ..sandbox::Settings::default()
         })
         .context("cannot start the sandbox")?,
@@ -228,11 +236,6 @@ pub async fn app(config: &Config, clock: Arc<dyn engine::Clock>) -> anyhow::Resu
         &config.data_dir,
     )?;
     let vault = secrets::Vault::new(key, store.clone());
-    let outbound = outbound::Outbound::new(&outbound::Settings {
-        allow_networks: config.outbound_allow_networks.iter().map(|n| n.0).collect(),
-        ..outbound::Settings::default()
-    })
-    .context("cannot build the outbound HTTP client")?;
     let engine = engine::Engine::start(
         store.clone(),
         engine::Services {
@@ -252,6 +255,7 @@ pub async fn app(config: &Config, clock: Arc<dyn engine::Clock>) -> anyhow::Resu
             quotas: config.default_quotas(),
             retention: config.execution_retention.0,
             callbacks: callback_settings(config)?,
+            step_http: step_http.clone(),
         },
     )
     .await
@@ -278,6 +282,7 @@ pub async fn app(config: &Config, clock: Arc<dyn engine::Clock>) -> anyhow::Resu
                 config.global_submissions_per_second,
                 config.global_submissions_burst,
             ),
+            step_http_caps: step_http.caps,
         },
     );
     Ok(App {

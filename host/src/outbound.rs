@@ -175,6 +175,7 @@ pub struct Response {
 pub struct Outbound {
     client: reqwest::Client,
     allowed: Arc<[IpNet]>,
+    connect_timeout: Duration,
 }
 
 impl Outbound {
@@ -201,7 +202,11 @@ impl Outbound {
             .user_agent(concat!("stephost/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Failure::Failed(causes(&e)))?;
-        Ok(Self { client, allowed })
+        Ok(Self {
+            client,
+            allowed,
+            connect_timeout: settings.connect_timeout,
+        })
     }
 
     /// Parses `url` and checks everything that can be checked without a
@@ -257,24 +262,19 @@ impl Outbound {
     /// Sends `request` and reads at most `max_response_bytes` of the
     /// answer, within the request's timeout.
     pub async fn send(&self, request: Request) -> Result<Response, Failure> {
-        self.check_url(&request.url)?;
         let started = Instant::now();
         let timeout = request.timeout;
+        let max = request.max_response_bytes;
         let exchange = async {
             let mut answer = self
-                .client
-                .request(request.method, request.url)
-                .headers(request.headers)
-                .body(request.body)
-                .send()
-                .await
-                .map_err(|e| failure(&e, timeout))?;
+                .open(request.method, request.url, request.headers, request.body)
+                .await?;
             let status = answer.status();
             let headers = std::mem::take(answer.headers_mut());
             let mut body = BytesMut::new();
             let mut truncated = false;
             while let Some(chunk) = answer.chunk().await.map_err(|e| failure(&e, timeout))? {
-                let room = request.max_response_bytes - body.len();
+                let room = max - body.len();
                 if chunk.len() > room {
                     body.extend_from_slice(&chunk[..room]);
                     truncated = true;
@@ -295,6 +295,27 @@ impl Outbound {
         tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or(Err(Failure::Timeout(timeout)))
+    }
+
+    /// Sends a request and returns the answer once its head has arrived,
+    /// its body still to be read (by the caller, who bounds time and
+    /// size). The URL is checked first, and names are resolved by the
+    /// checking resolver, as for [`Outbound::send`].
+    pub async fn open(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<reqwest::Response, Failure> {
+        self.check_url(&url)?;
+        self.client
+            .request(method, url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| failure(&e, self.connect_timeout))
     }
 }
 

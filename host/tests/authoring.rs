@@ -462,6 +462,7 @@ fn the_rust_sdk_travels_with_the_binary() {
     );
     for (written, source) in [
         ("src/lib.rs", "sdk/src/lib.rs"),
+        ("src/http.rs", "sdk/src/http.rs"),
         ("wit/step.wit", "wit/step.wit"),
     ] {
         assert_eq!(

@@ -42,6 +42,7 @@ impl StepRunner for Echo {
             },
             metering: Metering::default(),
             logs: Vec::new(),
+            http: Vec::new(),
         })
     }
 }
@@ -102,6 +103,14 @@ impl Store for Flaky {
         quotas: &stephost::model::Quotas,
     ) -> Result<Option<Tenant>> {
         self.inner.set_quotas(id, quotas).await
+    }
+
+    async fn set_egress(
+        &self,
+        id: &TenantId,
+        egress: &[stephost::model::HostPattern],
+    ) -> Result<Option<Tenant>> {
+        self.inner.set_egress(id, egress).await
     }
 
     async fn usage(&self, id: &TenantId) -> Result<stephost::model::Usage> {
@@ -491,6 +500,7 @@ async fn start_with(
             quotas: Default::default(),
             retention: None,
             callbacks: Default::default(),
+            step_http: Default::default(),
         },
     )
     .await
@@ -508,6 +518,7 @@ async fn setup() -> (tempfile::TempDir, Arc<dyn Store>, Tenant, WorkflowId) {
         created_at: Timestamp::now(),
         suspended_at: None,
         quotas: Default::default(),
+        egress: Default::default(),
     };
     let token = Token {
         id: Token::generate_id(),

@@ -15,8 +15,16 @@ use stephost::sandbox::{
 fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {
+        // Steps may reach 127.0.0.0/8 (the operator's switch) when their
+        // grant lets them: the HTTP tests call the test's own listener.
+        let outbound = stephost::outbound::Outbound::new(&stephost::outbound::Settings {
+            allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            ..stephost::outbound::Settings::default()
+        })
+        .unwrap();
         Sandbox::new(Settings {
             cache_dir: Some(test_programs::polyglot_cache_dir()),
+            outbound: Some(outbound),
             ..Settings::default()
         })
         .expect("sandbox")
@@ -35,10 +43,20 @@ fn component(file: &'static str) -> Arc<Prepared> {
 }
 
 async fn run(file: &'static str, input: Value, o: Overrides) -> AttemptReport {
+    run_granted(file, input, o, None).await
+}
+
+async fn run_granted(
+    file: &'static str,
+    input: Value,
+    o: Overrides,
+    http: Option<stephost::model::HttpGrant>,
+) -> AttemptReport {
     let step = component(file);
     let caps = Capabilities {
         config: [("greeting".to_owned(), "hello ✓".to_owned())].into(),
         secrets: Vec::new(),
+        http,
     };
     sandbox()
         .run(
@@ -255,5 +273,84 @@ async fn js_outbound_http_is_denied_without_a_trap() {
     match listener.accept() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("the guest reached the listener: {other:?}"),
+    }
+}
+
+/// The grant of a step allowing `host`, of a tenant and a server allowing
+/// any host.
+fn grant_for(host: &str) -> stephost::model::HttpGrant {
+    let any: Vec<stephost::model::HostPattern> = vec!["*".parse().unwrap()];
+    stephost::model::StepHttpPolicy::default().grant(
+        vec![host.parse().unwrap()],
+        stephost::model::HttpCaps::DEFAULT,
+        &any,
+    )
+}
+
+#[tokio::test]
+async fn js_fetch_reaches_a_granted_host_and_is_denied_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A one-answer HTTP server of the test's own.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed early");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let body = "hello from the test";
+        let answer = format!(
+            "HTTP/1.1 201 Created\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(answer.as_bytes()).await.unwrap();
+        String::from_utf8_lossy(&head).into_owned()
+    });
+    let url = format!("http://{addr}/greet?x=1");
+    let r = run_granted(
+        "js-guest.wasm",
+        json!({"op": "http", "url": url}),
+        Overrides::default(),
+        Some(grant_for(&addr.to_string())),
+    )
+    .await;
+    let out = output(&r);
+    assert_eq!(out["http_status"], 201, "{out} {:?}", r.logs);
+    assert_eq!(out["http_body"], "hello from the test");
+    let head = server.await.unwrap();
+    assert!(head.starts_with("GET /greet?x=1 HTTP/1.1\r\n"), "{head}");
+    assert_eq!(r.http.len(), 1);
+    assert_eq!(r.http[0].method, "GET");
+    assert_eq!(r.http[0].host, addr.to_string());
+    assert_eq!(r.http[0].status, Some(201));
+    assert_eq!(r.http[0].bytes, 19);
+
+    // The same grant does not cover another port.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/", other.local_addr().unwrap());
+    let r = run_granted(
+        "js-guest.wasm",
+        json!({"op": "http", "url": url}),
+        Overrides::default(),
+        Some(grant_for(&addr.to_string())),
+    )
+    .await;
+    let out = output(&r);
+    assert!(out["http_error"].as_str().is_some(), "{out}");
+    assert!(
+        r.logs
+            .iter()
+            .any(|l| l.message.contains("is not in the step's `allow_http`")),
+        "{:?}",
+        r.logs
+    );
+    match other.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        got => panic!("the guest reached the other listener: {got:?}"),
     }
 }

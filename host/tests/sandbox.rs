@@ -277,6 +277,7 @@ async fn logs_stdout_stderr_and_config_are_recorded_and_secrets_redacted() {
     let caps = Capabilities {
         config: [("key".to_owned(), "value-1".to_owned())].into(),
         secrets: vec!["tops3cret".to_owned()],
+        http: None,
     };
     let r = run_with(
         test_programs::HOSTILE,

@@ -54,6 +54,7 @@ fn secret(value: &str) -> Capabilities {
     Capabilities {
         config: [("secret".to_owned(), value.to_owned())].into(),
         secrets: vec![value.to_owned()],
+        http: None,
     }
 }
 

@@ -70,6 +70,8 @@ pub mod bindings {
     });
 }
 
+pub mod http;
+
 pub use serde_json;
 pub use serde_json::Value;
 

@@ -94,6 +94,7 @@ pub const AUDITED: &[(Method, &str, &str)] = &[
         "schedule.resume",
     ),
     (Method::PUT, "/v1/tenants/{tenant}/quotas", "quota.set"),
+    (Method::PUT, "/v1/tenants/{tenant}/egress", "egress.set"),
     (Method::POST, "/v1/tenants/{tenant}/tokens", "token.create"),
     (
         Method::DELETE,

@@ -181,7 +181,11 @@ fn wait_duration(
         .ok_or_else(|| {
             ApiError::bad_request(format!("{source}: `{text}` is not a number of seconds"))
         })?;
-    Ok(Duration::from_secs_f64(secs).min(state.settings.max_wait))
+    // More seconds than a Duration holds (1e300) is as long as the server
+    // waits at most.
+    Ok(Duration::try_from_secs_f64(secs)
+        .unwrap_or(Duration::MAX)
+        .min(state.settings.max_wait))
 }
 
 pub(super) fn idempotency(

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod batches;
 mod connection;
+mod egress;
 mod executions;
 mod health;
 mod lifecycle;
@@ -57,6 +58,9 @@ pub struct Settings {
     pub quotas: crate::model::Quotas,
     /// The submissions per second this node accepts from all tenants.
     pub global_rate: Option<Rate>,
+    /// The server's HTTP caps of a step's attempt, which a definition may
+    /// lower (`step-http-max-*`).
+    pub step_http_caps: crate::model::HttpCaps,
 }
 
 /// Registers components: validation and precompilation, behind a trait so
@@ -245,6 +249,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/batches/{batch_id}", get(batches::get_batch))
         .route("/v1/quotas", get(quotas::own))
+        .route("/v1/egress", get(egress::own_egress))
+        .route(
+            "/v1/tenants/{tenant}/egress",
+            get(egress::get_egress).put(egress::put_egress),
+        )
         .route("/v1/audit", get(audit::list))
         .route(
             "/v1/tenants/{tenant}/quotas",

@@ -202,6 +202,7 @@ fn too_many() -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
         super::tenants::create, super::tenants::list, super::tenants::get,
         super::tenants::suspend, super::tenants::unsuspend, super::tenants::delete,
         super::quotas::own, super::quotas::get, super::quotas::put, super::audit::list,
+        super::egress::own_egress, super::egress::get_egress, super::egress::put_egress,
         super::tenants::create_token, super::tenants::tokens,
         super::tenants::revoke_token, super::tenants::create_admin_token,
         super::tenants::admin_tokens, super::tenants::revoke_admin_token, super::admin::nodes,

@@ -194,6 +194,7 @@ pub async fn create(
         created_at: now,
         suspended_at: None,
         quotas: Default::default(),
+        egress: Default::default(),
     };
     let token = generate_token()?;
     let record = first_token(&tenant.id, now);

@@ -114,6 +114,7 @@ pub async fn put(
         path_id: id.as_str(),
         steps: &registered,
         ceilings: &ceilings,
+        http_caps: state.settings.step_http_caps,
     });
     if let Some(cb) = &def.callback {
         problems.extend(state.engine.callback_problems(cb, "$.callback"));

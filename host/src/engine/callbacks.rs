@@ -279,6 +279,7 @@ mod tests {
             memory_peak_bytes: 1,
             error: None,
             logs: Vec::new(),
+            http_requests: Vec::new(),
             input: None,
         }
     }

@@ -591,6 +591,7 @@ impl State {
             &report.outcome,
             &report.metering,
             report.logs,
+            report.http,
         );
         attempt.input = Some(self.redactor.redact_json(&done.input));
         if let Some(e) = &mut attempt.error {

@@ -113,6 +113,12 @@ pub struct StepDef {
     /// Per-step limits, at most the server's ceilings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<StepLimits>,
+    /// The hosts the step may call over HTTP (`api.example.com`,
+    /// `*.example.org:443`, `*`), and then only those the tenant's egress
+    /// allowlist and the server's `step-http-allow` also allow. Without it
+    /// the step has no network access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_http: Option<Vec<String>>,
     /// Retries of this step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
@@ -163,6 +169,20 @@ pub struct StepLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub memory: Option<Value>,
+    /// The most HTTP requests per attempt, at most the server's
+    /// `step-http-max-requests`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_requests: Option<u32>,
+    /// The most HTTP response body bytes per attempt, all requests
+    /// together: bytes, or a size such as `1MiB`; at most the server's
+    /// `step-http-max-response-bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub http_response_bytes: Option<Value>,
+    /// The most HTTP requests open at once per attempt, at most the
+    /// server's `step-http-max-concurrent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_concurrent: Option<u32>,
 }
 
 /// How delays between attempts grow.
@@ -449,6 +469,39 @@ impl Definition {
         }
     }
 
+    /// What step `i` may reach over HTTP and its caps (the server's,
+    /// lowered by the step's `limits`); `None` when it has no
+    /// `allow_http`. Patterns that do not parse are left out (a valid
+    /// definition has none).
+    pub fn http(
+        &self,
+        i: usize,
+        server: &crate::model::HttpCaps,
+    ) -> Option<(
+        Vec<crate::model::egress::HostPattern>,
+        crate::model::HttpCaps,
+    )> {
+        let step = &self.steps[i];
+        let allow = step.allow_http.as_ref()?;
+        let patterns = allow.iter().filter_map(|p| p.parse().ok()).collect();
+        let l = step.limits.as_ref();
+        let caps = crate::model::HttpCaps {
+            max_requests: l
+                .and_then(|l| l.http_requests)
+                .map_or(server.max_requests, |n| n.min(server.max_requests)),
+            max_response_bytes: l
+                .and_then(|l| l.http_response_bytes.as_ref())
+                .and_then(|b| parse_bytes(b).ok())
+                .map_or(server.max_response_bytes, |n| {
+                    n.min(server.max_response_bytes)
+                }),
+            max_concurrent: l
+                .and_then(|l| l.http_concurrent)
+                .map_or(server.max_concurrent, |n| n.min(server.max_concurrent)),
+        };
+        Some((patterns, caps))
+    }
+
     /// The secret names the steps' `config` refers to.
     pub fn secret_names(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
@@ -561,6 +614,7 @@ fn check_step_shape(i: usize, step: &Value, problems: &mut Vec<Problem>) {
         "limits",
         "retry",
         "continue_on_error",
+        "allow_http",
     ];
     unknown_keys(obj, STEP, &at, problems);
     match obj.get("id") {
@@ -585,7 +639,7 @@ fn check_step_shape(i: usize, step: &Value, problems: &mut Vec<Problem>) {
         (Some(_), None) => {}
         (None, Some(_)) => {
             let wait: Option<WaitDef> = field(obj, "wait", &at, problems);
-            for key in ["input", "config", "limits", "retry"] {
+            for key in ["input", "config", "limits", "retry", "allow_http"] {
                 if obj.contains_key(key) {
                     problems.push(problem(
                         format!("{at}.{key}"),
@@ -604,6 +658,7 @@ fn check_step_shape(i: usize, step: &Value, problems: &mut Vec<Problem>) {
     let _: Option<StepLimits> = field(obj, "limits", &at, problems);
     let _: Option<RetryPolicy> = field(obj, "retry", &at, problems);
     let _: Option<bool> = field(obj, "continue_on_error", &at, problems);
+    let _: Option<Vec<String>> = field(obj, "allow_http", &at, problems);
 }
 
 /// Checks that a wait names exactly one thing to wait for, and that its
@@ -678,6 +733,7 @@ mod tests {
             path_id: "wf",
             steps: &steps,
             ceilings: &ceilings,
+            http_caps: crate::model::HttpCaps::DEFAULT,
         };
         match Definition::from_value(def) {
             Err(p) => p.into_iter().map(|p| p.path).collect(),

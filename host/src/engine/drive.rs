@@ -411,7 +411,7 @@ impl Run {
                 } => (start, changed, until),
             };
             for s in start {
-                self.spawn(s);
+                self.spawn(s, def);
             }
             if changed {
                 self.save();
@@ -482,8 +482,9 @@ impl Run {
     }
 
     /// Runs one attempt the core asked for on the bounded attempt pool.
-    fn spawn(&mut self, s: Start) {
+    fn spawn(&mut self, s: Start, def: &Definition) {
         let digest = s.digest;
+        let http = def.http(s.index, &self.inner.step_http.caps);
         let mut spec = AttemptSpec {
             input: s.input.to_string(),
             overrides: s.overrides,
@@ -492,6 +493,7 @@ impl Run {
             caps: Capabilities {
                 config: s.config,
                 secrets: self.state.secrets.values().cloned().collect(),
+                http: None,
             },
         };
         let inner = self.inner.clone();
@@ -506,6 +508,8 @@ impl Run {
                 // the execution next runs it.
                 let share = super::tenants::share(&inner, &tenant).await;
                 spec.ceiling = share.ceiling;
+                spec.caps.http =
+                    http.map(|(step, caps)| inner.step_http.grant(step, caps, &share.egress));
                 let sync = super::tenants::is_sync(&inner, &id);
                 let _worker = tokio::select! {
                     biased;

@@ -215,6 +215,8 @@ pub struct Settings {
     pub retention: Option<Duration>,
     /// How callbacks are delivered (see `engine/deliver.rs`).
     pub callbacks: deliver::Settings,
+    /// What steps may do over HTTP: the server's allowlist and caps.
+    pub step_http: crate::model::StepHttpPolicy,
 }
 
 impl Settings {
@@ -253,6 +255,8 @@ pub(crate) struct Inner {
     fairness: store::Fairness,
     /// The server's default quotas.
     default_quotas: crate::model::Quotas,
+    /// The server's allowlist and caps of steps' HTTP requests.
+    step_http: crate::model::StepHttpPolicy,
     /// Tenants' weights and running limits as this process last read them.
     shares: tenants::Shares,
     /// Executions whose sync call waits in this process (their attempts go
@@ -462,6 +466,7 @@ impl Engine {
                     max_running: settings.quotas.max_concurrent_executions,
                 },
                 default_quotas: settings.quotas.clone(),
+                step_http: settings.step_http.clone(),
                 shares: tenants::Shares::default(),
                 sync_calls: Mutex::new(HashMap::new()),
                 runtime: settings.runtime.clone(),

@@ -60,7 +60,7 @@ const SHARE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 const MAX_SHARES: usize = 10_000;
 
 /// What the engine needs of a tenant's quotas to share the work out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Share {
     /// Its weight (default 1).
     pub weight: u32,
@@ -68,6 +68,8 @@ pub(super) struct Share {
     pub max_running: Option<u64>,
     /// Its step ceilings (its own, else the server's).
     pub ceiling: crate::model::Overrides,
+    /// The hosts its steps may call (its egress allowlist).
+    pub egress: std::sync::Arc<[crate::model::HostPattern]>,
 }
 
 /// Tenants' shares as this process last read them, each with when: at
@@ -100,7 +102,7 @@ impl Shares {
         self.lock()
             .peek(tenant)
             .filter(|(_, at)| at.elapsed() < SHARE_TTL)
-            .map(|(share, _)| *share)
+            .map(|(share, _)| share.clone())
     }
 
     /// Remembers `share`, read of `tenant` just now.
@@ -122,21 +124,22 @@ pub(super) async fn share(inner: &Inner, tenant: &TenantId) -> Share {
     if let Some(share) = inner.shares.fresh(tenant) {
         return share;
     }
-    let quotas = match inner.store.tenant(tenant).await {
-        Ok(Some(t)) => t.quotas,
-        Ok(None) => Quotas::default(),
+    let (quotas, egress) = match inner.store.tenant(tenant).await {
+        Ok(Some(t)) => (t.quotas, t.egress),
+        Ok(None) => (Quotas::default(), Vec::new()),
         Err(e) => {
             tracing::warn!(error = %e, tenant = %tenant, "reading a tenant's weight and running limit failed; using the defaults");
-            Quotas::default()
+            (Quotas::default(), Vec::new())
         }
-    }
-    .or(&inner.default_quotas);
+    };
+    let quotas = quotas.or(&inner.default_quotas);
     let share = Share {
         weight: quotas.weight.unwrap_or(1),
         max_running: quotas.max_concurrent_executions,
         ceiling: quotas.step_ceiling(),
+        egress: egress.into(),
     };
-    inner.shares.remember(tenant, share);
+    inner.shares.remember(tenant, share.clone());
     share
 }
 
@@ -233,6 +236,7 @@ mod tests {
             weight,
             max_running: None,
             ceiling: crate::model::Overrides::default(),
+            egress: Vec::new().into(),
         }
     }
 

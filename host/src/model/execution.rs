@@ -327,6 +327,11 @@ pub struct Attempt {
     /// Log lines written by the attempt.
     #[schema(value_type = Vec<Object>)]
     pub logs: Vec<LogLine>,
+    /// The HTTP requests the attempt made or tried to make, in order:
+    /// method, host and port, status or error, response bytes read and
+    /// duration (no path, headers or bodies, which may carry secrets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_requests: Vec<crate::model::HttpRequestRecord>,
     /// The resolved input the attempt received, with secrets redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -547,6 +552,10 @@ pub fn outcome_error(step_id: &str, outcome: &Outcome) -> Option<ExecutionError>
 }
 
 /// Builds an [`Attempt`] from a sandbox report.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the report's parts and the attempt's place; a struct would only name them again"
+)]
 pub fn attempt_from(
     number: u32,
     step_id: &str,
@@ -555,6 +564,7 @@ pub fn attempt_from(
     outcome: &Outcome,
     metering: &Metering,
     logs: Vec<LogLine>,
+    http_requests: Vec<crate::model::HttpRequestRecord>,
 ) -> Attempt {
     Attempt {
         number,
@@ -571,6 +581,7 @@ pub fn attempt_from(
         memory_peak_bytes: metering.memory_peak_bytes,
         error: outcome_error(step_id, outcome),
         logs,
+        http_requests,
         input: None,
     }
 }

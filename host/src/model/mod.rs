@@ -7,6 +7,7 @@
 
 mod batch;
 mod callback;
+pub mod egress;
 mod execution;
 mod limits;
 pub mod quotas;
@@ -23,6 +24,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use self::batch::{BatchMember, BatchSummary, StatusCounts};
 pub use self::callback::*;
+pub use self::egress::{HostPattern, HttpCaps, HttpGrant, HttpRequestRecord, StepHttpPolicy};
 pub use self::execution::*;
 pub use self::limits::{AboveCeiling, Limits, Overrides};
 pub use self::quotas::{Quotas, Usage};
@@ -250,6 +252,9 @@ pub struct AttemptReport {
     pub metering: Metering,
     /// What it logged, bounded in size and with secrets redacted.
     pub logs: Vec<LogLine>,
+    /// The HTTP requests it made or tried to make, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpRequestRecord>,
 }
 
 #[cfg(test)]
@@ -277,12 +282,15 @@ mod tests {
     }
 }
 
-/// What a step gets besides its input: its configuration map and the
-/// secret values to redact from everything it reports.
+/// What a step gets besides its input: its configuration map, the secret
+/// values to redact from everything it reports, and what it may reach over
+/// HTTP.
 #[derive(Debug, Clone, Default)]
 pub struct Capabilities {
     /// Values returned by the `config` import.
     pub config: BTreeMap<String, String>,
     /// Secret values; redacted from logs and error messages.
     pub secrets: Vec<String>,
+    /// The hosts and caps of its HTTP requests; `None` denies them all.
+    pub http: Option<HttpGrant>,
 }

@@ -105,6 +105,9 @@ pub struct Settings {
     pub ceiling: Limits,
     /// Sizing of the instance pool.
     pub pool: PoolSize,
+    /// The client steps' HTTP requests go out through; `None` denies them
+    /// all, whatever an attempt was granted.
+    pub outbound: Option<crate::outbound::Outbound>,
 }
 
 impl Settings {
@@ -140,6 +143,7 @@ impl Default for Settings {
             defaults: Limits::DEFAULT,
             ceiling: Limits::CEILING,
             pool: PoolSize::default(),
+            outbound: None,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline, WasmBacktrace};
 
 use super::engine::EPOCH_TICK;
+use super::http::Access;
 use super::limits::MemoryMeter;
 use super::logs::AttemptLog;
 use super::state::State;
@@ -54,10 +55,18 @@ impl Sandbox {
         let redactor = Redactor::new(caps.secrets.iter().cloned());
         let log = AttemptLog::new(limits.max_log_bytes, redactor.clone());
         let meter = MemoryMeter::new(limits.memory_bytes, 200_000);
+        let access = match (&self.settings.outbound, &caps.http) {
+            (Some(outbound), Some(grant)) => Some(Access {
+                outbound: outbound.clone(),
+                grant: grant.clone(),
+            }),
+            _ => None,
+        };
         let mut store = Store::new(
             &self.engine,
-            State::new(log.clone(), caps.config.clone(), meter),
+            State::new(log.clone(), caps.config.clone(), meter, access),
         );
+        let traffic = store.data().http_hooks.traffic();
         store.limiter(|s| &mut s.meter);
         store.set_fuel(limits.fuel).map_err(Error::Internal)?;
 
@@ -133,6 +142,7 @@ impl Sandbox {
                 memory_peak_bytes,
             },
             logs: log.finish(),
+            http: traffic.records(),
         })
     }
 }

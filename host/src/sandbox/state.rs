@@ -1,5 +1,6 @@
-//! The per-attempt store data: WASI context (deny by default), the denied
-//! `wasi:http` hooks, the memory meter and the step's own imports.
+//! The per-attempt store data: WASI context (deny by default), the
+//! `wasi:http` hooks (deny unless granted), the memory meter and the step's
+//! own imports.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::http::DenyAllHttp;
+use super::http::{Access, StepHttp};
 use super::limits::MemoryMeter;
 use super::logs::AttemptLog;
 use crate::model::LogSource;
@@ -17,7 +18,7 @@ use crate::model::LogSource;
 pub(crate) struct State {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    http_hooks: DenyAllHttp,
+    pub(crate) http_hooks: StepHttp,
     table: ResourceTable,
     pub(crate) meter: MemoryMeter,
     pub(crate) step: StepHost,
@@ -35,6 +36,7 @@ impl State {
         log: AttemptLog,
         config: BTreeMap<String, String>,
         meter: MemoryMeter,
+        http: Option<Access>,
     ) -> Self {
         // WASI 0.2, deny by default: no preopened directories, no
         // environment, no arguments, empty stdin and no network. Clocks and
@@ -49,7 +51,7 @@ impl State {
         Self {
             wasi,
             http: WasiHttpCtx::new(),
-            http_hooks: DenyAllHttp { log: log.clone() },
+            http_hooks: StepHttp::new(log.clone(), http),
             table: ResourceTable::new(),
             meter,
             step: StepHost { log, config },

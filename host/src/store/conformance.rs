@@ -108,6 +108,7 @@ pub(crate) async fn new_tenant(store: &dyn Store, name: &str) -> TenantId {
         created_at: Timestamp::now(),
         suspended_at: None,
         quotas: Default::default(),
+        egress: Default::default(),
     };
     store
         .create_tenant(
@@ -269,6 +270,7 @@ pub(crate) async fn tenants(h: &dyn Harness) {
         created_at: Timestamp::now(),
         suspended_at: None,
         quotas: Default::default(),
+        egress: Default::default(),
     };
     let err = store
         .create_tenant(&twin, &full_token(Some(&twin.id)), token("twin"))
@@ -659,6 +661,7 @@ pub(crate) async fn failed_writes_spare_their_batch(h: &dyn Harness) {
                     created_at: Timestamp::now(),
                     suspended_at: None,
                     quotas: Default::default(),
+                    egress: Default::default(),
                 };
                 // A taken name fails at once; a taken token fails after the
                 // tenant row was written, which must then be undone.

@@ -80,6 +80,10 @@ pub struct Tenant {
     /// rest).
     #[serde(default)]
     pub quotas: Quotas,
+    /// The hosts its steps may call over HTTP, which the admin set (empty:
+    /// none).
+    #[serde(default)]
+    pub egress: Vec<crate::model::HostPattern>,
 }
 
 /// One page of tenants, oldest first.
@@ -401,6 +405,14 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the quotas the admin set for a tenant; returns the tenant
     /// as it is now, or `None` when there is no such tenant.
     async fn set_quotas(&self, id: &TenantId, quotas: &Quotas) -> Result<Option<Tenant>>;
+    /// Replaces the hosts a tenant's steps may call (its egress
+    /// allowlist); returns the tenant as it is now, or `None` when there is
+    /// no such tenant.
+    async fn set_egress(
+        &self,
+        id: &TenantId,
+        egress: &[crate::model::HostPattern],
+    ) -> Result<Option<Tenant>>;
     /// What a tenant holds now: steps, workflows (not deleted), the bytes
     /// of its step versions' components (each digest once), secrets, and
     /// its queued and running executions.

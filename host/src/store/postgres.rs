@@ -219,6 +219,14 @@ impl Store for PostgresStore {
         Ok(tenant)
     }
 
+    async fn set_egress(
+        &self,
+        id: &TenantId,
+        egress: &[crate::model::HostPattern],
+    ) -> Result<Option<Tenant>> {
+        tenants::set_egress(&self.pool, id.as_str(), egress).await
+    }
+
     async fn set_quotas(&self, id: &TenantId, quotas: &Quotas) -> Result<Option<Tenant>> {
         tenants::set_quotas(&self.pool, id.as_str(), quotas).await
     }

@@ -130,6 +130,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn set_egress(
+        &self,
+        id: &TenantId,
+        egress: &[crate::model::HostPattern],
+    ) -> Result<Option<Tenant>> {
+        let (id, egress) = (id.clone(), egress.to_vec());
+        self.writer
+            .run(move |conn| tenants::set_egress(conn, id.as_str(), &egress))
+            .await
+    }
+
     async fn set_quotas(&self, id: &TenantId, quotas: &Quotas) -> Result<Option<Tenant>> {
         let (id, quotas) = (id.clone(), quotas.clone());
         self.writer

@@ -369,6 +369,18 @@ async fn bad_requests_get_precise_problems() {
         )
         .await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "wait_for_seconds");
+    // A wait longer than a duration can hold is the longest wait (found by
+    // schemathesis: it was a panic).
+    let r = s
+        .call(
+            Method::POST,
+            "/v1/executions?wait_for_seconds=1e300",
+            Some(&t),
+            Some(json!({"workflow_id": "three", "input_data": {"n": 1}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "succeeded", "{:?}", r.body);
     let r = s
         .call(
             Method::POST,

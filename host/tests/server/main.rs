@@ -19,6 +19,7 @@ mod receiver_support;
 mod resources;
 mod retention;
 mod schedules;
+mod step_http;
 mod tenants;
 mod tokens;
 mod waits;

@@ -113,6 +113,7 @@ fn report(s: &Start, outcome: Outcome) -> Done {
             outcome,
             metering: Metering::default(),
             logs: Vec::new(),
+            http: Vec::new(),
         }),
     }
 }

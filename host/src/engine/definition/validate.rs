@@ -21,6 +21,8 @@ pub struct Context<'a> {
     pub steps: &'a HashMap<String, Vec<Digest>>,
     /// Checks per-step limits against the server's ceilings.
     pub ceilings: &'a dyn Fn(&Overrides) -> Result<(), String>,
+    /// The server's HTTP caps, which a step's `limits.http_*` may lower.
+    pub http_caps: crate::model::HttpCaps,
 }
 
 impl std::fmt::Debug for Context<'_> {
@@ -91,6 +93,12 @@ impl Definition {
             }
             if let Some(l) = &step.limits {
                 check_limits(l, cx, &format!("{at}.limits"), &mut problems);
+                check_http_limits(l, &cx.http_caps, &format!("{at}.limits"), &mut problems);
+            }
+            for (j, text) in step.allow_http.iter().flatten().enumerate() {
+                if let Err(e) = text.parse::<crate::model::egress::HostPattern>() {
+                    problems.push(problem(format!("{at}.allow_http[{j}]"), e.to_string()));
+                }
             }
             for (k, v) in &step.config {
                 if !(v.is_string() || v.is_number() || v.is_boolean()) {
@@ -342,6 +350,46 @@ fn check_limits(l: &StepLimits, cx: &Context<'_>, at: &str, problems: &mut Vec<P
                 },
             ),
             Err(m) => problems.push(problem(format!("{at}.memory"), m)),
+        }
+    }
+}
+
+/// A step's HTTP caps: above zero, and at most the server's.
+fn check_http_limits(
+    l: &StepLimits,
+    server: &crate::model::HttpCaps,
+    at: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let mut check = |key: &str, asked: Option<u64>, most: u64, config: &str| match asked {
+        Some(0) => check_zero(problems, at, key),
+        Some(n) if n > most => problems.push(problem(
+            format!("{at}.{key}"),
+            format!("limit `{key}` of {n} is above the server's `{config}` of {most}"),
+        )),
+        _ => {}
+    };
+    check(
+        "http_requests",
+        l.http_requests.map(u64::from),
+        u64::from(server.max_requests),
+        "step-http-max-requests",
+    );
+    check(
+        "http_concurrent",
+        l.http_concurrent.map(u64::from),
+        u64::from(server.max_concurrent),
+        "step-http-max-concurrent",
+    );
+    if let Some(b) = &l.http_response_bytes {
+        match parse_bytes(b) {
+            Ok(n) => check(
+                "http_response_bytes",
+                Some(n),
+                server.max_response_bytes,
+                "step-http-max-response-bytes",
+            ),
+            Err(m) => problems.push(problem(format!("{at}.http_response_bytes"), m)),
         }
     }
 }

@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::store::{Error, Result};
 
 /// The schema version this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 11;
+pub(super) const SCHEMA_VERSION: i64 = 12;
 
 /// The first schema: the same tables as SQLite's third version. Every
 /// record is JSON text in `doc` (text, not `jsonb`, so that numbers and key
@@ -411,10 +411,16 @@ CREATE INDEX executions_by_batch ON executions (tenant_id, batch_id, seq)
     WHERE batch_id IS NOT NULL;
 ";
 
+/// Version 12: the hosts a tenant's steps may call over HTTP (its egress
+/// allowlist), as a JSON array of host patterns.
+const SCHEMA_12: &str = "
+ALTER TABLE tenants ADD COLUMN egress TEXT NOT NULL DEFAULT '[]';
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-pub(super) const MIGRATIONS: [&str; 11] = [
+pub(super) const MIGRATIONS: [&str; 12] = [
     SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8, SCHEMA_9,
-    SCHEMA_10, SCHEMA_11,
+    SCHEMA_10, SCHEMA_11, SCHEMA_12,
 ];
 
 /// Applies the upgrades the database lacks and records them, under the

@@ -18,22 +18,25 @@ use crate::model::{Quotas, TenantId, Timestamp, Usage};
 use crate::store::codec::{from_nanos, nanos, sort_tokens, tenant_cursor, to_json};
 use crate::store::{Credential, Error, Result, Tenant, TenantPage, Token, TokenHash};
 
-const TENANT_COLUMNS: &str = "id, name, created_at, suspended_ns, quotas";
+const TENANT_COLUMNS: &str = "id, name, created_at, suspended_ns, quotas, egress";
 
-type TenantColumns = (String, String, String, Option<i64>, String);
+type TenantColumns = (String, String, String, Option<i64>, String, String);
 
 fn quotas_of(text: &str) -> Result<Quotas> {
     serde_json::from_str(text)
         .map_err(|e| Error::Backend(format!("a tenant's quotas are not readable: {e}")))
 }
 
-fn tenant_of((id, name, created_at, suspended, quotas): TenantColumns) -> Result<Tenant> {
+fn tenant_of((id, name, created_at, suspended, quotas, egress): TenantColumns) -> Result<Tenant> {
     Ok(Tenant {
         id: TenantId::new_unchecked(id),
         name,
         created_at: parse_time(&created_at)?,
         suspended_at: suspended.map(from_nanos).transpose()?,
         quotas: quotas_of(&quotas)?,
+        egress: serde_json::from_str(&egress).map_err(|e| {
+            Error::Backend(format!("a tenant's egress allowlist is not readable: {e}"))
+        })?,
     })
 }
 
@@ -65,8 +68,8 @@ pub(super) async fn create_tenant(
     let mut tx = pool.begin().await?;
     let result: Result<()> = async {
         let inserted = sqlx::query(
-            "INSERT INTO tenants (id, name, created_at, suspended_ns, quotas)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO tenants (id, name, created_at, suspended_ns, quotas, egress)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(tenant.id.as_str())
@@ -74,6 +77,7 @@ pub(super) async fn create_tenant(
         .bind(tenant.created_at.to_string())
         .bind(tenant.suspended_at.map(nanos))
         .bind(to_json(&tenant.quotas)?)
+        .bind(to_json(&tenant.egress)?)
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -175,6 +179,22 @@ pub(super) async fn set_quotas(pool: &PgPool, id: &str, quotas: &Quotas) -> Resu
             .max_concurrent_executions
             .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
     )
+    .fetch_optional(pool)
+    .await?;
+    row.map(tenant_of).transpose()
+}
+
+/// Replaces a tenant's egress allowlist.
+pub(super) async fn set_egress(
+    pool: &PgPool,
+    id: &str,
+    egress: &[crate::model::HostPattern],
+) -> Result<Option<Tenant>> {
+    let row: Option<TenantColumns> = sqlx::query_as(AssertSqlSafe(format!(
+        "UPDATE tenants SET egress = $2 WHERE id = $1 RETURNING {TENANT_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(to_json(&egress)?)
     .fetch_optional(pool)
     .await?;
     row.map(tenant_of).transpose()

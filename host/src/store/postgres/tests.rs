@@ -172,6 +172,7 @@ async fn concurrent_claimers_take_each_execution_once() {
         created_at: Timestamp::now(),
         suspended_at: None,
         quotas: Default::default(),
+        egress: Default::default(),
     };
     store
         .create_tenant(
@@ -270,6 +271,7 @@ async fn hints_reach_the_other_nodes() {
             created_at: Timestamp::now(),
             suspended_at: None,
             quotas: Default::default(),
+            egress: Default::default(),
         },
         &crate::store::conformance::full_token(Some(&tenant)),
         TokenHash([7; 32]),

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::store::{Error, Result};
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 12;
+pub(super) const SCHEMA_VERSION: i64 = 13;
 
 /// The first schema. Executions keep their whole record in `doc`; the other
 /// columns exist for lookups and listing. An index on `executions` ends with
@@ -281,10 +281,16 @@ CREATE INDEX executions_by_batch ON executions (tenant_id, batch_id, seq)
     WHERE batch_id IS NOT NULL;
 ";
 
+/// Version 13: the hosts a tenant's steps may call over HTTP (its egress
+/// allowlist), as a JSON array of host patterns.
+const SCHEMA_13: &str = "
+ALTER TABLE tenants ADD COLUMN egress TEXT NOT NULL DEFAULT '[]';
+";
+
 /// The upgrades in order: entry `i` brings version `i` to `i + 1`.
-const MIGRATIONS: [&str; 12] = [
+const MIGRATIONS: [&str; 13] = [
     SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6, SCHEMA_7, SCHEMA_8, SCHEMA_9,
-    SCHEMA_10, SCHEMA_11, SCHEMA_12,
+    SCHEMA_10, SCHEMA_11, SCHEMA_12, SCHEMA_13,
 ];
 
 /// Applies the upgrades the database lacks, in one transaction, and records

@@ -43,7 +43,7 @@ where
     })
 }
 
-const TENANT_COLUMNS: &str = "id, name, created_at, suspended_ns, quotas";
+const TENANT_COLUMNS: &str = "id, name, created_at, suspended_ns, quotas, egress";
 
 /// Reads column `idx` as JSON text.
 fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
@@ -60,6 +60,7 @@ fn tenant_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
         created_at: text(row, 2)?,
         suspended_at: time(row, 3)?,
         quotas: json(row, 4)?,
+        egress: json(row, 5)?,
     })
 }
 
@@ -89,8 +90,8 @@ pub(super) fn create_tenant(
         return Err(Error::AlreadyExists(format!("tenant `{}`", tenant.name)));
     }
     conn.prepare_cached(
-        "INSERT INTO tenants (id, name, created_at, suspended_ns, quotas)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO tenants (id, name, created_at, suspended_ns, quotas, egress)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         tenant.id.as_str(),
@@ -98,6 +99,7 @@ pub(super) fn create_tenant(
         tenant.created_at.to_string(),
         tenant.suspended_at.map(nanos),
         to_json(&tenant.quotas)?,
+        to_json(&tenant.egress)?,
     ])?;
     insert_token(conn, token, hash)
 }
@@ -165,6 +167,17 @@ pub(super) fn set_quotas(conn: &Connection, id: &str, quotas: &Quotas) -> Result
             .max_concurrent_executions
             .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
     ])?;
+    load_tenant(conn, "id", id)
+}
+
+/// Replaces a tenant's egress allowlist.
+pub(super) fn set_egress(
+    conn: &Connection,
+    id: &str,
+    egress: &[crate::model::HostPattern],
+) -> Result<Option<Tenant>> {
+    conn.prepare_cached("UPDATE tenants SET egress = ?2 WHERE id = ?1")?
+        .execute(params![id, to_json(&egress)?])?;
     load_tenant(conn, "id", id)
 }
 

@@ -14,6 +14,18 @@ struct Input {
     n: u64,
     #[serde(default)]
     text: String,
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    together: bool,
+}
+
+/// One request of the `http` op: its status and body, or its error code.
+fn outcome(r: Result<stephost_sdk::http::Response, stephost_sdk::http::HttpError>) -> Value {
+    match r {
+        Ok(r) => json!({ "status": r.status, "body": r.text() }),
+        Err(e) => json!({ "error": e.code, "message": e.message }),
+    }
 }
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -105,6 +117,38 @@ fn run(input: Input) -> Result<Value, StepError> {
             "args": std::env::args().collect::<Vec<_>>(),
             "stdin": std::io::read_to_string(std::io::stdin()).map_err(|e| e.to_string()),
         })),
+        // Requests each of `urls` (POST with `text` as the body when it is
+        // set, with the `token` config value as a bearer token when there
+        // is one), one after the other, or all started before any is read
+        // (`together`).
+        "http" => {
+            use stephost_sdk::http::Request;
+            let request = |url: &String| {
+                let mut r = if input.text.is_empty() {
+                    Request::get(url.clone())
+                } else {
+                    Request::post(url.clone()).body(input.text.clone().into_bytes())
+                };
+                if let Some(token) = config::get("token") {
+                    r = r.header("authorization", format!("Bearer {token}"));
+                }
+                r
+            };
+            let results: Vec<Value> = if input.together {
+                let started: Vec<_> = input.urls.iter().map(|u| request(u).start()).collect();
+                started
+                    .into_iter()
+                    .map(|p| outcome(p.and_then(|p| p.wait())))
+                    .collect()
+            } else {
+                input
+                    .urls
+                    .iter()
+                    .map(|u| outcome(request(u).send()))
+                    .collect()
+            };
+            Ok(json!({ "results": results }))
+        }
         "socket" => Ok(json!({
             "connect": std::net::TcpStream::connect(("127.0.0.1", input.n as u16))
                 .map(|_| "connected")
